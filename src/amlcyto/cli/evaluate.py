@@ -1,0 +1,50 @@
+"""`amlcyto evaluate`: reports, metrics, predictions and figures of a trained run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from amlcyto.cli.common import err_console, reports_errors
+from amlcyto.evaluation.evaluate import evaluate
+
+
+def register(app: typer.Typer) -> None:
+    app.command("evaluate")(evaluate_command)
+
+
+@reports_errors
+def evaluate_command(
+    run: Annotated[Path, typer.Argument(help="Run directory made by `amlcyto train`.")],
+    data: Annotated[
+        Path | None,
+        typer.Option(help="Manifest/split CSV or labelled folder (default: the run's split)."),
+    ] = None,
+    split: Annotated[str, typer.Option(help="Split to score where the data has one.")] = "test",
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Output folder (default RUN/eval-SPLIT).")
+    ] = None,
+    batch_size: Annotated[int, typer.Option(help="Images per inference batch.")] = 256,
+    workers: Annotated[
+        int | None, typer.Option(help="Decoding processes (default: one per core for large sets).")
+    ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Overwrite an existing output folder.")
+    ] = False,
+) -> None:
+    """Score a run on its test split, or on any folder or manifest with the run's class names."""
+    result = evaluate(
+        run, data=data, split=split, out=out, force=force, batch_size=batch_size, workers=workers
+    )
+    m = result.metrics
+    print(f"Cells ({m['n']} images)\n\n{result.report}")
+    print(f"Patients ({m['patients']['n']}, mean cell probability)\n\n{result.patient_report}")
+    auc = "n/a" if m["auc"] is None else f"{m['auc']:.3f}"
+    print(f"cell-level accuracy {m['accuracy']:.3f}, macro F1 {m['macro_f1']:.3f}, AUC {auc}")
+    for label, count in result.left_out.items():
+        err_console.print(f"left out {count} images of class {label!r}: not a class of this run")
+    err_console.print(
+        f"wrote report.txt, metrics.json, predictions.csv, patients.csv and figures to {result.out}"
+    )

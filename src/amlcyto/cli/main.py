@@ -1,0 +1,28 @@
+"""The ``amlcyto`` command: wires the command modules together, nothing more."""
+
+from __future__ import annotations
+
+import typer
+
+from amlcyto.cli import audit, demo, evaluate, poster, predict, scan, split, train
+
+app = typer.Typer(
+    name="amlcyto",
+    help="Classify acute myeloid leukemia from single white-blood-cell images.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+@app.callback()
+def main() -> None:
+    """Classify acute myeloid leukemia from single white-blood-cell images."""
+
+
+for module in (scan, split, audit, demo, train, evaluate, predict, poster):
+    module.register(app)
+
+
+if __name__ == "__main__":
+    app()

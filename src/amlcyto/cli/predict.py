@@ -1,0 +1,45 @@
+"""`amlcyto predict`: per-image predictions of unlabelled images, and one row per folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from amlcyto.cli.common import err_console, reports_errors
+from amlcyto.data.manifest import write_manifest
+from amlcyto.evaluation.predict import predict
+from amlcyto.io import check_writable
+
+
+def register(app: typer.Typer) -> None:
+    app.command("predict")(predict_command)
+
+
+@reports_errors
+def predict_command(
+    run: Annotated[Path, typer.Argument(help="Run directory made by `amlcyto train`.")],
+    paths: Annotated[
+        list[Path], typer.Argument(help="Image files and/or folders (searched recursively).")
+    ],
+    out: Annotated[Path, typer.Option("--out", "-o", help="CSV to write.")] = Path(
+        "predictions.csv"
+    ),
+    batch_size: Annotated[int, typer.Option(help="Images per inference batch.")] = 256,
+    workers: Annotated[
+        int | None, typer.Option(help="Decoding processes (default: one per core for large sets).")
+    ] = None,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite the CSV.")] = False,
+) -> None:
+    """Predict each image's class; folder rows hold the mean cell probabilities of their images."""
+    check_writable(out, force)
+    table, passed_over = predict(run, paths, batch_size=batch_size, workers=workers)
+    for path in passed_over:
+        err_console.print(f"passed over {path}: not an image file")
+    write_manifest(table, out)
+    folders = table[table["kind"] == "folder"]
+    for row in folders.itertuples():
+        print(f"{row.path}\t{row.images} images\t{row.predicted}")
+    images = int((table["kind"] == "image").sum())
+    err_console.print(f"wrote {images} image rows and {len(folders)} folder rows to {out}")

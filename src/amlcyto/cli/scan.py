@@ -1,0 +1,143 @@
+"""`amlcyto scan`: build a manifest and a problems list from a dataset folder."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+from amlcyto.cli.common import err_console, reports_errors
+from amlcyto.data.discovery import check_data_dir
+from amlcyto.data.manifest import write_manifest
+from amlcyto.data.scan import ScanResult, format_summary, scan, write_problems
+from amlcyto.errors import AmlcytoError
+from amlcyto.io import check_writable
+
+PROBLEMS_FILE = "problems.csv"
+MAX_PROBLEM_LINES = 50
+
+
+def register(app: typer.Typer) -> None:
+    """Add this module's command(s) to app."""
+    app.command("scan")(scan_command)
+
+
+@reports_errors
+def scan_command(
+    data_dir: Annotated[
+        Path,
+        typer.Argument(
+            help="Dataset folder: one subfolder per class, holding patient folders of images "
+            "(class/patient/image) or the images themselves (class/image)."
+        ),
+    ],
+    out: Annotated[
+        Path,
+        typer.Option(
+            "--out", "-o", help="Manifest CSV to write; problems.csv is written beside it."
+        ),
+    ] = Path("manifest.csv"),
+    absolute: Annotated[
+        bool,
+        typer.Option(
+            "--absolute", help="Write absolute image paths (default: relative to the CSV)."
+        ),
+    ] = False,
+    strict: Annotated[
+        bool, typer.Option("--strict", help="Exit with code 1 if any problem was found.")
+    ] = False,
+    workers: Annotated[
+        int | None,
+        typer.Option("--workers", "-j", help="Processes to use (default: all available CPUs)."),
+    ] = None,
+    quick: Annotated[
+        bool,
+        typer.Option(
+            "--quick",
+            help="Read only image headers for the size: faster, but truncated or corrupt "
+            "pixel data goes unnoticed.",
+        ),
+    ] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Overwrite the manifest and problems.csv.")
+    ] = False,
+) -> None:
+    """Find every image, check that it decodes, and write a manifest and problems.csv."""
+    problems_path = out.parent / PROBLEMS_FILE
+    if out.name == PROBLEMS_FILE:
+        raise AmlcytoError(f"{out}: the manifest cannot be named {PROBLEMS_FILE}; pick another.")
+    if workers is not None and workers < 1:
+        raise AmlcytoError(f"--workers {workers}: give a number of processes of at least 1.")
+    check_data_dir(data_dir)
+    check_writable(out, force)
+    check_writable(problems_path, force)
+
+    with Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=err_console,
+        transient=True,
+    ) as bar:
+        task = bar.add_task("reading images", total=None)
+        result = scan(
+            data_dir,
+            workers=workers,
+            check=not quick,
+            progress=lambda done, total: bar.update(task, completed=done, total=total),
+        )
+
+    write_manifest(result.manifest, out, absolute=absolute)
+    write_problems(result.problems, problems_path, absolute=absolute)
+
+    err_console.print(format_summary(result))
+    _print_problems(result, problems_path)
+    err_console.print(
+        f"wrote {escape(str(out))} ({len(result.manifest):,} images) and "
+        f"{escape(str(problems_path))} ({len(result.problems):,} problems)",
+        highlight=False,
+        soft_wrap=True,
+    )
+    if result.manifest.empty:
+        err_console.print("[bold red]warning:[/] no image could be read; the manifest is empty.")
+    if strict and len(result.problems):
+        raise typer.Exit(code=1)
+
+
+def _print_problems(result: ScanResult, problems_path: Path) -> None:
+    problems = result.problems
+    if problems.empty:
+        err_console.print("no problems found")
+        return
+    kept = int((problems["action"] == "kept").sum())
+    err_console.print(
+        f"[bold yellow]{len(problems):,} problems[/] ({len(problems) - kept:,} skipped: not in "
+        f"the manifest; {kept:,} kept: in the manifest, worth a look):",
+        highlight=False,
+    )
+    for row in problems.head(MAX_PROBLEM_LINES).itertuples(index=False):
+        err_console.print(
+            f"  {escape(_shown_path(row.path, result.data_dir))}: [bold]{row.problem}[/] "
+            f"({row.action}) {escape(row.detail)}",
+            highlight=False,
+            soft_wrap=True,
+        )
+    if len(problems) > MAX_PROBLEM_LINES:
+        err_console.print(
+            f"  ... and {len(problems) - MAX_PROBLEM_LINES:,} more, "
+            f"see {escape(str(problems_path))}"
+        )
+
+
+def _shown_path(path: str, data_dir: Path) -> str:
+    """The path relative to the scanned folder when inside it (shorter lines)."""
+    try:
+        shown = os.path.relpath(path, data_dir)
+    except ValueError:  # another drive on Windows
+        return path
+    return path if shown == "." or shown.startswith("..") else shown

@@ -1,0 +1,1 @@
+"""Files in, records out: discovery, decoding, validation, manifests, splits, audits, datasets."""

@@ -1,0 +1,72 @@
+"""Manifest and split files: one CSV row per image.
+
+Columns: ``path,label,patient,width,height,sha256``; a split file adds ``split``
+(train/val/test) and/or ``fold``. In memory ``path`` is absolute. On disk it is written
+relative to the CSV file's own folder (like a link in a web page), so a manifest that
+travels with its data keeps working; ``absolute=True`` writes absolute paths instead.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pandas as pd
+
+from amlcyto.errors import AmlcytoError
+from amlcyto.io import write_csv_atomic
+
+MANIFEST_COLUMNS = ["path", "label", "patient", "width", "height", "sha256"]
+SPLIT_NAMES = ("train", "val", "test")
+
+
+def read_manifest(csv_path: str | Path) -> pd.DataFrame:
+    """Read a manifest or split CSV; return it with absolute paths and checked columns."""
+    csv_path = Path(csv_path)
+    if not csv_path.is_file():
+        raise AmlcytoError(
+            f"{csv_path}: no such manifest; "
+            f"create one with `amlcyto scan DATA_DIR --out {csv_path}`."
+        )
+    try:
+        frame = pd.read_csv(
+            csv_path, dtype={"label": str, "patient": str, "sha256": str, "split": str}
+        )
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
+        raise AmlcytoError(
+            f"{csv_path}: not a readable CSV ({error}); recreate it with `amlcyto scan`."
+        ) from None
+    missing = [c for c in ("path", "label", "patient") if c not in frame.columns]
+    if missing:
+        raise AmlcytoError(
+            f"{csv_path}: missing column(s) {', '.join(missing)}; a manifest needs "
+            f"{','.join(MANIFEST_COLUMNS)} (create one with `amlcyto scan`)."
+        )
+    if "split" in frame.columns:
+        bad = sorted(set(frame["split"].dropna()) - set(SPLIT_NAMES))
+        if bad:
+            raise AmlcytoError(f"{csv_path}: unknown split name(s) {bad}; use train, val or test.")
+    base = csv_path.resolve().parent
+    frame["path"] = [p if os.path.isabs(p) else os.path.normpath(base / p) for p in frame["path"]]
+    return frame
+
+
+def write_manifest(frame: pd.DataFrame, csv_path: str | Path, absolute: bool = False) -> Path:
+    """Write ``frame`` atomically; paths become relative to the CSV's folder unless ``absolute``."""
+    csv_path = Path(csv_path)
+    out = frame.copy()
+    if not absolute:
+        base = csv_path.resolve().parent
+        out["path"] = [os.path.relpath(p, base) for p in out["path"]]
+    return write_csv_atomic(csv_path, out)
+
+
+def has_patients(frame: pd.DataFrame) -> bool:
+    """False where the dataset had no patient folders (each image is then its own group)."""
+    return not (frame["patient"] == frame["path"].map(image_group_id)).all()
+
+
+def image_group_id(path: str) -> str:
+    """The group id of an image with no patient folder: ``class_folder/file_stem``."""
+    p = Path(path)
+    return f"{p.parent.name}/{p.stem}"

@@ -1,0 +1,284 @@
+"""Train/val/test splits and cross-validation folds that keep each patient's images together.
+
+Cells of one patient share staining, scanner and disease, so a model evaluated on images of
+patients it was trained on looks far better than it is. Every split here is grouped by the
+``patient`` column (in the ``class/image`` layout each image is its own group) and
+stratified by ``label``. ``split_by_image`` exists only to reproduce the leaky protocol of
+the original poster and warns when it leaks.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+from sklearn.model_selection import StratifiedGroupKFold, train_test_split
+
+from amlcyto.data.manifest import SPLIT_NAMES
+from amlcyto.errors import AmlcytoError
+
+# When a class has too few patients for every split, they go to these splits in this order.
+_FILL_ORDER = ("train", "test", "val")
+NO_FOLD = -1  # fold of rows left out of cross-validation (held-out val/test rows)
+
+
+class PatientLeakWarning(UserWarning):
+    """Images of one patient ended up in more than one split."""
+
+
+def check_fractions(test: float, val: float) -> None:
+    """Raise AmlcytoError unless ``0 <= test``, ``0 <= val`` and ``test + val < 1``."""
+    for name, value in (("test", test), ("val", val)):
+        if not 0 <= value < 1:
+            raise AmlcytoError(
+                f"--{name} {value}: a fraction of the images must be at least 0 and below 1 "
+                f"(e.g. --{name} 0.2)."
+            )
+    if test + val >= 1:
+        raise AmlcytoError(
+            f"--test {test} plus --val {val} is {test + val:g}, leaving nothing to train on; "
+            "make their sum smaller than 1."
+        )
+
+
+def split_by_patient(
+    frame: pd.DataFrame, test: float = 0.2, val: float = 0.1, seed: int = 0
+) -> pd.DataFrame:
+    """Assign whole patients to train/val/test, stratified by class.
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        Manifest with at least ``path``, ``label`` and ``patient`` columns.
+    test, val : float
+        Requested fractions of each class's images in the test and validation splits.
+    seed : int
+        Seed of the shuffle; the same seed gives the same split whatever the row order.
+
+    Returns
+    -------
+    pandas.DataFrame
+        A copy of ``frame`` (same row order) with a ``split`` column.
+
+    Notes
+    -----
+    Each patient is filed under its majority class (ties: the alphabetically first label).
+    Within a class, patients are sorted, shuffled with ``numpy.random.default_rng(seed)``
+    and given one by one to the split furthest below its image target (this greedily
+    minimises the squared error of the image counts). A class with at least as many
+    patients as non-empty splits then gets at least one patient in each (taken, smallest
+    first, from the split holding most patients); a class with fewer fills train, then
+    test, then val.
+    """
+    check_fractions(test, val)
+    _check_columns(frame, ("path", "label", "patient"))
+    fractions = {"train": 1.0 - test - val, "val": val, "test": test}
+    wanted = [name for name in _FILL_ORDER if fractions[name] > 0]
+    patients = _patient_table(frame)
+    rng = np.random.default_rng(seed)
+    assignment: dict[str, str] = {}
+    for _, members in patients.groupby("label", sort=True):
+        order = rng.permutation(len(members))
+        shuffled = members.iloc[order]
+        sizes = dict(zip(shuffled["patient"], shuffled["images"], strict=True))
+        assignment.update(_allocate(list(sizes), sizes, fractions, wanted))
+    out = frame.copy()
+    out["split"] = frame["patient"].astype(str).map(assignment)
+    return out
+
+
+def assign_folds(
+    frame: pd.DataFrame, folds: int = 5, seed: int = 0, only_split: str | None = None
+) -> pd.DataFrame:
+    """Add an integer ``fold`` column: patient-grouped, class-stratified K-fold.
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        Manifest with ``path``, ``label`` and ``patient`` columns.
+    folds : int
+        Number of folds (at least 2); every class needs at least this many patients.
+    seed : int
+        ``random_state`` of ``StratifiedGroupKFold``; independent of the row order.
+    only_split : str, optional
+        Fold only the rows whose ``split`` equals this (e.g. ``"train"``); the other rows
+        get fold ``NO_FOLD`` (-1).
+
+    Returns
+    -------
+    pandas.DataFrame
+        A copy of ``frame`` with a ``fold`` column (0..folds-1, or -1 outside ``only_split``).
+    """
+    _check_columns(frame, ("path", "label", "patient"))
+    if folds < 2:
+        raise AmlcytoError(f"--folds {folds}: cross-validation needs at least 2 folds.")
+    selected = np.ones(len(frame), dtype=bool)
+    if only_split is not None:
+        _check_columns(frame, ("split",))
+        selected = (frame["split"] == only_split).to_numpy()
+    subset = frame.loc[selected, ["path", "label", "patient"]].astype(str)
+    per_class = subset.groupby("label")["patient"].nunique().sort_values()
+    too_few = per_class[per_class < folds]
+    if len(too_few):
+        label, count = too_few.index[0], int(too_few.iloc[0])
+        where = f" in the {only_split} split" if only_split else ""
+        raise AmlcytoError(
+            f"class {label!r} has only {count} patient(s){where}, fewer than --folds {folds}; "
+            f"use --folds {max(count, 2)} or fewer (or drop that class)."
+        )
+    ordered = subset.sort_values(["patient", "path"], kind="stable")
+    splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
+    fold_of = pd.Series(NO_FOLD, index=ordered.index, dtype=int)
+    for fold, (_, held_out) in enumerate(
+        splitter.split(ordered, ordered["label"], groups=ordered["patient"])
+    ):
+        fold_of.iloc[held_out] = fold
+    out = frame.copy()
+    out["fold"] = NO_FOLD
+    out.loc[fold_of.index, "fold"] = fold_of
+    out["fold"] = out["fold"].astype(int)
+    return out
+
+
+def split_by_image(
+    frame: pd.DataFrame, test: float = 0.2, val: float = 0.1, seed: int = 0
+) -> pd.DataFrame:
+    """Split images at random, stratified by class, ignoring patients (the poster's protocol).
+
+    Images of one patient land in several splits, so test scores measure memorised patients
+    rather than generalisation. Use it only to reproduce the poster; it emits a
+    ``PatientLeakWarning`` naming how many patients leak.
+
+    Returns
+    -------
+    pandas.DataFrame
+        A copy of ``frame`` (same row order) with a ``split`` column.
+    """
+    check_fractions(test, val)
+    _check_columns(frame, ("path", "label", "patient"))
+    ordered = frame.sort_values("path", kind="stable")
+    labels = ordered["label"].astype(str)
+    small = labels.value_counts()
+    if (small < 3).any():
+        raise AmlcytoError(
+            f"class {small.idxmin()!r} has only {int(small.min())} image(s); a stratified "
+            "image split needs at least 3 per class."
+        )
+    split = pd.Series("train", index=ordered.index, dtype=object)
+    rest = ordered.index
+    try:
+        if test > 0:
+            rest, held = train_test_split(
+                rest, test_size=test, stratify=labels.loc[rest], random_state=seed
+            )
+            split.loc[held] = "test"
+        if val > 0:
+            _, held = train_test_split(
+                rest, test_size=val / (1 - test), stratify=labels.loc[rest], random_state=seed
+            )
+            split.loc[held] = "val"
+    except ValueError as error:
+        raise AmlcytoError(f"cannot split these images by class: {error}") from None
+    out = frame.copy()
+    out["split"] = split.loc[frame.index]
+    leaked = leaked_patients(out)
+    if leaked:
+        warnings.warn(
+            f"{len(leaked)} patient(s) have images in more than one split: test scores will "
+            "be inflated by patient leakage (use a patient split for honest numbers).",
+            PatientLeakWarning,
+            stacklevel=2,
+        )
+    return out
+
+
+def leaked_patients(frame: pd.DataFrame) -> list[str]:
+    """Sorted ids of the patients whose images lie in more than one split."""
+    _check_columns(frame, ("patient", "split"))
+    counts = frame.groupby(frame["patient"].astype(str))["split"].nunique()
+    return sorted(counts.index[counts > 1])
+
+
+def split_summary(frame: pd.DataFrame, by: str = "split") -> pd.DataFrame:
+    """Count patients and images per split (or fold) and class.
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        Split file with ``label``, ``patient`` and the ``by`` column.
+    by : str
+        ``"split"`` or ``"fold"``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``[by, label, patients, images, fraction]``, where ``fraction`` is the share
+        of the class's images in that split; train/val/test (or folds) in order, labels sorted.
+    """
+    _check_columns(frame, (by, "label", "patient"))
+    grouped = frame.groupby([by, "label"], sort=True)
+    summary = grouped.agg(patients=("patient", "nunique"), images=("patient", "size"))
+    summary = summary.reset_index()
+    class_images = summary.groupby("label")["images"].transform("sum")
+    summary["fraction"] = (summary["images"] / class_images).round(3)
+    if by == "split":
+        rank = {name: i for i, name in enumerate(SPLIT_NAMES)}
+        summary = summary.sort_values(
+            ["split", "label"], key=lambda s: s.map(rank) if s.name == "split" else s
+        )
+    return summary.reset_index(drop=True)
+
+
+def _check_columns(frame: pd.DataFrame, columns: tuple[str, ...]) -> None:
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise AmlcytoError(
+            f"the manifest lacks column(s) {', '.join(missing)}; "
+            "create it with `amlcyto scan` (and `amlcyto split` for split/fold)."
+        )
+    for column in ("label", "patient"):
+        if column in columns and frame[column].isna().any():
+            first = frame.loc[frame[column].isna(), "path"].iloc[0]
+            raise AmlcytoError(
+                f"{first}: empty {column} in the manifest; fill it in or recreate the "
+                "manifest with `amlcyto scan`."
+            )
+
+
+def _patient_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """One row per patient: its majority label and image count, sorted by patient id."""
+    pairs = frame[["patient", "label"]].astype(str)
+    counts = pairs.value_counts().rename("n").reset_index()
+    counts = counts.sort_values(["patient", "n", "label"], ascending=[True, False, True])
+    majority = counts.drop_duplicates("patient").set_index("patient")["label"]
+    images = pairs.groupby("patient").size()
+    return pd.DataFrame(
+        {"patient": majority.index, "label": majority.to_numpy(), "images": images[majority.index]}
+    ).reset_index(drop=True)
+
+
+def _allocate(
+    patients: list[str], sizes: dict[str, int], fractions: dict[str, float], wanted: list[str]
+) -> dict[str, str]:
+    """Give each of one class's (already shuffled) patients a split name."""
+    if len(patients) < len(wanted):
+        biggest_first = sorted(patients, key=lambda p: -sizes[p])  # stable: keeps shuffle order
+        return dict(zip(biggest_first, _FILL_ORDER, strict=False))
+    total = sum(sizes.values())
+    target = {name: fractions[name] * total for name in wanted}
+    filled = dict.fromkeys(wanted, 0)
+    members: dict[str, list[str]] = {name: [] for name in wanted}
+    for patient in patients:
+        name = max(wanted[::-1], key=lambda s: target[s] - filled[s])  # ties: val, test, train
+        members[name].append(patient)
+        filled[name] += sizes[patient]
+    for name in wanted:
+        if not members[name]:
+            donor = max(wanted, key=lambda s: (len(members[s]), filled[s]))
+            smallest = min(members[donor], key=lambda p: sizes[p])
+            members[donor].remove(smallest)
+            members[name].append(smallest)
+            filled[donor] -= sizes[smallest]
+            filled[name] += sizes[smallest]
+    return {patient: name for name, group in members.items() for patient in group}

@@ -1,0 +1,1 @@
+"""Results: predictions tables, metrics and reports, patient aggregation, plots."""

@@ -1,0 +1,133 @@
+"""``evaluate(run, data)``: score a trained run on its test split or on any labelled folder."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from amlcyto.data.manifest import read_manifest, write_manifest
+from amlcyto.data.scan import scan
+from amlcyto.errors import AmlcytoError
+from amlcyto.evaluation.inference import predict_probabilities
+from amlcyto.evaluation.metrics import compute_metrics, report_text
+from amlcyto.evaluation.plots import plot_confusion, plot_history, plot_roc
+from amlcyto.evaluation.tables import aggregate, predictions_table
+from amlcyto.io import write_csv_atomic, write_json_atomic, write_text_atomic
+from amlcyto.runs import HISTORY, Run, load_run
+from amlcyto.training.train import prepare_run_dir
+
+
+@dataclass
+class Evaluation:
+    """What :func:`evaluate` measured and where it wrote it."""
+
+    out: Path
+    metrics: dict
+    report: str
+    patient_report: str
+    predictions: pd.DataFrame
+    patients: pd.DataFrame
+    left_out: dict[str, int] = field(
+        default_factory=dict
+    )  # label -> images not in the run's classes
+
+
+def evaluation_rows(run: Run, data: str | Path | None, split: str) -> pd.DataFrame:
+    """The labelled rows to score: the run's own split, a manifest/split file, or a folder."""
+    if data is None:
+        frame = read_manifest(run.split_file)
+    elif Path(data).is_dir():
+        frame = scan(data).manifest
+    else:
+        frame = read_manifest(data)
+    if "split" in frame.columns:
+        frame = frame[frame["split"] == split]
+        if frame.empty:
+            raise AmlcytoError(
+                f"{data or run.split_file}: no rows in split {split!r}; "
+                "use --split train, val or test."
+            )
+    return frame.reset_index(drop=True)
+
+
+def evaluate(
+    run_dir: str | Path,
+    data: str | Path | None = None,
+    split: str = "test",
+    out: str | Path | None = None,
+    force: bool = False,
+    batch_size: int = 256,
+    workers: int | None = None,
+) -> Evaluation:
+    """Score a run: cell-level and patient-level reports, metrics, predictions and figures.
+
+    Parameters
+    ----------
+    run_dir : path
+        A run made by :func:`amlcyto.training.train`.
+    data : path, optional
+        A manifest or split file, or a labelled folder (scanned on the fly). Default: the run's
+        own ``split.csv``.
+    split : str
+        Which split's rows to score where the data has a ``split`` column.
+    out : path, optional
+        Output folder; default ``RUN/eval-<split>`` (or ``RUN/eval-<folder name>`` for a folder).
+
+    Returns
+    -------
+    Evaluation
+    """
+    run = load_run(run_dir)
+    frame = evaluation_rows(run, data, split)
+    known = frame["label"].isin(run.classes)
+    left_out = frame.loc[~known, "label"].value_counts().to_dict()
+    rows = frame[known].reset_index(drop=True)
+    if rows.empty:
+        raise AmlcytoError(
+            f"{data or run.split_file}: no images of this run's classes ({', '.join(run.classes)})."
+        )
+    if out is None:
+        out = run.path / (
+            f"eval-{Path(data).name}"
+            if data is not None and Path(data).is_dir()
+            else f"eval-{split}"
+        )
+    out = prepare_run_dir(out, force)
+
+    probabilities = predict_probabilities(
+        run, rows["path"].tolist(), batch_size=batch_size, workers=workers
+    )
+    cells = predictions_table(rows, probabilities, run.classes)
+    patients = aggregate(cells, "patient", run.classes)
+    metrics = compute_metrics(cells, run.classes)
+    metrics["patients"] = compute_metrics(patients, run.classes)
+    metrics["left_out"] = left_out
+    report = report_text(cells, run.classes)
+    patient_report = report_text(patients, run.classes)
+
+    write_manifest(cells, out / "predictions.csv")
+    write_csv_atomic(out / "patients.csv", patients)
+    write_json_atomic(out / "metrics.json", metrics)
+    write_text_atomic(
+        out / "report.txt",
+        f"Cells ({len(cells)} images)\n\n{report}\n"
+        f"Patients ({len(patients)}, mean cell probability)\n\n{patient_report}",
+    )
+    plot_confusion(metrics["confusion_matrix"], run.classes, out / "confusion_matrix.png", "Cells")
+    plot_confusion(
+        metrics["patients"]["confusion_matrix"],
+        run.classes,
+        out / "patient_confusion_matrix.png",
+        "Patients",
+    )
+    plot_roc(cells, run.classes, out / "roc.png", f"ROC (cells), AUC {_fmt(metrics['auc'])}")
+    history = run.path / HISTORY
+    if history.is_file():
+        plot_history(pd.read_csv(history), out / "loss_curves.png")
+    return Evaluation(out, metrics, report, patient_report, cells, patients, left_out)
+
+
+def _fmt(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"

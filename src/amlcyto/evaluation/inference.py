@@ -1,0 +1,49 @@
+"""Class probabilities for a list of image files, from a loaded run."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from amlcyto.data.datasets import CellDataset, image_source
+from amlcyto.runs import Run
+from amlcyto.training.module import CellClassifier
+
+
+def default_workers(count: int) -> int:
+    """Decoding processes for ``count`` images: none for a handful, else one per core."""
+    return 0 if count < 512 else min(os.cpu_count() or 1, 8)
+
+
+@torch.inference_mode()
+def predict_probabilities(
+    run: Run,
+    paths: Sequence[str],
+    batch_size: int = 256,
+    workers: int | None = None,
+    cache: bool = False,
+    cache_dir: str | None = None,
+) -> np.ndarray:
+    """``(N, K)`` class probabilities of ``paths``; columns follow ``run.classes``."""
+    if len(paths) == 0:
+        return np.zeros((0, len(run.classes)), dtype=np.float32)
+    workers = default_workers(len(paths)) if workers is None else workers
+    source = image_source(list(paths), run.image_size, cache=cache, cache_dir=cache_dir)
+    loader = DataLoader(CellDataset(source), batch_size=batch_size, num_workers=workers)
+    module = CellClassifier(run.model, len(run.classes), run.mean, run.std).eval()
+    device = next(run.model.parameters()).device
+    module.to(device)
+    run.model.to(memory_format=torch.channels_last)
+    chunks = []
+    for images, _ in loader:
+        logits = module(images.to(device)).float()
+        if len(run.classes) == 2:
+            p = torch.sigmoid(logits[:, 0])
+            chunks.append(torch.stack([1 - p, p], dim=1).cpu())
+        else:
+            chunks.append(logits.softmax(dim=1).cpu())
+    return torch.cat(chunks).numpy()

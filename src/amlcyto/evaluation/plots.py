@@ -1,0 +1,63 @@
+"""Figures of an evaluation: confusion matrix, ROC curves, loss curves (PNG, matplotlib)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from sklearn.metrics import ConfusionMatrixDisplay, RocCurveDisplay  # noqa: E402
+
+from amlcyto.evaluation.tables import probability_columns  # noqa: E402
+from amlcyto.io import write_atomic  # noqa: E402
+
+
+def _save(figure, path: Path) -> Path:
+    write_atomic(path, lambda tmp: figure.savefig(tmp, format="png", dpi=120, bbox_inches="tight"))
+    plt.close(figure)
+    return path
+
+
+def plot_confusion(matrix: list[list[int]], classes: list[str], path: Path, title: str) -> Path:
+    figure, ax = plt.subplots(figsize=(1.2 * len(classes) + 2.5, 1.1 * len(classes) + 2))
+    ConfusionMatrixDisplay(np.asarray(matrix), display_labels=classes).plot(
+        ax=ax, cmap="Blues", colorbar=False, xticks_rotation=45
+    )
+    ax.set_title(title)
+    return _save(figure, path)
+
+
+def plot_roc(table: pd.DataFrame, classes: list[str], path: Path, title: str) -> Path | None:
+    """One-vs-rest ROC curve per class (binary: the positive class only) with its AUC."""
+    shown = classes[1:] if len(classes) == 2 else classes
+    columns = dict(zip(classes, probability_columns(classes), strict=True))
+    figure, ax = plt.subplots(figsize=(5.5, 5))
+    drawn = 0
+    for name in shown:
+        truth = table["true"] == name
+        if truth.all() or not truth.any():
+            continue
+        RocCurveDisplay.from_predictions(truth, table[columns[name]], name=name, ax=ax)
+        drawn += 1
+    if not drawn:
+        plt.close(figure)
+        return None
+    ax.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=1)
+    ax.set_title(title)
+    return _save(figure, path)
+
+
+def plot_history(history: pd.DataFrame, path: Path) -> Path:
+    """Training and validation loss per epoch, and validation macro F1 beside them."""
+    figure, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    left.plot(history["epoch"], history["train_loss"], marker="o", label="train")
+    left.plot(history["epoch"], history["val_loss"], marker="o", label="validation")
+    left.set(xlabel="epoch", ylabel="loss", title="Loss")
+    left.legend()
+    right.plot(history["epoch"], history["val_macro_f1"], marker="o", color="tab:green")
+    right.set(xlabel="epoch", ylabel="macro F1", title="Validation macro F1", ylim=(0, 1.02))
+    return _save(figure, path)

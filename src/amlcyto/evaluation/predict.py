@@ -1,0 +1,66 @@
+"""``predict(run, paths)``: class probabilities for unlabelled images and folders."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from amlcyto.data.decoding import is_image_file
+from amlcyto.errors import AmlcytoError
+from amlcyto.evaluation.inference import predict_probabilities
+from amlcyto.evaluation.tables import aggregate, predictions_table
+from amlcyto.runs import load_run
+
+
+def collect_images(inputs: Sequence[str | Path]) -> tuple[list[str], list[str]]:
+    """Image files named or found (recursively) under ``inputs``, and the other files passed over.
+
+    Hidden files (names starting with a dot) are not images and are not listed.
+    """
+    images, others = [], []
+    for item in map(Path, inputs):
+        if item.is_dir():
+            files = sorted(p for p in item.rglob("*") if p.is_file() and not p.name.startswith("."))
+        elif item.is_file():
+            files = [item]
+        else:
+            raise AmlcytoError(
+                f"{item}: no such file or folder; give image files or folders of images."
+            )
+        for file in files:
+            (images if is_image_file(file) else others).append(str(file.resolve()))
+    if not images:
+        raise AmlcytoError(
+            f"no images (.tif .tiff .png .jpg .jpeg .bmp) in {', '.join(map(str, inputs))}."
+        )
+    return images, others
+
+
+def predict(
+    run_dir: str | Path,
+    inputs: Sequence[str | Path],
+    batch_size: int = 256,
+    workers: int | None = None,
+) -> tuple[pd.DataFrame, list[str]]:
+    """Predict every image under ``inputs``.
+
+    Returns
+    -------
+    table : DataFrame
+        ``kind, path, images, predicted, p_<class>...``: one ``image`` row per image, then one
+        ``folder`` row per folder with the mean cell probabilities of its images.
+    passed_over : list of str
+        Files under the folders that are not images.
+    """
+    run = load_run(run_dir)
+    images, others = collect_images(inputs)
+    probabilities = predict_probabilities(run, images, batch_size=batch_size, workers=workers)
+    cells = predictions_table(pd.DataFrame({"path": images}), probabilities, run.classes)
+    cells["folder"] = [str(Path(p).parent) for p in images]
+    folders = aggregate(cells, "folder", run.classes).rename(columns={"folder": "path"})
+    cells = cells.drop(columns="folder").assign(kind="image", images=1)
+    folders = folders.assign(kind="folder")
+    columns = ["kind", "path", "images", "predicted", *[c for c in cells if c.startswith("p_")]]
+    return pd.concat([cells[columns], folders[columns]], ignore_index=True), others

@@ -1,0 +1,33 @@
+"""Model registry: ``create_model(name, num_classes, image_size)`` and the architectures it knows.
+
+Importing this package registers the poster CNNs, ``cnn``, ``cnn_small``, ``resnet18`` and
+``resnet34``.
+"""
+
+from __future__ import annotations
+
+from amlcyto.models import cnn as _cnn  # noqa: F401  (registers the CNNs)
+from amlcyto.models import resnet as _resnet  # noqa: F401  (registers the ResNets)
+from amlcyto.models.cnn import POSTER_PRESETS, CompactCNN, PosterCNN
+from amlcyto.models.registry import (
+    create_model,
+    list_models,
+    model_config,
+    model_defaults,
+    num_outputs_for,
+    register_model,
+)
+from amlcyto.models.resnet import ResNetClassifier
+
+__all__ = [
+    "POSTER_PRESETS",
+    "CompactCNN",
+    "PosterCNN",
+    "ResNetClassifier",
+    "create_model",
+    "list_models",
+    "model_config",
+    "model_defaults",
+    "num_outputs_for",
+    "register_model",
+]

@@ -1,0 +1,315 @@
+"""The poster's family of plain CNNs, its four presets, and a compact CNN for fast CPU training."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from amlcyto.errors import AmlcytoError
+from amlcyto.models.registry import num_outputs_for, register_model
+
+PADDINGS = ("valid", "same")
+POOLS = ("flatten", "avg")
+
+
+def _positive_ints(value: Sequence[int], what: str, allow_empty: bool = False) -> list[int]:
+    items = [value] if isinstance(value, int) else list(value)
+    ok = all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in items)
+    if not ok or (not items and not allow_empty):
+        raise AmlcytoError(f"{what} must be a list of positive integers, got {value!r}")
+    return items
+
+
+def _check_choice(value: str, choices: tuple[str, ...], what: str) -> str:
+    if value not in choices:
+        raise AmlcytoError(f"{what} must be one of {', '.join(choices)}, got {value!r}")
+    return value
+
+
+def _check_dropout(dropout: float) -> float:
+    if not 0.0 <= float(dropout) < 1.0:
+        raise AmlcytoError(f"dropout must be in [0, 1), got {dropout!r}")
+    return float(dropout)
+
+
+def poster_feature_size(image_size: int, num_blocks: int, padding: str = "valid") -> int:
+    """Return the side of the last feature map of a :class:`PosterCNN`, or 0 if it vanishes.
+
+    The first conv and each block's conv shrink the side by 2 with ``"valid"`` padding; each
+    block's 2x2 max-pool halves it (rounding down), as in Keras.
+    """
+    shrink = 2 if padding == "valid" else 0
+    size = image_size - shrink
+    if size < 1:
+        return 0
+    for _ in range(num_blocks):
+        size -= shrink
+        if size < 2:
+            return 0
+        size //= 2
+    return size
+
+
+def _smallest_size(fits: Any) -> int:
+    return next(s for s in range(1, 1 << 16) if fits(s))
+
+
+class PosterCNN(nn.Module):
+    """A plain Keras-style CNN of the poster's family.
+
+    Layers: Conv2d(3x3)+ReLU; per further width a block Conv2d(3x3)+ReLU+BatchNorm2d+MaxPool2d(2);
+    Flatten (or global average pool); per ``dense`` entry Linear+ReLU(+Dropout); a Linear head.
+    Conv and Linear weights start Glorot-uniform with zero biases (Keras' defaults).
+
+    Parameters
+    ----------
+    widths : sequence of int
+        Output channels of the first conv, then of each block.
+    dense : sequence of int
+        Units of the hidden dense layers (may be empty).
+    num_classes : int
+        2 gives one logit, 3 or more one logit per class.
+    image_size : int
+        Input side length; fixes the flatten size.
+    in_chans : int
+        Input channels.
+    dropout : float
+        Dropout after each hidden dense layer (0 disables it).
+    padding : {"valid", "same"}
+        Conv padding; "valid" (Keras' default) shrinks each map by 2 pixels.
+    pool : {"flatten", "avg"}
+        Flatten the last map (poster) or average it globally (any image size, fewer weights).
+    """
+
+    def __init__(
+        self,
+        widths: Sequence[int] = (64, 128, 192),
+        dense: Sequence[int] = (128,),
+        num_classes: int = 2,
+        image_size: int = 64,
+        in_chans: int = 3,
+        dropout: float = 0.0,
+        padding: str = "valid",
+        pool: str = "flatten",
+    ) -> None:
+        super().__init__()
+        widths = _positive_ints(widths, "widths")
+        dense = _positive_ints(dense, "dense", allow_empty=True)
+        in_chans = _positive_ints(in_chans, "in_chans")[0]
+        dropout = _check_dropout(dropout)
+        _check_choice(padding, PADDINGS, "padding")
+        _check_choice(pool, POOLS, "pool")
+        self.num_outputs = num_outputs_for(num_classes)
+        side = poster_feature_size(image_size, len(widths) - 1, padding)
+        if side < 1:
+            smallest = _smallest_size(
+                lambda s: poster_feature_size(s, len(widths) - 1, padding) >= 1
+            )
+            raise AmlcytoError(
+                f"image size {image_size} is too small for a CNN with {len(widths)} conv layers "
+                f"and padding {padding!r}; use an image size of at least {smallest}"
+            )
+        conv_padding = 0 if padding == "valid" else 1
+        self.stem = nn.Sequential(
+            nn.Conv2d(in_chans, widths[0], 3, padding=conv_padding), nn.ReLU(inplace=True)
+        )
+        self.blocks = nn.Sequential(
+            *(
+                nn.Sequential(
+                    nn.Conv2d(c_in, c_out, 3, padding=conv_padding),
+                    nn.ReLU(inplace=True),
+                    nn.BatchNorm2d(c_out),
+                    nn.MaxPool2d(2),
+                )
+                for c_in, c_out in zip(widths[:-1], widths[1:], strict=True)
+            )
+        )
+        if pool == "flatten":
+            self.pool = nn.Flatten()
+            flat = widths[-1] * side * side
+        else:
+            self.pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
+            flat = widths[-1]
+        layers: list[nn.Module] = []
+        units_in = flat
+        for units in dense:
+            layers += [nn.Linear(units_in, units), nn.ReLU(inplace=True)]
+            if dropout > 0:
+                layers.append(nn.Dropout(dropout))
+            units_in = units
+        self.neck = nn.Sequential(*layers)
+        self.num_features = dense[-1] if dense else flat
+        self.head = nn.Linear(self.num_features, self.num_outputs)
+        self._init_keras_style()
+        self.default_cfg: dict[str, Any] = {
+            "name": "cnn",
+            "architecture": type(self).__name__,
+            "num_classes": num_classes,
+            "num_outputs": self.num_outputs,
+            "image_size": image_size,
+            "lr": None,
+            "kwargs": {
+                "widths": widths,
+                "dense": dense,
+                "in_chans": in_chans,
+                "dropout": dropout,
+                "padding": padding,
+                "pool": pool,
+            },
+        }
+
+    def _init_keras_style(self) -> None:
+        for module in self.modules():
+            if isinstance(module, nn.Conv2d | nn.Linear):
+                nn.init.xavier_uniform_(module.weight)
+                nn.init.zeros_(module.bias)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """Map images ``(B, C, H, W)`` to features ``(B, num_features)`` (last hidden layer)."""
+        return self.neck(self.pool(self.blocks(self.stem(x))))
+
+    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
+        """Map features ``(B, num_features)`` to logits ``(B, num_outputs)``."""
+        return self.head(features)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x))
+
+
+class CompactCNN(nn.Module):
+    """A small, fast CNN for CPU training: Conv-BN-ReLU stages, global average pool, linear head.
+
+    Stage ``i`` is a 3x3 Conv2d (same padding, no bias) + BatchNorm2d + ReLU, preceded by a
+    2x2 max-pool from the second stage on. Works at any image size >= ``2 ** (len(widths) - 1)``.
+
+    Parameters
+    ----------
+    widths : sequence of int
+        Channels of each stage.
+    num_classes : int
+        2 gives one logit, 3 or more one logit per class.
+    image_size : int
+        Input side length (only checked: the global pool makes the model size-independent).
+    in_chans : int
+        Input channels.
+    dropout : float
+        Dropout on the pooled features before the head.
+    """
+
+    def __init__(
+        self,
+        widths: Sequence[int] = (24, 48, 96, 192),
+        num_classes: int = 2,
+        image_size: int = 64,
+        in_chans: int = 3,
+        dropout: float = 0.1,
+    ) -> None:
+        super().__init__()
+        widths = _positive_ints(widths, "widths")
+        in_chans = _positive_ints(in_chans, "in_chans")[0]
+        dropout = _check_dropout(dropout)
+        self.num_outputs = num_outputs_for(num_classes)
+        smallest = 2 ** (len(widths) - 1)
+        if image_size < smallest:
+            raise AmlcytoError(
+                f"image size {image_size} is too small for a CNN with {len(widths)} stages; "
+                f"use an image size of at least {smallest}"
+            )
+        stages: list[nn.Module] = []
+        for i, (c_in, c_out) in enumerate(zip([in_chans, *widths[:-1]], widths, strict=True)):
+            stage = [nn.MaxPool2d(2)] if i > 0 else []
+            stage += [
+                nn.Conv2d(c_in, c_out, 3, padding=1, bias=False),
+                nn.BatchNorm2d(c_out),
+                nn.ReLU(inplace=True),
+            ]
+            stages.append(nn.Sequential(*stage))
+        self.stages = nn.Sequential(*stages)
+        self.pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.num_features = widths[-1]
+        self.head_drop = nn.Dropout(dropout)
+        self.head = nn.Linear(self.num_features, self.num_outputs)
+        for module in self.modules():
+            if isinstance(module, nn.Conv2d):
+                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+        self.default_cfg: dict[str, Any] = {
+            "name": "cnn_small",
+            "architecture": type(self).__name__,
+            "num_classes": num_classes,
+            "num_outputs": self.num_outputs,
+            "image_size": image_size,
+            "lr": None,
+            "kwargs": {"widths": widths, "in_chans": in_chans, "dropout": dropout},
+        }
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """Map images ``(B, C, H, W)`` to pooled features ``(B, num_features)``."""
+        return self.pool(self.stages(x))
+
+    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
+        """Map features ``(B, num_features)`` to logits ``(B, num_outputs)``."""
+        return self.head(self.head_drop(features))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x))
+
+
+POSTER_PRESETS: dict[str, dict[str, Any]] = {
+    "poster_pml_rara": {"widths": (64, 128, 192), "dense": (128,)},
+    "poster_runx1_runx1t1": {"widths": (64, 256, 192), "dense": (256,)},
+    "poster_cbfb_myh11": {"widths": (32, 128, 256, 256), "dense": (192,)},
+    "poster_npm1": {"widths": (64, 256, 192, 192), "dense": (256,)},
+}
+
+CNN_DEFAULTS: dict[str, Any] = {
+    "widths": (32, 64, 128, 256),
+    "dense": (128,),
+    "dropout": 0.2,
+    "padding": "same",
+    "pool": "flatten",
+}
+
+
+def _poster(name: str, num_classes: int, image_size: int, kwargs: dict[str, Any]) -> PosterCNN:
+    return PosterCNN(
+        num_classes=num_classes, image_size=image_size, **{**POSTER_PRESETS[name], **kwargs}
+    )
+
+
+@register_model(image_size=64, lr=1e-5)
+def poster_pml_rara(num_classes: int = 2, image_size: int = 64, **kwargs: Any) -> PosterCNN:
+    """Poster's PML::RARA model: Conv64; Conv128+BN+MP; Conv192+BN+MP; Dense128."""
+    return _poster("poster_pml_rara", num_classes, image_size, kwargs)
+
+
+@register_model(image_size=64, lr=1e-5)
+def poster_runx1_runx1t1(num_classes: int = 2, image_size: int = 64, **kwargs: Any) -> PosterCNN:
+    """Poster's RUNX1::RUNX1T1 model: Conv64; Conv256+BN+MP; Conv192+BN+MP; Dense256."""
+    return _poster("poster_runx1_runx1t1", num_classes, image_size, kwargs)
+
+
+@register_model(image_size=64, lr=1e-4)
+def poster_cbfb_myh11(num_classes: int = 2, image_size: int = 64, **kwargs: Any) -> PosterCNN:
+    """Poster's CBFB::MYH11 model: Conv32; Conv128/256/256 (+BN+MP each); Dense192."""
+    return _poster("poster_cbfb_myh11", num_classes, image_size, kwargs)
+
+
+@register_model(image_size=64, lr=1e-4)
+def poster_npm1(num_classes: int = 2, image_size: int = 64, **kwargs: Any) -> PosterCNN:
+    """Poster's NPM1 model: Conv64; Conv256/192/192 (+BN+MP each); Dense256."""
+    return _poster("poster_npm1", num_classes, image_size, kwargs)
+
+
+@register_model(image_size=64, lr=1e-3)
+def cnn(num_classes: int = 2, image_size: int = 64, **kwargs: Any) -> PosterCNN:
+    """Configurable poster-family CNN (widths, dense, dropout, padding, pool)."""
+    return PosterCNN(num_classes=num_classes, image_size=image_size, **{**CNN_DEFAULTS, **kwargs})
+
+
+@register_model(image_size=64, lr=1e-3)
+def cnn_small(num_classes: int = 2, image_size: int = 64, **kwargs: Any) -> CompactCNN:
+    """Small fast CNN (Conv-BN-ReLU stages, global average pool) for CPU training and demos."""
+    return CompactCNN(num_classes=num_classes, image_size=image_size, **kwargs)

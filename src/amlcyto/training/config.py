@@ -1,0 +1,67 @@
+"""Everything one training run needs to know, as one dataclass (saved into the run's config)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+from amlcyto.errors import AmlcytoError
+
+
+@dataclass
+class TrainConfig:
+    model: str = "cnn_small"  # a name from amlcyto.models.list_models()
+    task: Literal["binary", "multiclass"] = "multiclass"
+    positive: str | None = None  # binary: the subtype class (sigmoid output 1)
+    negative: str = "control"  # binary: the class it is told apart from
+    image_size: int | None = None  # pixels; None = the model's default (64 for poster presets)
+    epochs: int = 20
+    batch_size: int = 64
+    lr: float | None = None  # None = the model's recommended learning rate
+    weight_decay: float = 1e-4
+    seed: int = 0
+    max_per_class: int | None = None  # cap on training images per class (the poster's caps)
+    balanced: bool = True  # sample classes equally often, whatever their sizes
+    augment: bool = True  # flips, 90-degree rotations, mild colour jitter
+    patience: int = 5  # early stopping: epochs without a better validation loss
+    test: float = 0.2  # fractions for the patient-level split made when given a plain manifest
+    val: float = 0.1
+    precision: str = "auto"  # "auto", "32-true", "bf16-mixed", "16-mixed"
+    accelerator: str = "auto"  # "auto", "cpu", "gpu"
+    devices: Any = "auto"  # Lightning devices: "auto", an int, or a list of GPU indices
+    num_nodes: int = 1
+    strategy: str = "auto"  # Lightning strategy, e.g. "ddp"
+    workers: int = 0  # DataLoader worker processes (0 = in the training process)
+    cache: bool = True  # decode once into a uint8 cache file, then read rows back
+    cache_dir: str | None = None  # default $AMLCYTO_CACHE or ~/.cache/amlcyto
+    pretrained: bool = False  # ImageNet weights for torchvision backbones (needs a download)
+    model_options: dict[str, Any] = field(default_factory=dict)  # e.g. widths, dropout
+    progress: bool = True  # show a progress bar
+
+    def check(self) -> TrainConfig:
+        """Validate the settings; raise AmlcytoError naming the bad value."""
+        if self.task not in ("binary", "multiclass"):
+            raise AmlcytoError(f"--task {self.task!r}: use binary or multiclass.")
+        if self.task == "binary" and not self.positive:
+            raise AmlcytoError("--task binary needs --positive CLASS (e.g. --positive PML_RARA).")
+        if self.task == "binary" and self.positive == self.negative:
+            raise AmlcytoError(
+                f"--positive and --negative are both {self.positive!r}; pick two classes."
+            )
+        for name in ("epochs", "batch_size"):
+            if getattr(self, name) < 1:
+                raise AmlcytoError(
+                    f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}."
+                )
+        if self.lr is not None and self.lr <= 0:
+            raise AmlcytoError(f"--lr must be positive, got {self.lr}.")
+        if self.max_per_class is not None and self.max_per_class < 1:
+            raise AmlcytoError(f"--max-per-class must be at least 1, got {self.max_per_class}.")
+        if self.precision not in ("auto", "32-true", "32", "bf16-mixed", "16-mixed"):
+            raise AmlcytoError(
+                f"--precision {self.precision!r}: use auto, 32-true, bf16-mixed or 16-mixed."
+            )
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)

@@ -1,0 +1,211 @@
+"""``train(data, out, config)``: from a manifest or split file to a run directory."""
+
+from __future__ import annotations
+
+import logging
+import time
+import warnings
+from pathlib import Path
+
+import lightning as L
+import pandas as pd
+import torch
+from lightning.pytorch.callbacks import EarlyStopping, TQDMProgressBar
+from torch.utils.data import DataLoader, RandomSampler, WeightedRandomSampler
+
+from amlcyto.data.datasets import CellDataset, channel_stats, image_source
+from amlcyto.data.manifest import read_manifest, write_manifest
+from amlcyto.data.splits import split_by_patient
+from amlcyto.data.transforms import CellAugment
+from amlcyto.errors import AmlcytoError
+from amlcyto.models import create_model, model_defaults
+from amlcyto.runs import HISTORY, SPLIT, save_run
+from amlcyto.training.callbacks import BestWeights, EpochLog
+from amlcyto.training.config import TrainConfig
+from amlcyto.training.module import CellClassifier
+from amlcyto.training.performance import choose_precision, tune_malloc
+from amlcyto.training.tasks import cap_per_class, rows_of_classes, task_classes
+
+
+def prepare_run_dir(out: str | Path, force: bool) -> Path:
+    """Create ``out``; refuse a folder that already holds a run unless ``force``."""
+    out = Path(out)
+    if out.exists() and any(out.iterdir()) and not force:
+        raise AmlcytoError(
+            f"{out} already holds files; choose another --out or pass --force to overwrite."
+        )
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def load_split(data: str | Path, config: TrainConfig) -> pd.DataFrame:
+    """Read a split file, or a manifest that is then split by patient (seeded)."""
+    frame = read_manifest(data)
+    if "split" not in frame.columns:
+        frame = split_by_patient(frame, test=config.test, val=config.val, seed=config.seed)
+    return frame
+
+
+def train(data: str | Path, out: str | Path, config: TrainConfig, force: bool = False) -> Path:
+    """Train ``config.model`` on the ``train`` rows, pick the best epoch on the ``val`` rows.
+
+    Parameters
+    ----------
+    data : path
+        A split file (with a ``split`` column) or a manifest, which is split by patient first.
+    out : path
+        The run directory to create (see :mod:`amlcyto.runs`).
+    config : TrainConfig
+        All settings; saved into ``out/config.json``.
+    force : bool
+        Overwrite a run directory that already holds files.
+
+    Returns
+    -------
+    Path
+        The run directory, holding ``config.json``, ``model.safetensors``, ``split.csv`` and
+        ``history.csv``.
+    """
+    config.check()
+    defaults = model_defaults(config.model)
+    image_size = config.image_size or defaults["image_size"]
+    lr = config.lr or defaults["lr"]
+    frame = load_split(data, config)
+    out = prepare_run_dir(out, force)
+    write_manifest(frame, out / SPLIT)
+
+    classes = task_classes(
+        frame[frame["split"] == "train"], config.task, config.positive, config.negative
+    )
+    rows = rows_of_classes(frame, classes)
+    train_rows = cap_per_class(rows[rows["split"] == "train"], config.max_per_class, config.seed)
+    val_rows = rows[rows["split"] == "val"]
+    if val_rows.empty:
+        raise AmlcytoError(
+            f"{data}: no 'val' rows for classes {classes}; make a split with --val > 0."
+        )
+
+    L.seed_everything(config.seed, workers=True, verbose=False)
+    tune_malloc()
+    sources = {
+        name: image_source(part["path"].tolist(), image_size, config.cache, config.cache_dir)
+        for name, part in (("train", train_rows), ("val", val_rows))
+    }
+    mean, std = channel_stats(sources["train"], seed=config.seed)
+
+    model = create_model(
+        config.model,
+        num_classes=len(classes),
+        image_size=image_size,
+        **({"pretrained": True} if config.pretrained else {}),
+        **config.model_options,
+    ).to(memory_format=torch.channels_last)
+    module = CellClassifier(
+        model,
+        len(classes),
+        mean,
+        std,
+        lr=lr,
+        weight_decay=config.weight_decay,
+        epochs=config.epochs,
+        augment=CellAugment() if config.augment else None,
+        seed=config.seed,
+    )
+    best, history = BestWeights("val_loss"), EpochLog(out / HISTORY)
+    callbacks = [best, history, EarlyStopping("val_loss", patience=config.patience)]
+    if config.progress:
+        callbacks.append(TQDMProgressBar(leave=True))
+    precision = choose_precision(config.precision, config.accelerator)
+    trainer = L.Trainer(
+        max_epochs=config.epochs,
+        accelerator=config.accelerator,
+        devices=config.devices,
+        num_nodes=config.num_nodes,
+        strategy=config.strategy,
+        precision=precision,
+        callbacks=callbacks,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=config.progress,
+        enable_model_summary=False,
+        deterministic="warn",
+        num_sanity_val_steps=0,
+        log_every_n_steps=1,
+    )
+    started = time.perf_counter()
+    with _quiet_lightning():
+        trainer.fit(
+            module,
+            _loader(sources["train"], train_rows, config, True),
+            _loader(sources["val"], val_rows, config, False),
+        )
+    if not trainer.is_global_zero:
+        return out
+    if best.best_state is not None:
+        model.load_state_dict(best.best_state)
+    save_run(
+        out,
+        model,
+        {
+            "classes": classes,
+            "task": config.task,
+            "image_size": image_size,
+            "mean": mean,
+            "std": std,
+            "lr": lr,
+            "precision": precision,
+            "best_epoch": best.best_epoch,
+            "best_val_loss": best.best_score,
+            "epochs_run": trainer.current_epoch,
+            "train_images": len(train_rows),
+            "val_images": len(val_rows),
+            "train_seconds": round(time.perf_counter() - started, 2),
+            "train_config": config.to_dict(),
+            "versions": {"torch": torch.__version__, "lightning": L.__version__},
+        },
+    )
+    return out
+
+
+def _loader(source, rows: pd.DataFrame, config: TrainConfig, train: bool) -> DataLoader:
+    dataset = CellDataset(source, rows["target"].to_numpy())
+    sampler = None
+    if train:
+        generator = torch.Generator().manual_seed(config.seed)
+        if config.balanced:
+            counts = rows["target"].value_counts()
+            weights = torch.as_tensor(
+                (1.0 / rows["target"].map(counts)).to_numpy(), dtype=torch.double
+            )
+            sampler = WeightedRandomSampler(
+                weights, len(rows), replacement=True, generator=generator
+            )
+        else:
+            sampler = RandomSampler(dataset, generator=generator)
+    return DataLoader(
+        dataset,
+        batch_size=config.batch_size,
+        sampler=sampler,
+        shuffle=False,
+        num_workers=config.workers,
+        persistent_workers=config.workers > 0,
+        drop_last=False,
+    )
+
+
+class _quiet_lightning:
+    """Silence Lightning's start-up chatter (GPU/TPU availability, tips); keep real warnings."""
+
+    def __enter__(self):
+        self._level = logging.getLogger("lightning.pytorch").level
+        logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
+        warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+        warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+        return self
+
+    def __exit__(self, *exc):
+        logging.getLogger("lightning.pytorch").setLevel(self._level)
+        return False
+
+
+__all__ = ["train", "prepare_run_dir", "load_split"]

@@ -1,0 +1,270 @@
+"""Decoding every accepted image kind to (H, W, 3) uint8 RGB, and failing cleanly on bad files."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+from PIL import Image, ImageFile
+
+from amlcyto.data.decoding import (
+    IMAGE_SUFFIXES,
+    ImageDecodeError,
+    decode_rgb,
+    read_rgb,
+    read_rgb_resized,
+    read_size,
+)
+from amlcyto.errors import AmlcytoError
+
+_FORMATS = {".png": "PNG", ".bmp": "BMP", ".tif": "TIFF", ".tiff": "TIFF"}
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+@pytest.fixture
+def rgb() -> np.ndarray:
+    rng = np.random.default_rng()
+    return rng.integers(0, 256, (24, 32, 3), dtype=np.uint8)
+
+
+def _check_rgb(array: np.ndarray, height: int, width: int) -> None:
+    assert array.shape == (height, width, 3)
+    assert array.dtype == np.uint8
+
+
+@pytest.mark.parametrize("name", ["a.png", "a.bmp", "a.tif", "a.tiff", "A.PNG", "A.TIF", "A.BMP"])
+def test_lossless_formats_round_trip_in_any_letter_case(tmp_path, rgb, name):
+    path = tmp_path / name
+    Image.fromarray(rgb).save(path, format=_FORMATS[path.suffix.lower()])
+    np.testing.assert_array_equal(read_rgb(path), rgb)
+
+
+@pytest.mark.parametrize("name", ["a.jpg", "a.jpeg", "A.JPG", "A.JPEG"])
+def test_jpeg_in_any_letter_case(tmp_path, name):
+    smooth = np.zeros((40, 48, 3), np.uint8)
+    smooth[..., 0] = np.linspace(0, 255, 48, dtype=np.uint8)
+    smooth[..., 1] = 120
+    Image.fromarray(smooth).save(tmp_path / name, format="JPEG", quality=95)
+    out = read_rgb(tmp_path / name)
+    _check_rgb(out, 40, 48)
+    assert np.abs(out.astype(int) - smooth).mean() < 3
+
+
+def test_suffix_set_is_lower_case():
+    assert {".tif", ".tiff", ".png", ".jpg", ".jpeg", ".bmp"} == IMAGE_SUFFIXES
+
+
+def test_rgba_tiff_drops_alpha(tmp_path, rgb):
+    alpha = np.full(rgb.shape[:2] + (1,), 7, np.uint8)
+    tifffile.imwrite(tmp_path / "a.tif", np.concatenate([rgb, alpha], -1), extrasamples=[2])
+    np.testing.assert_array_equal(read_rgb(tmp_path / "a.tif"), rgb)
+
+
+def test_rgba_png_drops_alpha(tmp_path, rgb):
+    rgba = np.concatenate([rgb, np.zeros(rgb.shape[:2] + (1,), np.uint8)], -1)
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "a.png")
+    np.testing.assert_array_equal(read_rgb(tmp_path / "a.png"), rgb)
+
+
+def test_16_bit_tiff_is_shifted_to_8_bit(tmp_path):
+    rng = np.random.default_rng()
+    deep = rng.integers(0, 65536, (10, 12, 3), dtype=np.uint16)
+    tifffile.imwrite(tmp_path / "a.tif", deep, photometric="rgb")
+    np.testing.assert_array_equal(read_rgb(tmp_path / "a.tif"), (deep >> 8).astype(np.uint8))
+
+
+def test_16_bit_grayscale_png_is_shifted_and_replicated(tmp_path):
+    rng = np.random.default_rng()
+    deep = rng.integers(0, 65536, (10, 12), dtype=np.uint16)
+    Image.fromarray(deep).save(tmp_path / "a.png")
+    out = read_rgb(tmp_path / "a.png")
+    _check_rgb(out, 10, 12)
+    for channel in range(3):
+        np.testing.assert_array_equal(out[..., channel], (deep >> 8).astype(np.uint8))
+
+
+def test_grayscale_png_is_replicated_to_three_channels(tmp_path, rgb):
+    gray = rgb[..., 0]
+    Image.fromarray(gray, "L").save(tmp_path / "g.png")
+    out = read_rgb(tmp_path / "g.png")
+    np.testing.assert_array_equal(out, np.repeat(gray[..., None], 3, -1))
+
+
+def test_grayscale_tiff_and_miniswhite(tmp_path, rgb):
+    gray = rgb[..., 1]
+    tifffile.imwrite(tmp_path / "black.tif", gray, photometric="minisblack")
+    tifffile.imwrite(tmp_path / "white.tif", gray, photometric="miniswhite")
+    np.testing.assert_array_equal(read_rgb(tmp_path / "black.tif")[..., 2], gray)
+    np.testing.assert_array_equal(read_rgb(tmp_path / "white.tif")[..., 0], 255 - gray)
+
+
+def test_palette_png_and_tiff_match_pillow_conversion(tmp_path, rgb):
+    palette = Image.fromarray(rgb).quantize(colors=16)
+    expected = np.asarray(palette.convert("RGB"))
+    palette.save(tmp_path / "p.png")
+    palette.save(tmp_path / "p.tif")
+    np.testing.assert_array_equal(read_rgb(tmp_path / "p.png"), expected)
+    # TIFF colormaps are 16-bit: Pillow writes v * 256, which >> 8 gives back exactly.
+    np.testing.assert_array_equal(read_rgb(tmp_path / "p.tif"), expected)
+
+
+def test_planar_channels_first_tiff_is_transposed(tmp_path, rgb):
+    tifffile.imwrite(tmp_path / "planar.tif", np.moveaxis(rgb, -1, 0), photometric="rgb")
+    with tifffile.TiffFile(tmp_path / "planar.tif") as tif:
+        assert tif.pages.first.planarconfig == tifffile.PLANARCONFIG.SEPARATE
+    np.testing.assert_array_equal(read_rgb(tmp_path / "planar.tif"), rgb)
+
+
+def test_multi_page_tiff_gives_first_page(tmp_path, rgb):
+    with tifffile.TiffWriter(tmp_path / "pages.tif") as writer:
+        writer.write(rgb, photometric="rgb")
+        writer.write(255 - rgb, photometric="rgb")
+    np.testing.assert_array_equal(read_rgb(tmp_path / "pages.tif"), rgb)
+
+
+def test_float_tiffs_scale_by_unit_range_or_by_maximum(tmp_path):
+    unit = np.linspace(0, 1, 30, dtype=np.float32).reshape(5, 6)
+    tifffile.imwrite(tmp_path / "unit.tif", unit)
+    tifffile.imwrite(tmp_path / "big.tif", unit * 1000)
+    expected = np.rint(unit * 255).astype(np.uint8)
+    np.testing.assert_array_equal(read_rgb(tmp_path / "unit.tif")[..., 0], expected)
+    np.testing.assert_array_equal(read_rgb(tmp_path / "big.tif")[..., 0], expected)
+
+
+def test_compressed_and_cmyk_tiffs(tmp_path, rgb):
+    Image.fromarray(rgb).save(tmp_path / "lzw.tif", compression="tiff_lzw")
+    Image.fromarray(rgb).convert("CMYK").save(tmp_path / "cmyk.tif")
+    np.testing.assert_array_equal(read_rgb(tmp_path / "lzw.tif"), rgb)
+    cmyk = read_rgb(tmp_path / "cmyk.tif")
+    _check_rgb(cmyk, *rgb.shape[:2])
+    assert np.abs(cmyk.astype(int) - rgb).max() <= 2
+
+
+def test_mis_named_file_decodes_by_content(tmp_path, rgb):
+    Image.fromarray(rgb).save(tmp_path / "really_png.tif", format="PNG")
+    np.testing.assert_array_equal(read_rgb(tmp_path / "really_png.tif"), rgb)
+
+
+def _encoded(rgb: np.ndarray, fmt: str) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(rgb).save(buffer, format=fmt)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("fmt,suffix", [("JPEG", ".jpg"), ("PNG", ".png"), ("TIFF", ".tif")])
+def test_truncated_files_raise_truncated(tmp_path, rgb, fmt, suffix):
+    data = _encoded(rgb, fmt)
+    path = tmp_path / f"cut{suffix}"
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ImageDecodeError) as caught:
+        read_rgb(path)
+    assert caught.value.code == "truncated"
+    assert str(caught.value).startswith(f"{path}: ")
+
+
+def test_tifffile_written_truncated_tiff_is_caught(tmp_path, rgb):
+    tifffile.imwrite(tmp_path / "full.tif", rgb)
+    data = (tmp_path / "full.tif").read_bytes()
+    (tmp_path / "cut.tif").write_bytes(data[: len(data) - 100])
+    with pytest.raises(ImageDecodeError) as caught:
+        read_rgb(tmp_path / "cut.tif")
+    assert caught.value.code == "truncated"
+
+
+def test_zero_byte_file(tmp_path):
+    (tmp_path / "empty.jpg").write_bytes(b"")
+    with pytest.raises(ImageDecodeError) as caught:
+        read_rgb(tmp_path / "empty.jpg")
+    assert caught.value.code == "zero-byte"
+    assert "empty.jpg: empty file (0 bytes); " in str(caught.value)
+
+
+def test_text_with_image_suffix_is_not_an_image(tmp_path):
+    (tmp_path / "notes.jpg").write_text("patient list, not a picture\n")
+    with pytest.raises(AmlcytoError) as caught:
+        read_rgb(tmp_path / "notes.jpg")
+    assert isinstance(caught.value, ImageDecodeError)
+    assert caught.value.code == "not-an-image"
+    assert "notes.jpg" in str(caught.value)
+
+
+def test_missing_file_is_unreadable(tmp_path):
+    with pytest.raises(ImageDecodeError) as caught:
+        read_rgb(tmp_path / "gone.png")
+    assert caught.value.code == "unreadable"
+
+
+def test_unsupported_tiff_layout(tmp_path):
+    tifffile.imwrite(tmp_path / "five.tif", np.zeros((6, 7, 5), np.uint8), planarconfig="contig")
+    with pytest.raises(ImageDecodeError) as caught:
+        read_rgb(tmp_path / "five.tif")
+    assert caught.value.code == "unsupported"
+
+
+def test_truncated_images_setting_is_left_off():
+    assert ImageFile.LOAD_TRUNCATED_IMAGES is False
+
+
+def test_refuses_to_work_if_truncated_loading_was_switched_on(monkeypatch, rgb):
+    monkeypatch.setattr(ImageFile, "LOAD_TRUNCATED_IMAGES", True)
+    with pytest.raises(RuntimeError, match="LOAD_TRUNCATED_IMAGES"):
+        decode_rgb(_encoded(rgb, "PNG"))
+
+
+def test_read_size_reads_headers(rgb):
+    for fmt in ("PNG", "JPEG", "TIFF"):
+        assert read_size(_encoded(rgb, fmt)) == (32, 24)
+
+
+@pytest.mark.parametrize("fmt,suffix", [("JPEG", ".jpg"), ("PNG", ".png"), ("TIFF", ".tif")])
+def test_read_rgb_resized_matches_full_decode_then_resize(tmp_path, fmt, suffix):
+    y, x = np.mgrid[0:300, 0:400]
+    smooth = np.stack([x * 255 // 399, y * 255 // 299, (x + y) * 255 // 698], -1).astype(np.uint8)
+    path = tmp_path / f"big{suffix}"
+    Image.fromarray(smooth).save(path, format=fmt)
+    small = read_rgb_resized(path, 64)
+    _check_rgb(small, 64, 64)
+    reference = np.asarray(Image.fromarray(read_rgb(path)).resize((64, 64), Image.BICUBIC))
+    assert np.abs(small.astype(int) - reference).mean() < 2
+
+
+def test_read_rgb_resized_keeps_the_right_size_image_unchanged(tmp_path, rgb):
+    square = np.ascontiguousarray(rgb[:24, :24])
+    Image.fromarray(square).save(tmp_path / "s.png")
+    np.testing.assert_array_equal(read_rgb_resized(tmp_path / "s.png", 24), square)
+    up = read_rgb_resized(tmp_path / "s.png", 50)
+    _check_rgb(up, 50, 50)
+
+
+def test_read_rgb_resized_raises_on_bad_file(tmp_path):
+    (tmp_path / "bad.jpg").write_text("nope")
+    with pytest.raises(ImageDecodeError):
+        read_rgb_resized(tmp_path / "bad.jpg", 32)
+
+
+@pytest.mark.shared_data
+def test_real_rgba_originals_decode_to_rgb():
+    folder = SHARED / "lmu_sample_originals"
+    if not folder.is_dir():
+        pytest.skip(f"{folder} not present")
+    paths = sorted(folder.glob("*/*.tiff"))
+    assert len(paths) == 10
+    for path in paths:
+        with tifffile.TiffFile(path) as tif:
+            assert tif.pages.first.shape == (400, 400, 4)
+            alpha_dropped = tif.pages.first.asarray()[..., :3]
+        out = read_rgb(path)
+        _check_rgb(out, 400, 400)
+        np.testing.assert_array_equal(out, alpha_dropped)
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "TIFF", "BMP"])
+def test_image_cut_inside_its_header_is_damaged_not_foreign(rgb, fmt):
+    data = _encoded(rgb, fmt)
+    for cut in (12, 40, 100):
+        with pytest.raises(ImageDecodeError) as caught:
+            decode_rgb(data[:cut])
+        assert caught.value.code in ("truncated", "unreadable"), (cut, str(caught.value))

@@ -1,0 +1,218 @@
+"""Patient-grouped splits, folds, the leaky image split, and the `amlcyto split` command."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from amlcyto.cli.main import app
+from amlcyto.data.manifest import read_manifest, write_manifest
+from amlcyto.data.splits import (
+    PatientLeakWarning,
+    assign_folds,
+    leaked_patients,
+    split_by_image,
+    split_by_patient,
+    split_summary,
+)
+from amlcyto.errors import AmlcytoError
+
+# Patients per class: plenty, some, exactly three, two, one.
+PATIENTS = {"control": 30, "NPM1": 12, "PML_RARA": 3, "CBFB_MYH11": 2, "RUNX1_RUNX1T1": 1}
+
+
+def make_manifest(patients: dict[str, int] = PATIENTS, data_seed: int = 7) -> pd.DataFrame:
+    """Manifest rows (no image files needed): 4 to 30 images per patient."""
+    rng = np.random.default_rng(data_seed)
+    rows = []
+    for label, count in patients.items():
+        for p in range(count):
+            patient = f"{label}_p{p:02d}"
+            for k in range(int(rng.integers(4, 31))):
+                rows.append({"path": f"/data/{label}/{patient}/img{k:03d}.tif", "label": label})
+                rows[-1]["patient"] = patient
+    frame = pd.DataFrame(rows)
+    frame["width"], frame["height"], frame["sha256"] = 144, 144, ""
+    return frame
+
+
+def patients_per_split(frame: pd.DataFrame, label: str) -> dict[str, int]:
+    own = frame[frame["label"] == label]
+    return own.groupby("split")["patient"].nunique().to_dict()
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3, 4, 123])
+def test_patient_split_keeps_patients_whole_and_classes_in_every_split(seed):
+    frame = make_manifest()
+    split = split_by_patient(frame, test=0.2, val=0.1, seed=seed)
+    assert list(split.index) == list(frame.index)
+    assert set(split["split"]) == {"train", "val", "test"}
+    assert leaked_patients(split) == []
+    for label in ("control", "NPM1", "PML_RARA"):
+        counts = patients_per_split(split, label)
+        assert set(counts) == {"train", "val", "test"}, (label, counts)
+    assert patients_per_split(split, "PML_RARA") == {"train": 1, "val": 1, "test": 1}
+    assert patients_per_split(split, "CBFB_MYH11") == {"train": 1, "test": 1}
+    assert patients_per_split(split, "RUNX1_RUNX1T1") == {"train": 1}
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_patient_split_image_fractions_are_close_to_requested(seed):
+    frame = make_manifest({"control": 60, "NPM1": 40}, data_seed=seed)
+    split = split_by_patient(frame, test=0.2, val=0.1, seed=seed)
+    for label in ("control", "NPM1"):
+        shares = split[split["label"] == label]["split"].value_counts(normalize=True)
+        # A patient holds at most 30 of ~700-1000 images: the greedy fill stays within a few.
+        assert shares["test"] == pytest.approx(0.2, abs=0.04)
+        assert shares["val"] == pytest.approx(0.1, abs=0.04)
+        assert shares["train"] == pytest.approx(0.7, abs=0.05)
+
+
+def test_patient_split_is_reproducible_and_ignores_row_order():
+    frame = make_manifest()
+    first = split_by_patient(frame, seed=5).set_index("path")["split"]
+    again = split_by_patient(frame, seed=5).set_index("path")["split"]
+    shuffled = frame.sample(frac=1.0, random_state=np.random.default_rng()).reset_index(drop=True)
+    reordered = split_by_patient(shuffled, seed=5).set_index("path")["split"]
+    pd.testing.assert_series_equal(first, again)
+    pd.testing.assert_series_equal(first, reordered.loc[first.index])
+    others = [split_by_patient(frame, seed=s).set_index("path")["split"] for s in range(6, 10)]
+    assert any(not other.equals(first) for other in others)
+
+
+def test_patient_under_two_classes_stays_whole():
+    frame = make_manifest({"control": 10, "NPM1": 10})
+    stray = frame[frame["patient"] == "control_p03"].head(3).copy()
+    stray["label"] = "NPM1"
+    stray["path"] = stray["path"].str.replace("/control/", "/NPM1/")
+    frame = pd.concat([frame, stray], ignore_index=True)
+    for seed in range(5):
+        split = split_by_patient(frame, seed=seed)
+        assert split.loc[split["patient"] == "control_p03", "split"].nunique() == 1
+        assert leaked_patients(split) == []
+
+
+def test_only_train_when_test_and_val_are_zero():
+    split = split_by_patient(make_manifest(), test=0.0, val=0.0)
+    assert set(split["split"]) == {"train"}
+
+
+@pytest.mark.parametrize(
+    ("test", "val", "named"),
+    [(-0.1, 0.1, "--test -0.1"), (0.2, 1.5, "--val 1.5"), (0.6, 0.4, "--test 0.6 plus --val 0.4")],
+)
+def test_fractions_are_validated(test, val, named):
+    for function in (split_by_patient, split_by_image):
+        with pytest.raises(AmlcytoError, match=named):
+            function(make_manifest(), test=test, val=val)
+
+
+def test_missing_patient_values_are_reported():
+    frame = make_manifest()
+    frame.loc[5, "patient"] = None
+    with pytest.raises(AmlcytoError, match="empty patient"):
+        split_by_patient(frame)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 42])
+def test_folds_group_patients_and_cover_classes(seed):
+    frame = make_manifest({"control": 15, "NPM1": 10, "PML_RARA": 5})
+    folded = assign_folds(frame, folds=5, seed=seed)
+    assert folded["fold"].dtype.kind == "i"
+    assert set(folded["fold"]) == set(range(5))
+    assert (folded.groupby("patient")["fold"].nunique() == 1).all()
+    per_fold = folded.groupby(["fold", "label"])["patient"].nunique().unstack(fill_value=0)
+    assert (per_fold > 0).all().all()
+    shuffled = frame.sample(frac=1.0, random_state=3)
+    again = assign_folds(shuffled, folds=5, seed=seed).set_index("path")["fold"]
+    pd.testing.assert_series_equal(folded.set_index("path")["fold"], again.loc[frame["path"]])
+
+
+def test_folds_need_enough_patients_per_class():
+    frame = make_manifest({"control": 10, "PML_RARA": 3})
+    with pytest.raises(AmlcytoError, match=r"'PML_RARA' has only 3 patient.*--folds 3"):
+        assign_folds(frame, folds=5)
+    with pytest.raises(AmlcytoError, match="at least 2 folds"):
+        assign_folds(frame, folds=1)
+
+
+def test_folds_within_train_only():
+    split = split_by_patient(make_manifest({"control": 20, "NPM1": 20}), test=0.2, val=0.0)
+    folded = assign_folds(split, folds=3, only_split="train")
+    assert (folded.loc[folded["split"] == "test", "fold"] == -1).all()
+    assert set(folded.loc[folded["split"] == "train", "fold"]) == {0, 1, 2}
+
+
+def test_image_split_leaks_and_warns():
+    frame = make_manifest({"control": 10, "NPM1": 10})
+    with pytest.warns(PatientLeakWarning, match="patient"):
+        split = split_by_image(frame, test=0.2, val=0.1, seed=0)
+    assert leaked_patients(split)
+    shares = split["split"].value_counts(normalize=True)
+    assert shares["test"] == pytest.approx(0.2, abs=0.01)
+    assert shares["val"] == pytest.approx(0.1, abs=0.01)
+
+
+def test_image_split_of_one_image_groups_does_not_warn(recwarn):
+    frame = make_manifest({"control": 10, "NPM1": 10})
+    frame["patient"] = frame["path"]
+    split_by_image(frame, seed=0)
+    assert not [w for w in recwarn if issubclass(w.category, PatientLeakWarning)]
+
+
+def test_split_summary_counts():
+    frame = make_manifest()
+    summary = split_summary(split_by_patient(frame, seed=0))
+    assert list(summary.columns) == ["split", "label", "patients", "images", "fraction"]
+    assert summary["images"].sum() == len(frame)
+    assert summary["patients"].sum() == frame["patient"].nunique()
+    assert list(dict.fromkeys(summary["split"])) == ["train", "val", "test"]
+    assert summary.groupby("label")["fraction"].sum().round(2).eq(1.0).all()
+
+
+def test_split_command_writes_split_and_refuses_overwrite(tmp_path):
+    manifest = tmp_path / "manifest.csv"
+    write_manifest(make_manifest(), manifest)
+    out = tmp_path / "split.csv"
+    runner = CliRunner()
+    result = runner.invoke(app, ["split", str(manifest), "--out", str(out), "--seed", "3"])
+    assert result.exit_code == 0, result.output
+    assert "Patients and images per split" in result.stderr
+    written = read_manifest(out)
+    assert set(written["split"]) == {"train", "val", "test"}
+    assert leaked_patients(written) == []
+    again = runner.invoke(app, ["split", str(manifest), "--out", str(out)])
+    assert again.exit_code == 2
+    assert "already exists" in again.stderr
+    forced = runner.invoke(app, ["split", str(manifest), "--out", str(out), "--force"])
+    assert forced.exit_code == 0, forced.output
+
+
+def test_split_command_folds_and_image_mode(tmp_path):
+    manifest = tmp_path / "manifest.csv"
+    write_manifest(make_manifest({"control": 10, "NPM1": 8}), manifest)
+    runner = CliRunner()
+    folds_only = tmp_path / "folds.csv"
+    result = runner.invoke(app, ["split", str(manifest), "-o", str(folds_only), "--folds", "4"])
+    assert result.exit_code == 0, result.output
+    written = read_manifest(folds_only)
+    assert "split" not in written.columns
+    assert set(written["fold"]) == {0, 1, 2, 3}
+
+    held_out = tmp_path / "held_out.csv"
+    args = ["split", str(manifest), "-o", str(held_out), "--folds", "3", "--test", "0.2"]
+    assert runner.invoke(app, args).exit_code == 0
+    written = read_manifest(held_out)
+    assert set(written["split"]) == {"train", "test"}
+    assert set(written.loc[written["split"] == "test", "fold"]) == {-1}
+
+    leaky = tmp_path / "leaky.csv"
+    result = runner.invoke(app, ["split", str(manifest), "-o", str(leaky), "--by", "image"])
+    assert result.exit_code == 0, result.output
+    assert "WARNING" in result.stderr and "leak" in result.stderr
+
+    bad = runner.invoke(app, ["split", str(manifest), "-o", str(tmp_path / "x.csv"), "--val", "2"])
+    assert bad.exit_code == 2
+    assert "--val 2" in bad.stderr
