@@ -1,7 +1,54 @@
-"""Placeholder: replaced by the module that implements `amlcyto demo`."""
+"""`amlcyto demo-data` and `amlcyto demo`: synthetic data, and the main job run on it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
 
 import typer
 
+from amlcyto.cli.common import err_console, reports_errors
+from amlcyto.data.demo import make_demo_dataset
+from amlcyto.demo_run import run_demo
+
 
 def register(app: typer.Typer) -> None:
-    """Add this module's command(s) to app."""
+    app.command("demo-data")(demo_data_command)
+    app.command("demo")(demo_command)
+
+
+@reports_errors
+def demo_data_command(
+    out: Annotated[Path, typer.Argument(help="Folder to create: class/patient/image.tif inside.")],
+    patients: Annotated[int, typer.Option(help="Patients per class.")] = 4,
+    cells: Annotated[int, typer.Option(help="Cell images per patient.")] = 40,
+    seed: Annotated[int, typer.Option(help="Random seed (same seed, same files).")] = 0,
+    force: Annotated[bool, typer.Option("--force", help="Write into a non-empty folder.")] = False,
+) -> None:
+    """Write a small SYNTHETIC dataset in the real layout (5 classes, procedurally drawn cells)."""
+    folder = make_demo_dataset(
+        out, patients_per_class=patients, cells_per_patient=cells, seed=seed, force=force
+    )
+    err_console.print(f"wrote {5 * patients * cells} synthetic cell images to {folder}")
+    print(folder)
+
+
+@reports_errors
+def demo_command(
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="Folder for every output of the demo.")
+    ] = Path("amlcyto-demo"),
+    force: Annotated[
+        bool, typer.Option("--force", help="Overwrite an earlier demo folder.")
+    ] = False,
+) -> None:
+    """Run the main job on synthetic data: demo-data, scan, split, audit, train, evaluate."""
+    outputs = run_demo(
+        out, force=force, log=lambda message: err_console.print(message, highlight=False)
+    )
+    result = outputs["evaluation"]
+    print(f"Cells ({result.metrics['n']} images)\n\n{result.report}")
+    print(f"Patients ({result.metrics['patients']['n']})\n\n{result.patient_report}")
+    for name in ("data", "manifest", "split", "audit", "run"):
+        print(f"{name:>10}: {outputs[name]}")
+    print(f"{'evaluation':>10}: {result.out}")

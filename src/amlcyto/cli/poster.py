@@ -1,7 +1,80 @@
-"""Placeholder: replaced by the module that implements `amlcyto poster`."""
+"""`amlcyto reproduce-poster`: the poster's four binary CNNs, beside its published numbers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
 
 import typer
+from rich.table import Table
+
+from amlcyto.cli.common import err_console, out_console, reports_errors
+from amlcyto.poster import reproduce_poster
+from amlcyto.poster.reproduce import PROTOCOLS
+from amlcyto.training import TrainConfig
 
 
 def register(app: typer.Typer) -> None:
-    """Add this module's command(s) to app."""
+    app.command("reproduce-poster")(reproduce_poster_command)
+
+
+@reports_errors
+def reproduce_poster_command(
+    data: Annotated[
+        Path, typer.Argument(help="Dataset folder (class/patient/image) or its manifest.")
+    ],
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="Folder for splits, runs and comparison.csv.")
+    ] = Path("poster"),
+    epochs: Annotated[int, typer.Option(help="Maximum epochs per model.")] = 20,
+    image_size: Annotated[
+        int, typer.Option(help="Input size in pixels (the presets' default is 64).")
+    ] = 64,
+    max_per_class: Annotated[
+        int, typer.Option(help="Training images per class (the poster used about 5,000).")
+    ] = 5000,
+    batch_size: Annotated[int, typer.Option(help="Images per step.")] = 64,
+    seed: Annotated[int, typer.Option(help="Seed for splits, sampling and weights.")] = 0,
+    leaky: Annotated[
+        bool, typer.Option(help="Also run the poster's leaky image-level split.")
+    ] = True,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite the output folder.")] = False,
+) -> None:
+    """Train control-vs-subtype models with the four poster presets and print their reports."""
+    base = TrainConfig(
+        epochs=epochs,
+        image_size=image_size,
+        max_per_class=max_per_class,
+        batch_size=batch_size,
+        seed=seed,
+    )
+    protocols = ("patient", "image") if leaky else ("patient",)
+    table = reproduce_poster(
+        data,
+        out,
+        base,
+        protocols=protocols,
+        force=force,
+        log=lambda message: err_console.print(message, highlight=False),
+    )
+    for (task, protocol), rows in table.groupby(["task", "protocol"], sort=False):
+        grid = Table(title=f"control vs {task}: {PROTOCOLS[protocol]}", title_justify="left")
+        for column in ("class", "precision", "recall", "f1", "support", "poster P / R / F1"):
+            grid.add_column(column, justify="left" if column == "class" else "right")
+        for row in rows.to_dict("records"):
+            poster = " / ".join(f"{row[f'poster_{k}']:.2f}" for k in ("precision", "recall", "f1"))
+            grid.add_row(
+                row["class"],
+                f"{row['precision']:.2f}",
+                f"{row['recall']:.2f}",
+                f"{row['f1']:.2f}",
+                str(row["support"]),
+                poster,
+            )
+        first = rows.iloc[0]
+        grid.caption = (
+            f"accuracy {first.accuracy:.2f} (poster {first.poster_accuracy:.2f}); "
+            f"patient-level accuracy {first.patient_accuracy:.2f}"
+        )
+        out_console.print(grid)
+    err_console.print(f"wrote {out}/comparison.csv, the split files and one run per task")

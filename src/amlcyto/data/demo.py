@@ -431,24 +431,23 @@ class _Stain:
     """
 
     def __init__(self, rng: np.random.Generator) -> None:
-        self.light = np.array([245.0, 238.0, 238.0]) + rng.normal(0, 2, 3)
-        self.strength = rng.uniform(0.88, 1.1)
-        self.hue = rng.uniform(-8, 8)
-        self.saturation = rng.uniform(0.85, 1.15)
-        self.brightness = rng.uniform(0.95, 1.04)
+        self.light = np.array([245.0, 238.0, 238.0]) + rng.normal(0, 2.5, 3)
+        self.strength = rng.uniform(0.9, 1.08)
+        self.hue = rng.uniform(-6, 6)
+        self.saturation = rng.uniform(0.88, 1.12)
+        self.brightness = rng.uniform(0.96, 1.03)
         self.noise = rng.uniform(1.5, 3.5)
 
     def for_cell(self, rng: np.random.Generator) -> tuple[np.ndarray, float, np.ndarray]:
-        """This cell's light colour, stain strength and colour matrix."""
-        jitter = rng.normal(0, 1, 5)
-        light = (self.light * (1 + 0.01 * jitter[0])).astype(np.float32)
-        strength = self.strength * (1 + 0.05 * jitter[1])
+        """This cell's light (the patient's: one slide, one lamp), stain strength, colours."""
+        jitter = rng.normal(0, 1, 4)
+        strength = self.strength * (1 + 0.05 * jitter[0])
         matrix = _colour_matrix(
-            self.hue + 2.5 * jitter[2],
-            self.saturation * (1 + 0.05 * jitter[3]),
-            self.brightness * (1 + 0.015 * jitter[4]),
+            self.hue + 2.5 * jitter[1],
+            self.saturation * (1 + 0.05 * jitter[2]),
+            self.brightness * (1 + 0.008 * jitter[3]),
         )
-        return light, strength, matrix.astype(np.float32)
+        return self.light.astype(np.float32), strength, matrix.astype(np.float32)
 
 
 def _blur(image: np.ndarray) -> np.ndarray:

@@ -174,7 +174,7 @@ def _loader(source, rows: pd.DataFrame, config: TrainConfig, train: bool) -> Dat
         generator = torch.Generator().manual_seed(config.seed)
         if config.balanced:
             counts = rows["target"].value_counts()
-            weights = torch.as_tensor(
+            weights = torch.tensor(
                 (1.0 / rows["target"].map(counts)).to_numpy(), dtype=torch.double
             )
             sampler = WeightedRandomSampler(
@@ -196,15 +196,19 @@ def _loader(source, rows: pd.DataFrame, config: TrainConfig, train: bool) -> Dat
 class _quiet_lightning:
     """Silence Lightning's start-up chatter (GPU/TPU availability, tips); keep real warnings."""
 
+    loggers = ("lightning.pytorch", "lightning.pytorch.utilities.rank_zero", "lightning.fabric")
+
     def __enter__(self):
-        self._level = logging.getLogger("lightning.pytorch").level
-        logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
+        self._levels = {name: logging.getLogger(name).level for name in self.loggers}
+        for name in self.loggers:
+            logging.getLogger(name).setLevel(logging.WARNING)
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")
         warnings.filterwarnings("ignore", message=".*LeafSpec.*")
         return self
 
     def __exit__(self, *exc):
-        logging.getLogger("lightning.pytorch").setLevel(self._level)
+        for name, level in self._levels.items():
+            logging.getLogger(name).setLevel(level)
         return False
 
 

@@ -1,0 +1,128 @@
+"""Train and score the poster's four binary models, on an honest and on the poster's split."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+
+import pandas as pd
+
+from amlcyto.data.manifest import read_manifest, write_manifest
+from amlcyto.data.scan import scan
+from amlcyto.data.splits import PatientLeakWarning, split_by_image, split_by_patient
+from amlcyto.errors import AmlcytoError
+from amlcyto.evaluation.evaluate import evaluate
+from amlcyto.io import write_csv_atomic
+from amlcyto.poster.reference import POSTER_RESULTS, POSTER_TASKS
+from amlcyto.training import TrainConfig, train
+from amlcyto.training.train import prepare_run_dir
+
+PROTOCOLS = {
+    "patient": "split by patient (no leakage)",
+    "image": "split by image, as the poster (LEAKY: a patient's cells in train and test)",
+}
+
+
+def _load(data: str | Path) -> pd.DataFrame:
+    if Path(data).is_dir():
+        return scan(data).manifest
+    frame = read_manifest(data)
+    return frame.drop(columns=[c for c in ("split", "fold") if c in frame])
+
+
+def reproduce_poster(
+    data: str | Path,
+    out: str | Path,
+    base: TrainConfig | None = None,
+    protocols: tuple[str, ...] = ("patient", "image"),
+    tasks: tuple[str, ...] | None = None,
+    force: bool = False,
+    log: Callable[[str], None] = print,
+) -> pd.DataFrame:
+    """Train each poster preset on control against its subtype and score it on held-out data.
+
+    Parameters
+    ----------
+    data : path
+        The dataset folder (``class/patient/image``) or a manifest of it.
+    out : path
+        Folder for the two split files, one run per task and protocol, and ``comparison.csv``.
+    base : TrainConfig, optional
+        Shared settings (epochs, image size, ``max_per_class`` ...); model, task and
+        positive class are set per task.
+    protocols : tuple of str
+        ``patient`` (leak-free) and/or ``image`` (the poster's leaky protocol).
+    tasks : tuple of str, optional
+        Subtypes to run; default all four that the data holds.
+
+    Returns
+    -------
+    DataFrame
+        One row per task, protocol and class: precision, recall, f1, support, accuracy, the
+        patient-level accuracy, and the poster's published precision, recall and f1.
+    """
+    base = base or TrainConfig(epochs=20, max_per_class=5000)
+    unknown = set(protocols) - set(PROTOCOLS)
+    if unknown:
+        raise AmlcytoError(f"unknown protocol(s) {sorted(unknown)}; use patient and/or image.")
+    frame = _load(data)
+    labels = set(frame["label"])
+    if "control" not in labels:
+        raise AmlcytoError(
+            f"{data}: no 'control' class; the poster's tasks are control against a subtype."
+        )
+    tasks = tasks or tuple(t for t in POSTER_TASKS if t in labels)
+    if not tasks:
+        raise AmlcytoError(f"{data}: none of the subtypes {', '.join(POSTER_TASKS)} is present.")
+    out = prepare_run_dir(out, force)
+
+    rows = []
+    for protocol in protocols:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", PatientLeakWarning)
+            splitter = split_by_patient if protocol == "patient" else split_by_image
+            split = splitter(frame, test=base.test, val=base.val, seed=base.seed)
+        split_file = write_manifest(split, out / f"split_by_{protocol}.csv")
+        for subtype in tasks:
+            log(f"[{protocol}] control vs {subtype}: training {POSTER_TASKS[subtype]}")
+            config = replace(
+                base,
+                model=POSTER_TASKS[subtype],
+                task="binary",
+                positive=subtype,
+                negative="control",
+            )
+            run = train(split_file, out / f"{subtype}-{protocol}", config, force=force)
+            result = evaluate(run, force=force)
+            rows.extend(_rows(subtype, protocol, result.metrics))
+    table = pd.DataFrame(rows)
+    write_csv_atomic(out / "comparison.csv", table)
+    return table
+
+
+def _rows(subtype: str, protocol: str, metrics: dict) -> list[dict]:
+    poster = POSTER_RESULTS[subtype]
+    result = []
+    for name, role in (("control", "control"), (subtype, "subtype")):
+        scores = metrics["per_class"][name]
+        published = poster[role]
+        result.append(
+            {
+                "task": subtype,
+                "protocol": protocol,
+                "class": name,
+                "precision": round(scores["precision"], 3),
+                "recall": round(scores["recall"], 3),
+                "f1": round(scores["f1"], 3),
+                "support": scores["support"],
+                "accuracy": round(metrics["accuracy"], 3),
+                "patient_accuracy": round(metrics["patients"]["accuracy"], 3),
+                "poster_precision": published[0],
+                "poster_recall": published[1],
+                "poster_f1": published[2],
+                "poster_accuracy": poster["accuracy"],
+            }
+        )
+    return result
