@@ -25,7 +25,10 @@ def _images(root: Path) -> list[Path]:
 
 def test_layout_and_counts(tmp_path):
     out = tmp_path / "demo"
-    assert make_demo_dataset(out, patients_per_class=2, cells_per_patient=3, image_size=48) == out
+    calls = []
+    made = make_demo_dataset(out, 2, 3, image_size=48, progress=lambda *a: calls.append(a))
+    assert made == out
+    assert calls == [(done, 30) for done in range(1, 31)]
     assert sorted(p.name for p in out.iterdir()) == sorted(DEMO_CLASSES)
     assert all(p.is_dir() for p in out.iterdir())  # nothing but class folders at the top
     patients = [p for c in out.iterdir() for p in c.iterdir()]

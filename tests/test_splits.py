@@ -216,3 +216,19 @@ def test_split_command_folds_and_image_mode(tmp_path):
     bad = runner.invoke(app, ["split", str(manifest), "-o", str(tmp_path / "x.csv"), "--val", "2"])
     assert bad.exit_code == 2
     assert "--val 2" in bad.stderr
+
+
+def test_byte_identical_images_never_cross_splits():
+    # 40 one-image groups; pairs (0,1), (2,3), ... share a hash, as duplicated files do.
+    frame = pd.DataFrame(
+        {
+            "path": [f"/d/c{i % 2}/img{i}.png" for i in range(40)],
+            "label": [f"c{i % 2}" for i in range(40)],
+            "patient": [f"c{i % 2}/img{i}" for i in range(40)],
+            "sha256": [f"h{i // 2}" for i in range(40)],
+        }
+    )
+    frame.loc[frame.index % 2 == 1, "label"] = frame.loc[frame.index % 2 == 0, "label"].to_numpy()
+    for seed in range(5):
+        split = split_by_patient(frame, test=0.3, val=0.2, seed=seed)
+        assert (split.groupby("sha256")["split"].nunique() == 1).all()

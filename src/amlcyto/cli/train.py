@@ -57,6 +57,9 @@ def train_command(
         typer.Option(help="Input size in pixels (default: the model's, 64 for poster presets)."),
     ] = None,
     epochs: Annotated[int, typer.Option(help="Maximum epochs.")] = 20,
+    max_minutes: Annotated[
+        float | None, typer.Option(help="Stop after this many minutes of training.")
+    ] = None,
     batch_size: Annotated[int, typer.Option(help="Images per step.")] = 64,
     lr: Annotated[float | None, typer.Option(help="Learning rate (default: the model's).")] = None,
     seed: Annotated[
@@ -105,6 +108,7 @@ def train_command(
         negative=negative,
         image_size=image_size,
         epochs=epochs,
+        max_minutes=max_minutes,
         batch_size=batch_size,
         lr=lr,
         seed=seed,

@@ -490,6 +490,7 @@ def make_demo_dataset(
     image_size: int = 144,
     seed: int = 0,
     force: bool = False,
+    progress: Callable[[int, int], None] | None = None,
 ) -> Path:
     """Write a small synthetic AML dataset in the real cohort's layout and return its folder.
 
@@ -507,8 +508,9 @@ def make_demo_dataset(
     myelomonocytic blasts and abnormal eosinophils with big orange and dark purple granules;
     ``RUNX1_RUNX1T1`` blasts with an eccentric nucleus, perinuclear hof, salmon granules and
     often one long slender Auer rod. Leukemic patients also hold 20-30% normal mature cells.
-    Every patient has its own stain shift (hue, saturation, brightness, stain strength); every
-    cell its own size, shape, rotation, position, red cells around it and pixel noise.
+    Every patient has its own stain shift (hue, saturation, brightness, stain strength, lamp
+    colour), drawn once; every cell a smaller jitter of it and its own size, shape, rotation,
+    position, red cells around it and pixel noise. The default 800 images take a few seconds.
 
     Parameters
     ----------
@@ -521,9 +523,11 @@ def make_demo_dataset(
     image_size
         Width and height of each image in pixels (the real cohort's is 144).
     seed
-        Random seed: the same arguments always give byte-identical files.
+        Random seed: the same arguments give byte-identical files (on the same numpy).
     force
         Write into a non-empty ``out``; same-named files are replaced, nothing is deleted.
+    progress
+        Called as ``progress(done, total)`` after each image.
 
     Returns
     -------
@@ -549,6 +553,7 @@ def make_demo_dataset(
         raise AmlcytoError(
             f"{out} is not empty; choose a new folder or pass --force to write the demo into it."
         )
+    total, done = len(DEMO_CLASSES) * patients_per_class * cells_per_patient, 0
     names = _patient_names(len(DEMO_CLASSES) * patients_per_class, np.random.default_rng([seed, 0]))
     for class_index, label in enumerate(DEMO_CLASSES):
         for patient_index in range(patients_per_class):
@@ -565,6 +570,9 @@ def make_demo_dataset(
                 image = _draw_image(label, bool(leukemic[cell]), stain, image_size, rng)
                 path = folder / f"{name}_{cell:03d}_{'l' if leukemic[cell] else 'n'}.tif"
                 write_atomic(path, functools.partial(_write_tiff, image=image))
+                done += 1
+                if progress is not None:
+                    progress(done, total)
     return out
 
 

@@ -63,7 +63,9 @@ def split_by_patient(
 
     Notes
     -----
-    Each patient is filed under its majority class (ties: the alphabetically first label).
+    Patients that share a byte-identical image (same ``sha256``) are kept together as one
+    group (:func:`leak_groups`). Each patient is filed under its majority class (ties: the
+    alphabetically first label).
     Within a class, patients are sorted, shuffled with ``numpy.random.default_rng(seed)``
     and given one by one to the split furthest below its image target (this greedily
     minimises the squared error of the image counts). A class with at least as many
@@ -75,7 +77,8 @@ def split_by_patient(
     _check_columns(frame, ("path", "label", "patient"))
     fractions = {"train": 1.0 - test - val, "val": val, "test": test}
     wanted = [name for name in _FILL_ORDER if fractions[name] > 0]
-    patients = _patient_table(frame)
+    groups = frame.assign(patient=leak_groups(frame))
+    patients = _patient_table(groups)
     rng = np.random.default_rng(seed)
     assignment: dict[str, str] = {}
     for _, members in patients.groupby("label", sort=True):
@@ -84,8 +87,35 @@ def split_by_patient(
         sizes = dict(zip(shuffled["patient"], shuffled["images"], strict=True))
         assignment.update(_allocate(list(sizes), sizes, fractions, wanted))
     out = frame.copy()
-    out["split"] = frame["patient"].astype(str).map(assignment)
+    out["split"] = groups["patient"].map(assignment)
     return out
+
+
+def leak_groups(frame: pd.DataFrame) -> pd.Series:
+    """The unit a split must keep whole, per row: the patient, merged with every patient that
+    shares a byte-identical image (same ``sha256``) with it.
+
+    Without the merge, a file copied under two patients (or, in the ``class/image`` layout,
+    under two names) could land in train and test at once.
+    """
+    patients = frame["patient"].astype(str)
+    parent = {p: p for p in patients.unique()}
+
+    def root(p: str) -> str:
+        while parent[p] != p:
+            parent[p] = parent[parent[p]]
+            p = parent[p]
+        return p
+
+    if "sha256" in frame.columns:
+        hashed = frame["sha256"].notna() & (frame["sha256"].astype(str) != "")
+        for _, sharing in patients[hashed].groupby(frame.loc[hashed, "sha256"]):
+            first, *others = sharing.unique()
+            for other in others:
+                a, b = root(first), root(other)
+                if a != b:
+                    parent[max(a, b)] = min(a, b)
+    return patients.map(root)
 
 
 def assign_folds(

@@ -16,6 +16,7 @@ class TrainConfig:
     negative: str = "control"  # binary: the class it is told apart from
     image_size: int | None = None  # pixels; None = the model's default (64 for poster presets)
     epochs: int = 20
+    max_minutes: float | None = None  # stop training after this much wall time (best epoch kept)
     batch_size: int = 64
     lr: float | None = None  # None = the model's recommended learning rate
     weight_decay: float = 1e-4

@@ -71,8 +71,6 @@ def train(data: str | Path, out: str | Path, config: TrainConfig, force: bool = 
     image_size = config.image_size or defaults["image_size"]
     lr = config.lr or defaults["lr"]
     frame = load_split(data, config)
-    out = prepare_run_dir(out, force)
-    write_manifest(frame, out / SPLIT)
 
     classes = task_classes(
         frame[frame["split"] == "train"], config.task, config.positive, config.negative
@@ -86,13 +84,6 @@ def train(data: str | Path, out: str | Path, config: TrainConfig, force: bool = 
         )
 
     L.seed_everything(config.seed, workers=True, verbose=False)
-    tune_malloc()
-    sources = {
-        name: image_source(part["path"].tolist(), image_size, config.cache, config.cache_dir)
-        for name, part in (("train", train_rows), ("val", val_rows))
-    }
-    mean, std = channel_stats(sources["train"], seed=config.seed)
-
     model = create_model(
         config.model,
         num_classes=len(classes),
@@ -100,6 +91,16 @@ def train(data: str | Path, out: str | Path, config: TrainConfig, force: bool = 
         **({"pretrained": True} if config.pretrained else {}),
         **config.model_options,
     ).to(memory_format=torch.channels_last)
+    # Only now, with the settings checked, is the run directory made (a refused run leaves none).
+    out = prepare_run_dir(out, force)
+    write_manifest(frame, out / SPLIT)
+
+    tune_malloc()
+    sources = {
+        name: image_source(part["path"].tolist(), image_size, config.cache, config.cache_dir)
+        for name, part in (("train", train_rows), ("val", val_rows))
+    }
+    mean, std = channel_stats(sources["train"], seed=config.seed)
     module = CellClassifier(
         model,
         len(classes),
@@ -118,6 +119,7 @@ def train(data: str | Path, out: str | Path, config: TrainConfig, force: bool = 
     precision = choose_precision(config.precision, config.accelerator)
     trainer = L.Trainer(
         max_epochs=config.epochs,
+        max_time={"minutes": config.max_minutes} if config.max_minutes else None,
         accelerator=config.accelerator,
         devices=config.devices,
         num_nodes=config.num_nodes,

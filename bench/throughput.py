@@ -1,0 +1,150 @@
+"""Bench c and issue 4: images per second of each model on this CPU, beside its FLOPs.
+
+For each model: FLOPs per image (forward; forward+backward), model-only inference and
+training speed on random tensors, end-to-end inference from JPEG files on disk through
+``amlcyto.evaluation.inference.predict_probabilities`` (decoding included), and the
+achieved GFLOP/s against this CPU's measured matrix-multiply peak.
+
+Run from the repository root: python3 -m bench.throughput [--files 3000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+
+import torch
+import torch.nn.functional as F
+from torch.utils.flop_counter import FlopCounterMode
+
+from amlcyto.evaluation.inference import predict_probabilities
+from amlcyto.models import create_model
+from amlcyto.runs import load_run, save_run
+from amlcyto.training.performance import tune_malloc
+from bench.common import pbc_manifest, save_json
+
+MODELS = [
+    ("poster_pml_rara", 64),
+    ("poster_runx1_runx1t1", 64),
+    ("poster_cbfb_myh11", 64),
+    ("poster_npm1", 64),
+    ("cnn_small", 64),
+    ("resnet18", 144),
+]
+
+
+def matmul_peak(dtype: torch.dtype, n: int = 2048, repeats: int = 10) -> float:
+    """GFLOP/s of an n x n matrix multiply on all threads."""
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    a @ b
+    started = time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    return 2 * n**3 * repeats / (time.perf_counter() - started) / 1e9
+
+
+def flops(model: torch.nn.Module, size: int, train: bool) -> float:
+    """FLOPs per image (multiply and add counted apart) of a forward (+ backward) pass."""
+    model.train(train)
+    x = torch.randn(2, 3, size, size)
+    with FlopCounterMode(display=False) as counter:
+        out = model(x)
+        if train:
+            out.sum().backward()
+    model.zero_grad(set_to_none=True)
+    return counter.get_total_flops() / 2
+
+
+def timed(step, batch: int, seconds: float = 8.0, warmup: int = 2) -> float:
+    for _ in range(warmup):
+        step()
+    count, started = 0, time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        step()
+        count += batch
+    return count / (time.perf_counter() - started)
+
+
+def model_speeds(model: torch.nn.Module, size: int, batch_train: int, batch_infer: int):
+    model = model.to(memory_format=torch.channels_last)
+    x = torch.randn(batch_infer, 3, size, size).contiguous(memory_format=torch.channels_last)
+    model.eval()
+    with torch.inference_mode():
+        infer = timed(lambda: model(x), batch_infer)
+    model.train()
+    xt, y = x[:batch_train].clone(), torch.rand(batch_train)
+    optimizer = torch.optim.AdamW(model.parameters(), 1e-4)
+
+    def step():
+        loss = F.binary_cross_entropy_with_logits(model(xt)[:, 0], y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    return infer, timed(step, batch_train)
+
+
+def end_to_end(model: torch.nn.Module, size: int, paths: list[str]) -> float:
+    """Images per second of predict_probabilities over files (decode + resize + model)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        save_run(
+            tmp,
+            model,
+            {"classes": ["a", "b"], "image_size": size, "mean": [0.5] * 3, "std": [0.25] * 3},
+        )
+        run = load_run(tmp)
+        predict_probabilities(run, paths[:256])
+        started = time.perf_counter()
+        predict_probabilities(run, paths)
+        return len(paths) / (time.perf_counter() - started)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--files", type=int, default=3000, help="JPEGs for end-to-end inference")
+    parser.add_argument("--no-malloc-tuning", action="store_true")
+    args = parser.parse_args()
+    if not args.no_malloc_tuning:
+        tune_malloc()
+    torch.manual_seed(0)
+    paths = pbc_manifest()["path"].sample(args.files, random_state=0).tolist()
+    peak32, peak16 = matmul_peak(torch.float32), matmul_peak(torch.bfloat16, repeats=2)
+    print(f"matmul peak: fp32 {peak32:.0f} GFLOP/s, bf16 {peak16:.0f} GFLOP/s")
+    rows = []
+    for name, size in MODELS:
+        model = create_model(name, num_classes=2, image_size=size)
+        f_infer, f_train = flops(model, size, False), flops(model, size, True)
+        infer, train = model_speeds(model, size, batch_train=64, batch_infer=256)
+        e2e = end_to_end(model, size, paths)
+        row = {
+            "model": name,
+            "image_size": size,
+            "gflop_forward": round(f_infer / 1e9, 3),
+            "gflop_train": round(f_train / 1e9, 3),
+            "infer_model_img_s": round(infer, 1),
+            "infer_end_to_end_img_s": round(e2e, 1),
+            "train_model_img_s": round(train, 1),
+            "infer_gflop_s": round(infer * f_infer / 1e9, 1),
+            "train_gflop_s": round(train * f_train / 1e9, 1),
+        }
+        print(row)
+        rows.append(row)
+    save_json(
+        "throughput",
+        {
+            "command": "python3 -m bench.throughput "
+            + " ".join(
+                f"--{k.replace('_', '-')}" + ("" if isinstance(v, bool) else f" {v}")
+                for k, v in vars(args).items()
+                if v
+            ),
+            "matmul_peak_gflop_s": {"fp32": round(peak32, 1), "bf16": round(peak16, 1)},
+            "malloc_tuning": not args.no_malloc_tuning,
+            "models": rows,
+        },
+    )
+
+
+if __name__ == "__main__":
+    main()

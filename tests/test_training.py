@@ -1,0 +1,187 @@
+"""Training: run directories, registry models through training, splits, determinism, refusals."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from amlcyto.data.manifest import read_manifest
+from amlcyto.errors import AmlcytoError
+from amlcyto.models import model_defaults
+from amlcyto.runs import CONFIG, HISTORY, SPLIT, WEIGHTS, load_run
+from amlcyto.training import TrainConfig, train
+from amlcyto.training.tasks import cap_per_class, rows_of_classes, task_classes
+
+RUN_FILES = (CONFIG, WEIGHTS, SPLIT, HISTORY)
+
+
+def _config(run: Path) -> dict:
+    return json.loads((run / CONFIG).read_text())
+
+
+def _check_run_dir(run: Path) -> dict:
+    for name in RUN_FILES:
+        assert (run / name).is_file(), f"{name} missing from {run}"
+    config = _config(run)
+    history = pd.read_csv(run / HISTORY)
+    assert list(history["epoch"]) == list(range(config["epochs_run"]))
+    assert history["train_loss"].notna().all() and history["val_loss"].notna().all()
+    return config
+
+
+def test_multiclass_run_directory_holds_everything(trained_run: Path, tiny_split: Path):
+    config = _check_run_dir(trained_run)
+    assert config["classes"] == ["NPM1", "PML_RARA", "control"]
+    assert config["task"] == "multiclass"
+    assert config["image_size"] == 16
+    assert config["model"]["name"] == "cnn_small"
+    assert config["model"]["num_classes"] == 3
+    assert config["epochs_run"] == 2  # patience 5 cannot stop a 2-epoch run early
+    assert 0 <= config["best_epoch"] < 2
+    history = pd.read_csv(trained_run / HISTORY)
+    assert config["best_val_loss"] == pytest.approx(history["val_loss"].min(), rel=1e-5)
+    # 6 training images per class, one patient each
+    assert config["train_images"] == 18 and config["val_images"] == 18
+    # split.csv is the split the run was given, row for row
+    given, saved = read_manifest(tiny_split), read_manifest(trained_run / SPLIT)
+    pd.testing.assert_frame_equal(given, saved)
+
+
+def test_binary_poster_preset_trains_at_small_size(tiny_split: Path, tmp_path: Path, tiny_config):
+    config = tiny_config(
+        tmp_path / "cache", model="poster_pml_rara", task="binary", positive="PML_RARA", lr=None
+    )
+    run = train(tiny_split, tmp_path / "run", config)
+    saved = _check_run_dir(run)
+    assert saved["classes"] == ["control", "PML_RARA"]
+    assert saved["task"] == "binary"
+    assert saved["lr"] == model_defaults("poster_pml_rara")["lr"]  # the preset's own rate
+    assert saved["model"]["name"] == "poster_pml_rara" and saved["model"]["image_size"] == 16
+    # two classes -> one sigmoid logit
+    assert load_file(str(run / WEIGHTS))["head.weight"].shape[0] == 1
+    loaded = load_run(run)
+    assert loaded.positive == "PML_RARA"
+    # only control and PML_RARA rows were trained on (NPM1 left out)
+    assert saved["train_images"] == 12 and saved["val_images"] == 12
+
+
+def test_plain_manifest_is_split_by_patient_and_saved(tiny_manifest: Path, tmp_path: Path, tiny_config):
+    config = tiny_config(tmp_path / "cache", epochs=1, test=0.34, val=0.34)
+    run = train(tiny_manifest, tmp_path / "run", config)
+    split = read_manifest(run / SPLIT)
+    assert set(split["split"]) == {"train", "val", "test"}
+    assert len(split) == len(read_manifest(tiny_manifest))
+    splits_per_patient = split.groupby("patient")["split"].nunique()
+    assert (splits_per_patient == 1).all(), "a patient's images lie in two splits"
+    assert len(pd.read_csv(run / HISTORY)) == 1
+
+
+def test_same_seed_gives_identical_weights(tiny_split: Path, tmp_path: Path, tiny_config):
+    config = tiny_config(tmp_path / "cache", epochs=2, seed=3)
+    first = load_file(str(train(tiny_split, tmp_path / "a", config) / WEIGHTS))
+    second = load_file(str(train(tiny_split, tmp_path / "b", config) / WEIGHTS))
+    assert first.keys() == second.keys()
+    for name, tensor in first.items():
+        torch.testing.assert_close(second[name], tensor, rtol=0, atol=1e-6, msg=name)
+    # and training really changed the weights (the comparison is not of two fresh models)
+    config = tiny_config(tmp_path / "cache", epochs=2, seed=4)
+    other = load_file(str(train(tiny_split, tmp_path / "c", config) / WEIGHTS))
+    assert any(not torch.equal(other[k], first[k]) for k in first if k.endswith("weight"))
+
+
+def test_binary_with_unknown_positive_lists_classes(tiny_split: Path, tmp_path: Path, tiny_config):
+    config = tiny_config(tmp_path / "cache", task="binary", positive="RUNX1_RUNX1T1")
+    with pytest.raises(AmlcytoError, match="RUNX1_RUNX1T1") as caught:
+        train(tiny_split, tmp_path / "run", config)
+    message = str(caught.value)
+    assert "\n" not in message
+    for name in ("control", "NPM1", "PML_RARA"):
+        assert name in message
+    # nothing was left behind, so the corrected command can use the same --out
+    assert not (tmp_path / "run").exists() or not any((tmp_path / "run").iterdir())
+
+
+@pytest.mark.parametrize(
+    ("changes", "flag"),
+    [
+        ({"task": "binary"}, "--positive"),
+        ({"epochs": 0}, "--epochs"),
+        ({"batch_size": 0}, "--batch-size"),
+        ({"lr": -1.0}, "--lr"),
+        ({"max_per_class": 0}, "--max-per-class"),
+        ({"precision": "fp8"}, "--precision"),
+        ({"task": "regression"}, "--task"),
+    ],
+)
+def test_bad_settings_are_refused_before_training(changes, flag, tiny_split, tmp_path, tiny_config):
+    with pytest.raises(AmlcytoError, match=flag):
+        train(tiny_split, tmp_path / "run", tiny_config(tmp_path / "cache", **changes))
+    assert not (tmp_path / "run").exists()
+
+
+def test_unknown_model_is_refused(tiny_split: Path, tmp_path: Path, tiny_config):
+    with pytest.raises(AmlcytoError, match="unknown model 'nope'"):
+        train(tiny_split, tmp_path / "run", tiny_config(tmp_path / "cache", model="nope"))
+
+
+def test_refuses_non_empty_run_dir_without_force(tiny_split: Path, tmp_path: Path, tiny_config):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "notes.txt").write_text("keep me")
+    config = tiny_config(tmp_path / "cache", epochs=1)
+    with pytest.raises(AmlcytoError, match="--force"):
+        train(tiny_split, out, config)
+    assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]
+    train(tiny_split, out, config, force=True)
+    assert (out / WEIGHTS).is_file()
+
+
+def test_max_per_class_caps_training_images(tiny_split: Path, tmp_path: Path, tiny_config):
+    config = tiny_config(tmp_path / "cache", epochs=1, max_per_class=2)
+    run = train(tiny_split, tmp_path / "run", config)
+    saved = _config(run)
+    assert saved["train_images"] == 2 * 3
+    assert saved["val_images"] == 18  # validation is never capped
+    assert saved["train_config"]["max_per_class"] == 2
+
+
+def test_split_without_val_rows_is_refused(tiny_split: Path, tmp_path: Path, tiny_config):
+    frame = read_manifest(tiny_split)
+    frame.loc[frame["split"] == "val", "split"] = "train"
+    no_val = tmp_path / "no_val.csv"
+    frame.to_csv(no_val, index=False)
+    with pytest.raises(AmlcytoError, match="val"):
+        train(no_val, tmp_path / "run", tiny_config(tmp_path / "cache"))
+
+
+def test_task_classes_and_row_selection():
+    frame = pd.DataFrame(
+        {"label": ["control", "NPM1", "NPM1", "PML_RARA", "control"], "path": list("abcde")}
+    )
+    assert task_classes(frame, "binary", "NPM1", "control") == ["control", "NPM1"]
+    assert task_classes(frame, "multiclass", None, "control") == ["NPM1", "PML_RARA", "control"]
+    with pytest.raises(AmlcytoError, match="--negative 'healthy'"):
+        task_classes(frame, "binary", "NPM1", "healthy")
+    with pytest.raises(AmlcytoError, match="at least 2 classes"):
+        task_classes(frame[frame["label"] == "NPM1"], "multiclass", None, "control")
+    rows = rows_of_classes(frame, ["control", "NPM1"])
+    assert list(rows["path"]) == ["a", "b", "c", "e"]
+    assert list(rows["target"]) == [0, 1, 1, 0]
+
+
+def test_cap_per_class_is_seeded_and_caps_each_label():
+    frame = pd.DataFrame({"label": ["a"] * 10 + ["b"] * 3, "path": [str(i) for i in range(13)]})
+    capped = cap_per_class(frame, 4, seed=1)
+    assert capped["label"].value_counts().to_dict() == {"a": 4, "b": 3}
+    pd.testing.assert_frame_equal(capped, cap_per_class(frame, 4, seed=1))
+    assert cap_per_class(frame, None, seed=1) is frame
+
+
+def test_train_config_round_trips_through_dict():
+    config = TrainConfig(model="cnn", epochs=3, model_options={"dropout": 0.3})
+    assert TrainConfig(**config.to_dict()) == config
