@@ -70,7 +70,9 @@ def test_binary_poster_preset_trains_at_small_size(tiny_split: Path, tmp_path: P
     assert saved["train_images"] == 12 and saved["val_images"] == 12
 
 
-def test_plain_manifest_is_split_by_patient_and_saved(tiny_manifest: Path, tmp_path: Path, tiny_config):
+def test_plain_manifest_is_split_by_patient_and_saved(
+    tiny_manifest: Path, tmp_path: Path, tiny_config
+):
     config = tiny_config(tmp_path / "cache", epochs=1, test=0.34, val=0.34)
     run = train(tiny_manifest, tmp_path / "run", config)
     split = read_manifest(run / SPLIT)

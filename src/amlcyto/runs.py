@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from amlcyto.errors import AmlcytoError
@@ -74,15 +75,24 @@ def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> Run:
     try:
         config = json.loads(config_file.read_text(encoding="utf-8"))
         arch = dict(config["model"])
+        name = arch.pop("name")
         classes = list(config["classes"])
-    except (json.JSONDecodeError, KeyError, TypeError) as error:
+        image_size = int(config["image_size"])
+        mean, std = list(config["mean"]), list(config["std"])
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as error:
         raise AmlcytoError(
-            f"{config_file}: not a valid run config ({error}); retrain the run."
+            f"{config_file}: not a valid run config ({type(error).__name__}: {error}); "
+            "retrain the run."
         ) from None
-    model = create_model(arch.pop("name"), **arch)
+    try:
+        model = create_model(name, **arch)
+    except (AmlcytoError, TypeError, ValueError) as error:
+        raise AmlcytoError(
+            f"{config_file}: cannot rebuild the model ({error}); retrain the run."
+        ) from None
     try:
         model.load_state_dict(load_file(str(weights_file), device=str(device)), strict=True)
-    except (RuntimeError, OSError) as error:
+    except (RuntimeError, OSError, SafetensorError) as error:
         first = str(error).strip().splitlines()[0]
         raise AmlcytoError(f"{weights_file}: weights do not fit the config ({first}).") from None
     model.to(device).eval()
@@ -90,8 +100,8 @@ def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> Run:
         path=run_dir,
         model=model,
         classes=classes,
-        image_size=int(config["image_size"]),
-        mean=list(config["mean"]),
-        std=list(config["std"]),
+        image_size=image_size,
+        mean=mean,
+        std=std,
         config=config,
     )

@@ -20,7 +20,7 @@ class CellAugment:
 
     Each image gets its own draw: flips with probability ``flip_prob`` each axis, a rotation
     by k*90 degrees with k uniform in 0..3, and brightness, contrast and saturation factors
-    uniform in ``1 +/- jitter``.
+    uniform in ``1 +/- jitter``, and a per-channel gain in ``1 +/- jitter/2`` (a stain tint).
     """
 
     flip_prob: float = 0.5
@@ -57,6 +57,7 @@ def _colour_jitter(x: torch.Tensor, draw, amount: float) -> torch.Tensor:
         return (1 + (draw(b) * 2 - 1) * amount).view(b, 1, 1, 1)
 
     x = x * factor()  # brightness
+    x = x * (1 + (draw(b, 3) * 2 - 1) * amount / 2).view(b, 3, 1, 1)  # stain tint: gain per channel
     mean = x.mean(dim=(1, 2, 3), keepdim=True)
     x = (x - mean) * factor() + mean  # contrast
     gray = 0.299 * x[:, 0:1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3]

@@ -34,10 +34,14 @@ def predict_probabilities(
     workers = default_workers(len(paths)) if workers is None else workers
     source = image_source(list(paths), run.image_size, cache=cache, cache_dir=cache_dir)
     loader = DataLoader(CellDataset(source), batch_size=batch_size, num_workers=workers)
-    module = CellClassifier(run.model, len(run.classes), run.mean, run.std).eval()
     device = next(run.model.parameters()).device
+    channels_last = device.type == "cuda" or bool(run.config.get("channels_last", False))
+    module = CellClassifier(
+        run.model, len(run.classes), run.mean, run.std, channels_last=channels_last
+    ).eval()
     module.to(device)
-    run.model.to(memory_format=torch.channels_last)
+    if channels_last:
+        run.model.to(memory_format=torch.channels_last)
     chunks = []
     for images, _ in loader:
         logits = module(images.to(device)).float()

@@ -32,6 +32,7 @@ class TrainConfig:
     devices: Any = "auto"  # Lightning devices: "auto", an int, or a list of GPU indices
     num_nodes: int = 1
     strategy: str = "auto"  # Lightning strategy, e.g. "ddp"
+    channels_last: bool | None = None  # NHWC memory; None = on GPUs, on CPUs where measured faster
     workers: int = 0  # DataLoader worker processes (0 = in the training process)
     cache: bool = True  # decode once into a uint8 cache file, then read rows back
     cache_dir: str | None = None  # default $AMLCYTO_CACHE or ~/.cache/amlcyto

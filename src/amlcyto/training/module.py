@@ -24,12 +24,14 @@ class CellClassifier(L.LightningModule):
         epochs: int = 20,
         augment: CellAugment | None = None,
         seed: int = 0,
+        channels_last: bool = False,
     ):
         super().__init__()
         self.model = model
         self.num_classes = num_classes
         self.lr, self.weight_decay, self.epochs = lr, weight_decay, epochs
         self.augment = augment
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32), persistent=False)
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32), persistent=False)
         self.generator = torch.Generator().manual_seed(seed)
@@ -42,7 +44,7 @@ class CellClassifier(L.LightningModule):
         if train and self.augment is not None:
             x = self.augment(x, self.generator)
         x = (x - self.mean.view(1, 3, 1, 1)) / self.std.view(1, 3, 1, 1)
-        return x.contiguous(memory_format=torch.channels_last)
+        return x.contiguous(memory_format=self.memory_format)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.model(self.prepare(images, train=False))

@@ -36,9 +36,8 @@ def cap_per_class(frame: pd.DataFrame, limit: int | None, seed: int) -> pd.DataF
     """At most ``limit`` rows per label, drawn at random (seeded); all rows if ``limit`` is None."""
     if limit is None:
         return frame
-    return (
-        frame.groupby("label", group_keys=False)
-        .apply(lambda rows: rows.sample(n=min(limit, len(rows)), random_state=seed))
-        .sort_index()
-        .reset_index(drop=True)
-    )
+    # Shuffle, keep each label's first ``limit`` rows. (groupby.apply would drop the ``label``
+    # column under pandas >= 3.)
+    shuffled = frame.sample(frac=1.0, random_state=seed)
+    kept = shuffled[shuffled.groupby("label").cumcount() < limit]
+    return kept.sort_index().reset_index(drop=True)

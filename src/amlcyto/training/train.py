@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import logging
+import math
+import os
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -11,7 +16,8 @@ import lightning as L
 import pandas as pd
 import torch
 from lightning.pytorch.callbacks import EarlyStopping, TQDMProgressBar
-from torch.utils.data import DataLoader, RandomSampler, WeightedRandomSampler
+from torch.utils.data import DataLoader, RandomSampler, Sampler, WeightedRandomSampler
+from torch.utils.data.distributed import DistributedSampler
 
 from amlcyto.data.datasets import CellDataset, channel_stats, image_source
 from amlcyto.data.manifest import read_manifest, write_manifest
@@ -23,7 +29,11 @@ from amlcyto.runs import HISTORY, SPLIT, save_run
 from amlcyto.training.callbacks import BestWeights, EpochLog
 from amlcyto.training.config import TrainConfig
 from amlcyto.training.module import CellClassifier
-from amlcyto.training.performance import choose_precision, tune_malloc
+from amlcyto.training.performance import (
+    choose_precision,
+    faster_with_channels_last,
+    tune_malloc,
+)
 from amlcyto.training.tasks import cap_per_class, rows_of_classes, task_classes
 
 
@@ -36,6 +46,17 @@ def prepare_run_dir(out: str | Path, force: bool) -> Path:
         )
     out.mkdir(parents=True, exist_ok=True)
     return out
+
+
+def is_launch_rank_zero() -> bool:
+    """False in the extra processes of a distributed run, which must not touch the run directory.
+
+    Launchers name each process's rank in its environment: Lightning's own (``LOCAL_RANK``,
+    ``NODE_RANK``), torchrun (``RANK``, ``LOCAL_RANK``, ``GROUP_RANK``) and SLURM
+    (``SLURM_PROCID``). A process started by hand has none of them and counts as rank zero.
+    """
+    keys = ("RANK", "LOCAL_RANK", "NODE_RANK", "GROUP_RANK", "SLURM_PROCID")
+    return all(os.environ.get(key, "0") == "0" for key in keys)
 
 
 def load_split(data: str | Path, config: TrainConfig) -> pd.DataFrame:
@@ -90,10 +111,21 @@ def train(data: str | Path, out: str | Path, config: TrainConfig, force: bool = 
         image_size=image_size,
         **({"pretrained": True} if config.pretrained else {}),
         **config.model_options,
-    ).to(memory_format=torch.channels_last)
+    )
+    precision = choose_precision(config.precision, config.accelerator)
+    channels_last = config.channels_last
+    if channels_last is None:
+        on_gpu = config.accelerator in ("gpu", "cuda") or (
+            config.accelerator == "auto" and torch.cuda.is_available()
+        )
+        channels_last = on_gpu or faster_with_channels_last(model, image_size)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
     # Only now, with the settings checked, is the run directory made (a refused run leaves none).
-    out = prepare_run_dir(out, force)
-    write_manifest(frame, out / SPLIT)
+    out = Path(out)
+    if is_launch_rank_zero():  # the other DDP processes re-run this with the same arguments
+        prepare_run_dir(out, force)
+        write_manifest(frame, out / SPLIT)
 
     tune_malloc()
     sources = {
@@ -111,12 +143,12 @@ def train(data: str | Path, out: str | Path, config: TrainConfig, force: bool = 
         epochs=config.epochs,
         augment=CellAugment() if config.augment else None,
         seed=config.seed,
+        channels_last=channels_last,
     )
     best, history = BestWeights("val_loss"), EpochLog(out / HISTORY)
     callbacks = [best, history, EarlyStopping("val_loss", patience=config.patience)]
     if config.progress:
         callbacks.append(TQDMProgressBar(leave=True))
-    precision = choose_precision(config.precision, config.accelerator)
     trainer = L.Trainer(
         max_epochs=config.epochs,
         max_time={"minutes": config.max_minutes} if config.max_minutes else None,
@@ -131,42 +163,49 @@ def train(data: str | Path, out: str | Path, config: TrainConfig, force: bool = 
         enable_progress_bar=config.progress,
         enable_model_summary=False,
         deterministic="warn",
+        sync_batchnorm=_on_gpu(config.accelerator),  # torch's SyncBatchNorm is GPU-only
         num_sanity_val_steps=0,
         log_every_n_steps=1,
     )
     started = time.perf_counter()
-    with _quiet_lightning():
+    # Lightning's progress bar writes to stdout; stdout is for results, so send it to stderr.
+    with _quiet_lightning(), contextlib.redirect_stdout(sys.stderr):
         trainer.fit(
             module,
             _loader(sources["train"], train_rows, config, True),
             _loader(sources["val"], val_rows, config, False),
         )
-    if not trainer.is_global_zero:
-        return out
-    if best.best_state is not None:
-        model.load_state_dict(best.best_state)
-    save_run(
-        out,
-        model,
-        {
-            "classes": classes,
-            "task": config.task,
-            "image_size": image_size,
-            "mean": mean,
-            "std": std,
-            "lr": lr,
-            "precision": precision,
-            "best_epoch": best.best_epoch,
-            "best_val_loss": best.best_score,
-            "epochs_run": trainer.current_epoch,
-            "train_images": len(train_rows),
-            "val_images": len(val_rows),
-            "train_seconds": round(time.perf_counter() - started, 2),
-            "train_config": config.to_dict(),
-            "versions": {"torch": torch.__version__, "lightning": L.__version__},
-        },
-    )
+    if trainer.is_global_zero:
+        if best.best_state is not None:
+            model.load_state_dict(best.best_state)
+        save_run(
+            out,
+            model,
+            {
+                "classes": classes,
+                "task": config.task,
+                "image_size": image_size,
+                "mean": mean,
+                "std": std,
+                "lr": lr,
+                "precision": precision,
+                "channels_last": channels_last,
+                "best_epoch": best.best_epoch,
+                "best_val_loss": best.best_score,
+                "epochs_run": trainer.current_epoch,
+                "train_images": len(train_rows),
+                "val_images": len(val_rows),
+                "train_seconds": round(time.perf_counter() - started, 2),
+                "train_config": config.to_dict(),
+                "versions": {"torch": torch.__version__, "lightning": L.__version__},
+            },
+        )
+    trainer.strategy.barrier()  # the other DDP processes return once the run is saved
     return out
+
+
+def _on_gpu(accelerator: str) -> bool:
+    return accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
 
 
 def _loader(source, rows: pd.DataFrame, config: TrainConfig, train: bool) -> DataLoader:
@@ -184,6 +223,7 @@ def _loader(source, rows: pd.DataFrame, config: TrainConfig, train: bool) -> Dat
             )
         else:
             sampler = RandomSampler(dataset, generator=generator)
+        sampler = _DealtSampler(sampler)
     return DataLoader(
         dataset,
         batch_size=config.batch_size,
@@ -193,6 +233,38 @@ def _loader(source, rows: pd.DataFrame, config: TrainConfig, train: bool) -> Dat
         persistent_workers=config.workers > 0,
         drop_last=False,
     )
+
+
+class _DealtSampler(DistributedSampler):
+    """Deal one sampler's draws out to the processes of a distributed run, in turn.
+
+    Process ``r`` of ``n`` takes draws ``r, r + n, r + 2n, ...``, so global batch ``k`` holds
+    the images of batch ``k`` of one process with an ``n`` times larger batch: a DDP run
+    reproduces a single-device run. (Lightning would wrap a plain sampler in a
+    DistributedSamplerWrapper, which shuffles the draws again; it leaves DistributedSamplers
+    alone.) The ranks are read when iterating, after the processes have met.
+    """
+
+    def __init__(self, sampler: Sampler):
+        super().__init__(range(len(sampler)), num_replicas=1, rank=0, shuffle=False)
+        self.sampler = sampler
+
+    @staticmethod
+    def _ranks() -> tuple[int, int]:
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            return torch.distributed.get_world_size(), torch.distributed.get_rank()
+        return 1, 0
+
+    def __iter__(self):
+        world, rank = self._ranks()
+        draws = list(self.sampler)
+        padded = itertools.islice(
+            itertools.cycle(draws), len(self) * world
+        )  # as DistributedSampler
+        return itertools.islice(padded, rank, None, world)
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.sampler) / self._ranks()[0])
 
 
 class _quiet_lightning:
@@ -214,4 +286,4 @@ class _quiet_lightning:
         return False
 
 
-__all__ = ["train", "prepare_run_dir", "load_split"]
+__all__ = ["train", "prepare_run_dir", "load_split", "is_launch_rank_zero"]

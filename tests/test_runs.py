@@ -1,0 +1,146 @@
+"""Run directories: loading rebuilds the model from JSON and safetensors, never from a pickle."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
+
+from amlcyto.errors import AmlcytoError
+from amlcyto.models import create_model
+from amlcyto.runs import CONFIG, WEIGHTS, Run, load_run, save_run
+
+
+@pytest.fixture
+def run_copy(trained_run: Path, tmp_path: Path) -> Path:
+    """A copy of the shared trained run that a test may damage."""
+    return Path(shutil.copytree(trained_run, tmp_path / "run"))
+
+
+def _edit_config(run: Path, edit) -> None:
+    config = json.loads((run / CONFIG).read_text())
+    edit(config)
+    (run / CONFIG).write_text(json.dumps(config))
+
+
+def test_load_run_rebuilds_the_trained_model(trained_run: Path):
+    run = load_run(trained_run)
+    assert isinstance(run, Run)
+    assert run.classes == ["NPM1", "PML_RARA", "control"]
+    assert run.image_size == 16
+    assert len(run.mean) == 3 and len(run.std) == 3
+    assert run.positive is None
+    assert run.split_file == trained_run / "split.csv"
+    assert not run.model.training
+    saved = load_file(str(trained_run / WEIGHTS))
+    state = run.model.state_dict()
+    assert saved.keys() == state.keys()
+    for name, tensor in saved.items():
+        assert torch.equal(state[name], tensor), name
+    logits = run.model(torch.rand(2, 3, 16, 16))
+    assert logits.shape == (2, 3)
+
+
+def test_weights_are_safetensors(trained_run: Path):
+    with safe_open(str(trained_run / WEIGHTS), framework="pt") as weights:
+        names = list(weights.keys())
+    assert names and all(isinstance(name, str) for name in names)
+    # a pickle (torch.save) starts with the zip or pickle magic, safetensors with a header length
+    head = (trained_run / WEIGHTS).read_bytes()[:8]
+    assert not head.startswith(b"PK") and head[:1] != b"\x80"
+
+
+def test_load_run_never_unpickles(trained_run: Path, monkeypatch: pytest.MonkeyPatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("load_run must not call torch.load (a pickle can run code)")
+
+    monkeypatch.setattr(torch, "load", refuse)
+    monkeypatch.setattr("pickle.load", refuse)
+    monkeypatch.setattr("pickle.loads", refuse)
+    run = load_run(trained_run)
+    assert run.classes == ["NPM1", "PML_RARA", "control"]
+
+
+def test_save_run_round_trips_a_binary_model(tmp_path: Path):
+    torch.manual_seed(0)
+    model = create_model("cnn", num_classes=2, image_size=24, widths=(8, 16), dense=(8,))
+    info = {"classes": ["control", "NPM1"], "image_size": 24, "mean": [0.5] * 3, "std": [0.2] * 3}
+    save_run(tmp_path, model, info)
+    run = load_run(tmp_path)
+    assert run.positive == "NPM1"
+    assert run.config["model"]["widths"] == [8, 16]
+    x = torch.rand(3, 3, 24, 24)
+    torch.testing.assert_close(run.model(x), model.eval()(x))
+
+
+@pytest.mark.parametrize("missing", [CONFIG, WEIGHTS])
+def test_missing_file_is_a_one_line_error(run_copy: Path, missing: str):
+    (run_copy / missing).unlink()
+    with pytest.raises(AmlcytoError, match=missing) as caught:
+        load_run(run_copy)
+    assert "\n" not in str(caught.value)
+
+
+def test_not_a_run_folder(tmp_path: Path):
+    with pytest.raises(AmlcytoError, match="not a finished run"):
+        load_run(tmp_path)
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        pytest.param(lambda run: (run / CONFIG).write_text("{not json"), id="not-json"),
+        pytest.param(lambda run: (run / CONFIG).write_text("[1, 2]"), id="a-list"),
+        pytest.param(lambda run: _edit_config(run, lambda c: c.pop("model")), id="no-model"),
+        pytest.param(lambda run: _edit_config(run, lambda c: c.pop("classes")), id="no-classes"),
+        pytest.param(
+            lambda run: _edit_config(run, lambda c: c["model"].pop("name")), id="no-model-name"
+        ),
+        pytest.param(lambda run: _edit_config(run, lambda c: c.pop("mean")), id="no-mean"),
+        pytest.param(
+            lambda run: _edit_config(run, lambda c: c.pop("image_size")), id="no-image-size"
+        ),
+        pytest.param(
+            lambda run: _edit_config(run, lambda c: c["model"].update(name="nope")),
+            id="unknown-model",
+        ),
+        pytest.param(
+            lambda run: _edit_config(run, lambda c: c["model"].update(widths="wide")),
+            id="bad-widths",
+        ),
+    ],
+)
+def test_tampered_config_is_a_one_line_error(run_copy: Path, damage):
+    damage(run_copy)
+    with pytest.raises(AmlcytoError) as caught:
+        load_run(run_copy)
+    message = str(caught.value)
+    assert "\n" not in message
+    assert str(run_copy) in message or "model" in message
+
+
+def test_weights_that_do_not_fit_the_config(run_copy: Path):
+    _edit_config(run_copy, lambda c: c["model"].update(num_classes=5))
+    with pytest.raises(AmlcytoError, match="do not fit the config") as caught:
+        load_run(run_copy)
+    assert "\n" not in str(caught.value)
+
+
+def test_weights_of_another_architecture(run_copy: Path):
+    other = create_model("cnn", num_classes=3, image_size=16, widths=(8, 16), dense=(8,))
+    save_file({k: v.contiguous() for k, v in other.state_dict().items()}, str(run_copy / WEIGHTS))
+    with pytest.raises(AmlcytoError, match="do not fit the config"):
+        load_run(run_copy)
+
+
+@pytest.mark.parametrize("content", [b"", b"garbage that is not safetensors at all"])
+def test_corrupt_weights_file_is_a_one_line_error(run_copy: Path, content: bytes):
+    (run_copy / WEIGHTS).write_bytes(content)
+    with pytest.raises(AmlcytoError, match=WEIGHTS) as caught:
+        load_run(run_copy)
+    assert "\n" not in str(caught.value)
