@@ -29,7 +29,9 @@ def demo_data_command(
     folder = make_demo_dataset(
         out, patients_per_class=patients, cells_per_patient=cells, seed=seed, force=force
     )
-    err_console.print(f"wrote {5 * patients * cells} synthetic cell images to {folder}")
+    err_console.print(
+        f"wrote {5 * patients * cells} synthetic cell images to {folder}", markup=False
+    )
     print(folder)
 
 
@@ -44,7 +46,9 @@ def demo_command(
 ) -> None:
     """Run the main job on synthetic data: demo-data, scan, split, audit, train, evaluate."""
     outputs = run_demo(
-        out, force=force, log=lambda message: err_console.print(message, highlight=False)
+        out,
+        force=force,
+        log=lambda message: err_console.print(message, highlight=False, markup=False),
     )
     result = outputs["evaluation"]
     print(f"Cells ({result.metrics['n']} images)\n\n{result.report}")

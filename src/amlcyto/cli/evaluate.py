@@ -44,7 +44,11 @@ def evaluate_command(
     auc = "n/a" if m["auc"] is None else f"{m['auc']:.3f}"
     print(f"cell-level accuracy {m['accuracy']:.3f}, macro F1 {m['macro_f1']:.3f}, AUC {auc}")
     for label, count in result.left_out.items():
-        err_console.print(f"left out {count} images of class {label!r}: not a class of this run")
+        err_console.print(
+            f"left out {count} images of class {label!r}: not a class of this run", markup=False
+        )
     err_console.print(
-        f"wrote report.txt, metrics.json, predictions.csv, patients.csv and figures to {result.out}"
+        "wrote report.txt, metrics.json, predictions.csv, patients.csv and figures to "
+        f"{result.out}",
+        markup=False,
     )

@@ -55,7 +55,7 @@ def reproduce_poster_command(
         base,
         protocols=protocols,
         force=force,
-        log=lambda message: err_console.print(message, highlight=False),
+        log=lambda message: err_console.print(message, highlight=False, markup=False),
     )
     for (task, protocol), rows in table.groupby(["task", "protocol"], sort=False):
         grid = Table(title=f"control vs {task}: {PROTOCOLS[protocol]}", title_justify="left")
@@ -77,4 +77,6 @@ def reproduce_poster_command(
             f"patient-level accuracy {first.patient_accuracy:.2f}"
         )
         out_console.print(grid)
-    err_console.print(f"wrote {out}/comparison.csv, the split files and one run per task")
+    err_console.print(
+        f"wrote {out}/comparison.csv, the split files and one run per task", markup=False
+    )

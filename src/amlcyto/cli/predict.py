@@ -36,10 +36,12 @@ def predict_command(
     check_writable(out, force)
     table, passed_over = predict(run, paths, batch_size=batch_size, workers=workers)
     for path in passed_over:
-        err_console.print(f"passed over {path}: not an image file")
+        err_console.print(f"passed over {path}: not an image file", markup=False)
     write_manifest(table, out)
     folders = table[table["kind"] == "folder"]
     for row in folders.itertuples():
         print(f"{row.path}\t{row.images} images\t{row.predicted}")
     images = int((table["kind"] == "image").sum())
-    err_console.print(f"wrote {images} image rows and {len(folders)} folder rows to {out}")
+    err_console.print(
+        f"wrote {images} image rows and {len(folders)} folder rows to {out}", markup=False
+    )

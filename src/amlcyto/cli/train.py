@@ -138,6 +138,7 @@ def train_command(
     summary = json.loads((run / "config.json").read_text())
     err_console.print(
         f"best epoch {summary['best_epoch']} (validation loss {summary['best_val_loss']:.4f}); "
-        f"wrote {run}/model.safetensors, config.json, split.csv, history.csv"
+        f"wrote {run}/model.safetensors, config.json, split.csv, history.csv",
+        markup=False,
     )
     print(run)

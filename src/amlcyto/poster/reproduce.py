@@ -15,6 +15,7 @@ from amlcyto.data.splits import PatientLeakWarning, split_by_image, split_by_pat
 from amlcyto.errors import AmlcytoError
 from amlcyto.evaluation.evaluate import evaluate
 from amlcyto.io import write_csv_atomic
+from amlcyto.models import create_model
 from amlcyto.poster.reference import POSTER_RESULTS, POSTER_TASKS
 from amlcyto.training import TrainConfig, train
 from amlcyto.training.train import prepare_run_dir
@@ -76,6 +77,17 @@ def reproduce_poster(
     tasks = tasks or tuple(t for t in POSTER_TASKS if t in labels)
     if not tasks:
         raise AmlcytoError(f"{data}: none of the subtypes {', '.join(POSTER_TASKS)} is present.")
+    for subtype in tasks:  # fail before hours of training, not after: e.g. a too small image size
+        if subtype not in POSTER_TASKS or subtype not in labels:
+            raise AmlcytoError(
+                f"task {subtype!r}: not a poster subtype present in {data}; "
+                f"use some of {', '.join(t for t in POSTER_TASKS if t in labels)}."
+            )
+        preset = POSTER_TASKS[subtype]
+        try:
+            create_model(preset, num_classes=2, image_size=base.image_size, **base.model_options)
+        except AmlcytoError as error:
+            raise AmlcytoError(f"control vs {subtype} ({preset}): {error}") from None
     out = prepare_run_dir(out, force)
 
     rows = []

@@ -6,10 +6,14 @@ import copy
 import ctypes
 import ctypes.util
 import functools
+import json
 import time
 from pathlib import Path
 
 import torch
+
+from amlcyto.data.cache import default_cache_dir
+from amlcyto.io import write_json_atomic
 
 _M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4
 
@@ -81,3 +85,31 @@ def faster_with_channels_last(
     model.load_state_dict(state)
     model.train(was_training)
     return seconds[True] < seconds[False]
+
+
+def remembered_channels_last(
+    model: torch.nn.Module, image_size: int, batch_size: int, cache_dir: str | Path | None = None
+) -> bool:
+    """:func:`faster_with_channels_last`, measured once per architecture, image size and CPU and
+    remembered in ``memory_formats.json`` in the cache folder, so that later runs with the same
+    seed make the same choice (and so compute the same numbers)."""
+    from amlcyto.models import model_config
+
+    path = Path(cache_dir or default_cache_dir()) / "memory_formats.json"
+    key = json.dumps(
+        [
+            model_config(model),
+            image_size,
+            torch.backends.cpu.get_cpu_capability(),
+            torch.get_num_threads(),
+        ],
+        sort_keys=True,
+    )
+    try:
+        known = json.loads(path.read_text())
+    except (OSError, ValueError):
+        known = {}
+    if key not in known:
+        known[key] = faster_with_channels_last(model, image_size, batch_size)
+        write_json_atomic(path, known)
+    return bool(known[key])

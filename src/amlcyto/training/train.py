@@ -10,6 +10,7 @@ import os
 import sys
 import time
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 
 import lightning as L
@@ -31,7 +32,7 @@ from amlcyto.training.config import TrainConfig
 from amlcyto.training.module import CellClassifier
 from amlcyto.training.performance import (
     choose_precision,
-    faster_with_channels_last,
+    remembered_channels_last,
     tune_malloc,
 )
 from amlcyto.training.tasks import cap_per_class, rows_of_classes, task_classes
@@ -67,7 +68,13 @@ def load_split(data: str | Path, config: TrainConfig) -> pd.DataFrame:
     return frame
 
 
-def train(data: str | Path, out: str | Path, config: TrainConfig, force: bool = False) -> Path:
+def train(
+    data: str | Path,
+    out: str | Path,
+    config: TrainConfig,
+    force: bool = False,
+    callbacks: Sequence[L.Callback] = (),
+) -> Path:
     """Train ``config.model`` on the ``train`` rows, pick the best epoch on the ``val`` rows.
 
     Parameters
@@ -80,6 +87,8 @@ def train(data: str | Path, out: str | Path, config: TrainConfig, force: bool = 
         All settings; saved into ``out/config.json``.
     force : bool
         Overwrite a run directory that already holds files.
+    callbacks : sequence of lightning.Callback
+        Extra callbacks for the Trainer (e.g. the hyperparameter search's pruning).
 
     Returns
     -------
@@ -118,7 +127,9 @@ def train(data: str | Path, out: str | Path, config: TrainConfig, force: bool = 
         on_gpu = config.accelerator in ("gpu", "cuda") or (
             config.accelerator == "auto" and torch.cuda.is_available()
         )
-        channels_last = on_gpu or faster_with_channels_last(model, image_size)
+        channels_last = on_gpu or remembered_channels_last(
+            model, image_size, min(config.batch_size, 64), config.cache_dir
+        )
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     # Only now, with the settings checked, is the run directory made (a refused run leaves none).
@@ -146,7 +157,7 @@ def train(data: str | Path, out: str | Path, config: TrainConfig, force: bool = 
         channels_last=channels_last,
     )
     best, history = BestWeights("val_loss"), EpochLog(out / HISTORY)
-    callbacks = [best, history, EarlyStopping("val_loss", patience=config.patience)]
+    callbacks = [best, history, EarlyStopping("val_loss", patience=config.patience), *callbacks]
     if config.progress:
         callbacks.append(TQDMProgressBar(leave=True))
     trainer = L.Trainer(
