@@ -1,8 +1,9 @@
 """Bench c and issue 4: images per second of each model on this CPU, beside its FLOPs.
 
 For each model: FLOPs per image (forward; forward+backward), model-only inference and
-training speed on random tensors, end-to-end inference from JPEG files on disk through
-``amlcyto.evaluation.inference.predict_probabilities`` (decoding included), and the
+training speed on random tensors (channels_last and NCHW), end-to-end inference from JPEG
+files on disk through ``amlcyto.evaluation.inference.predict_probabilities`` (decoding
+included, channels_last), and the
 achieved GFLOP/s against this CPU's measured matrix-multiply peak.
 
 Run from the repository root: python3 -m bench.throughput [--files 3000]
@@ -66,9 +67,12 @@ def timed(step, batch: int, seconds: float = 8.0, warmup: int = 2) -> float:
     return count / (time.perf_counter() - started)
 
 
-def model_speeds(model: torch.nn.Module, size: int, batch_train: int, batch_infer: int):
-    model = model.to(memory_format=torch.channels_last)
-    x = torch.randn(batch_infer, 3, size, size).contiguous(memory_format=torch.channels_last)
+def model_speeds(
+    model: torch.nn.Module, size: int, batch_train: int, batch_infer: int, channels_last: bool
+):
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    model = model.to(memory_format=fmt)
+    x = torch.randn(batch_infer, 3, size, size).contiguous(memory_format=fmt)
     model.eval()
     with torch.inference_mode():
         infer = timed(lambda: model(x), batch_infer)
@@ -115,7 +119,8 @@ def main() -> None:
     for name, size in MODELS:
         model = create_model(name, num_classes=2, image_size=size)
         f_infer, f_train = flops(model, size, False), flops(model, size, True)
-        infer, train = model_speeds(model, size, batch_train=64, batch_infer=256)
+        infer_nchw, train_nchw = model_speeds(model, size, 64, 256, channels_last=False)
+        infer, train = model_speeds(model, size, 64, 256, channels_last=True)
         e2e = end_to_end(model, size, paths)
         row = {
             "model": name,
@@ -125,6 +130,8 @@ def main() -> None:
             "infer_model_img_s": round(infer, 1),
             "infer_end_to_end_img_s": round(e2e, 1),
             "train_model_img_s": round(train, 1),
+            "infer_model_img_s_nchw": round(infer_nchw, 1),
+            "train_model_img_s_nchw": round(train_nchw, 1),
             "infer_gflop_s": round(infer * f_infer / 1e9, 1),
             "train_gflop_s": round(train * f_train / 1e9, 1),
         }

@@ -46,7 +46,8 @@ def make_split(root: Path) -> Path:
 def train_in_subprocess(split: Path, out: Path, cache: Path, *extra: str) -> None:
     command = [sys.executable, "-m", "amlcyto.cli.main", "train", str(split), "--out", str(out)]
     command += ["--model", "cnn", "--options", OPTIONS, "--image-size", "16", "--epochs", "2"]
-    command += ["--no-augment", "--accelerator", "cpu", "--precision", "32-true", "--seed", "3"]
+    command += ["--no-augment", "--no-channels-last", "--accelerator", "cpu"]
+    command += ["--precision", "32-true", "--seed", "3"]
     env = {**os.environ, "AMLCYTO_CACHE": str(cache), "OMP_NUM_THREADS": "1"}
     result = subprocess.run(
         [*command, *extra], env=env, capture_output=True, text=True, timeout=300

@@ -315,3 +315,21 @@ def test_collect_images_sorts_and_recurses(tmp_path: Path):
     images, others = collect_images([tmp_path])
     assert images == [str(tmp_path / p) for p in ("a/1.PNG", "b/2.tif", "c.jpg")]
     assert others == [str(tmp_path / "a/x.csv")]
+
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+@pytest.mark.shared_data
+@pytest.mark.skipif(not (SHARED / "lmu_sample_originals").is_dir(), reason="no ../shared/data")
+def test_predict_real_rgba_tiffs(trained_run: Path):
+    """The real 400x400 RGBA originals go through predict: one row each, one per class folder."""
+    folder = SHARED / "lmu_sample_originals"
+    files = sorted(str(p.resolve()) for p in folder.rglob("*.tiff"))
+    table, passed_over = predict(trained_run, [folder])
+    images = table[table["kind"] == "image"]
+    assert sorted(images["path"]) == files and passed_over == []
+    np.testing.assert_allclose(images[P_COLUMNS].sum(axis=1), 1.0, atol=1e-5)
+    folders = table[table["kind"] == "folder"]
+    assert folders["images"].sum() == len(files)
+    assert set(folders["path"]) == {str(Path(p).parent) for p in files}

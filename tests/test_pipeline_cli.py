@@ -19,7 +19,7 @@ from amlcyto.poster import POSTER_RESULTS, reproduce_poster
 from amlcyto.training import TrainConfig
 
 FAST = ["--epochs", "1", "--image-size", "16", "--batch-size", "8", "--accelerator", "cpu"]
-FAST += ["--precision", "32-true", "--lr", "0.003"]
+FAST += ["--precision", "32-true", "--lr", "0.003", "--no-channels-last"]
 
 
 def _invoke(*args: str | Path):
@@ -57,7 +57,8 @@ def test_models_lists_every_registered_model():
 def test_train_command_makes_a_run(tiny_split: Path, tmp_path: Path, monkeypatch):
     monkeypatch.setenv("AMLCYTO_CACHE", str(tmp_path / "cache"))
     run = tmp_path / "run"
-    result = _invoke("train", tiny_split, "--out", run, *FAST)
+    # the defaults of the memory format: timed on this CPU, remembered in the cache folder
+    result = _invoke("train", tiny_split, "--out", run, *FAST[:-1])
     _ok(result)
     assert result.stdout.strip() == str(run)  # stdout is the result only: no progress bar
     assert "best epoch 0" in result.stderr
@@ -67,6 +68,7 @@ def test_train_command_makes_a_run(tiny_split: Path, tmp_path: Path, monkeypatch
     assert config["train_config"]["cache"] is True
     assert config["train_config"]["lr"] == 0.003 and config["image_size"] == 16
     assert list((tmp_path / "cache").glob("*.u8")), "the cache was not used"
+    assert (tmp_path / "cache" / "memory_formats.json").is_file()
 
 
 def test_train_command_without_cache(tiny_split: Path, tmp_path: Path, monkeypatch):
@@ -257,6 +259,7 @@ def test_run_demo_end_to_end(tmp_path: Path):
         precision="32-true",
         progress=False,
         cache_dir=str(tmp_path / "cache"),
+        channels_last=False,
     )
     messages: list[str] = []
     outputs = run_demo(

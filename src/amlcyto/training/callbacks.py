@@ -51,6 +51,8 @@ class EpochLog(L.Callback):
 
     def on_train_epoch_start(self, trainer, module) -> None:
         self._reset()
+        # The rate this epoch trains with: by validation's end the scheduler has already stepped.
+        self._lr = trainer.optimizers[0].param_groups[0]["lr"]
 
     def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
         count = len(batch[1])
@@ -74,7 +76,7 @@ class EpochLog(L.Callback):
                 "val_loss": metric("val_loss"),
                 "val_acc": metric("val_acc"),
                 "val_macro_f1": metric("val_macro_f1"),
-                "lr": trainer.optimizers[0].param_groups[0]["lr"],
+                "lr": self._lr,
                 "train_seconds": round(seconds, 3),
                 "train_images_per_s": round(self._images / max(seconds, 1e-9), 1),
             }

@@ -36,6 +36,7 @@ import pandas as pd
 import sqlalchemy
 from sqlalchemy.engine import make_url
 
+from amlcyto.data.manifest import read_manifest
 from amlcyto.errors import AmlcytoError
 from amlcyto.io import write_csv_atomic, write_json_atomic
 from amlcyto.models import create_model, model_defaults
@@ -51,8 +52,8 @@ DATABASE = "search.db"
 # Settings a search tunes, and settings of the machine rather than the experiment: neither has
 # to agree between the calls that share one study.
 TUNED = ("lr", "weight_decay", "batch_size")
-MACHINE = ("precision", "accelerator", "devices", "strategy", "workers", "cache", "cache_dir")
-MACHINE += ("progress",)
+MACHINE = ("precision", "accelerator", "devices", "num_nodes", "strategy", "channels_last")
+MACHINE += ("workers", "cache", "cache_dir", "progress")
 
 
 @dataclass
@@ -156,7 +157,8 @@ def search(
         Seed of the sampler (with a shared storage, the host and process are mixed in, so that
         machines starting together try different settings). Training uses ``base.seed``.
     space : SearchSpace, optional
-        Default :func:`default_space` of ``base``.
+        The ranges of a new study; default :func:`default_space` of ``base``. A study keeps
+        the ranges of its first call (a different ``space`` for it is refused).
     force : bool
         Use an ``out`` that holds another search or other files, overwriting trial runs.
     prune : bool
@@ -174,13 +176,18 @@ def search(
     if trials < 1:
         raise AmlcytoError(f"--trials must be at least 1, got {trials}.")
     base = dataclasses.replace(base, devices=_one_device(base))
-    space = space or default_space(base)
     study_name = study_name or _default_study_name(base)
     out = Path(out)
-    _claim_folder(out, study_name, storage, force)
+    read_manifest(data)  # a missing or malformed file fails here, not in every trial
+    _check_folder(out, study_name, force)
+    if storage is None:
+        out.mkdir(parents=True, exist_ok=True)
     url = storage or f"sqlite:///{(out / DATABASE).resolve()}"
     study = _open_study(url, study_name, prune)
     _check_same_experiment(study, base)
+    space = _study_space(study, space or default_space(base), given=space is not None)
+    out.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(out / STUDY_FILE, {"study": study_name, "storage": _redacted(url)})
     study.sampler = optuna.samplers.TPESampler(
         seed=_sampler_seed(seed, len(study.trials), shared=storage is not None)
     )
@@ -200,8 +207,8 @@ def write_summary(study: optuna.Study, out: str | Path, url: str = "") -> dict[s
     Raises AmlcytoError when no trial of the study has finished.
     """
     out = Path(out)
-    frame = study.trials_dataframe()
-    write_csv_atomic(out / TRIALS, frame)
+    frame = study.trials_dataframe()  # the full settings of each trial stay in the study
+    write_csv_atomic(out / TRIALS, frame.drop(columns="user_attrs_train_config", errors="ignore"))
     finished = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     if not finished:
         raise AmlcytoError(
@@ -284,8 +291,8 @@ def _default_study_name(base: TrainConfig) -> str:
     return f"{name}-{base.positive}" if base.task == "binary" else name
 
 
-def _claim_folder(out: Path, study_name: str, storage: str | None, force: bool) -> None:
-    """Make ``out`` the folder of ``study_name``; refuse a folder of something else."""
+def _check_folder(out: Path, study_name: str, force: bool) -> None:
+    """Refuse an ``out`` that holds something other than the search ``study_name``."""
     marker = out / STUDY_FILE
     if out.exists() and any(out.iterdir()) and not force:
         owner = _read_json(marker).get("study") if marker.is_file() else None
@@ -299,8 +306,6 @@ def _claim_folder(out: Path, study_name: str, storage: str | None, force: bool) 
                 f"{out} holds the search {owner!r}, not {study_name!r}; pass --study-name "
                 f"{owner} to add trials to it, choose another --out, or pass --force."
             )
-    out.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(marker, {"study": study_name, "storage": _redacted(storage or "")})
 
 
 def _open_study(url: str, study_name: str, prune: bool) -> optuna.Study:
@@ -347,6 +352,25 @@ def _check_same_experiment(study: optuna.Study, base: TrainConfig) -> None:
             f"study {study.study_name!r} was started with other settings ({details}); "
             "use the same settings or another --study-name."
         )
+
+
+def _study_space(study: optuna.Study, space: SearchSpace, given: bool) -> SearchSpace:
+    """The study's space: recorded by its first call, kept by later ones on any machine.
+
+    Optuna refuses a parameter whose choices change within a study, and trials drawn from
+    other ranges would not be comparable either.
+    """
+    wanted = json.loads(json.dumps(dataclasses.asdict(space)))
+    recorded = study.user_attrs.get("space")
+    if recorded is None:
+        study.set_user_attr("space", wanted)
+        return space
+    if given and recorded != wanted:
+        raise AmlcytoError(
+            f"study {study.study_name!r} searches {recorded}, not {wanted}; "
+            "use its space or another study name."
+        )
+    return SearchSpace(**{k: None if v is None else tuple(v) for k, v in recorded.items()})
 
 
 def _experiment(base: TrainConfig) -> dict[str, Any]:

@@ -124,10 +124,7 @@ def train(
     precision = choose_precision(config.precision, config.accelerator)
     channels_last = config.channels_last
     if channels_last is None:
-        on_gpu = config.accelerator in ("gpu", "cuda") or (
-            config.accelerator == "auto" and torch.cuda.is_available()
-        )
-        channels_last = on_gpu or remembered_channels_last(
+        channels_last = _on_gpu(config.accelerator) or remembered_channels_last(
             model, image_size, min(config.batch_size, 64), config.cache_dir
         )
     if channels_last:
@@ -160,27 +157,27 @@ def train(
     callbacks = [best, history, EarlyStopping("val_loss", patience=config.patience), *callbacks]
     if config.progress:
         callbacks.append(TQDMProgressBar(leave=True))
-    trainer = L.Trainer(
-        max_epochs=config.epochs,
-        max_time={"minutes": config.max_minutes} if config.max_minutes else None,
-        accelerator=config.accelerator,
-        devices=config.devices,
-        num_nodes=config.num_nodes,
-        strategy=config.strategy,
-        precision=precision,
-        callbacks=callbacks,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=config.progress,
-        enable_model_summary=False,
-        deterministic="warn",
-        sync_batchnorm=_on_gpu(config.accelerator),  # torch's SyncBatchNorm is GPU-only
-        num_sanity_val_steps=0,
-        log_every_n_steps=1,
-    )
     started = time.perf_counter()
     # Lightning's progress bar writes to stdout; stdout is for results, so send it to stderr.
     with _quiet_lightning(), contextlib.redirect_stdout(sys.stderr):
+        trainer = L.Trainer(
+            max_epochs=config.epochs,
+            max_time={"minutes": config.max_minutes} if config.max_minutes else None,
+            accelerator=config.accelerator,
+            devices=config.devices,
+            num_nodes=config.num_nodes,
+            strategy=config.strategy,
+            precision=precision,
+            callbacks=callbacks,
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=config.progress,
+            enable_model_summary=False,
+            deterministic="warn",
+            sync_batchnorm=_on_gpu(config.accelerator),  # torch's SyncBatchNorm is GPU-only
+            num_sanity_val_steps=0,
+            log_every_n_steps=1,
+        )
         trainer.fit(
             module,
             _loader(sources["train"], train_rows, config, True),
