@@ -11,6 +11,7 @@ import typer
 from amlcyto.cli.common import err_console, reports_errors
 from amlcyto.errors import AmlcytoError
 from amlcyto.training import TrainConfig, train
+from amlcyto.training.train import is_launch_rank_zero
 
 
 def register(app: typer.Typer) -> None:
@@ -135,6 +136,8 @@ def train_command(
         model_options=model_options,
     )
     run = train(data, out, config, force=force)
+    if not is_launch_rank_zero():  # under DDP the other processes stay quiet
+        return
     summary = json.loads((run / "config.json").read_text())
     err_console.print(
         f"best epoch {summary['best_epoch']} (validation loss {summary['best_val_loss']:.4f}); "
