@@ -12,6 +12,7 @@ Run from the repository root: python3 -m bench.throughput [--files 3000]
 from __future__ import annotations
 
 import argparse
+import json
 import tempfile
 import time
 
@@ -23,7 +24,7 @@ from amlcyto.evaluation.inference import predict_probabilities
 from amlcyto.models import create_model
 from amlcyto.runs import load_run, save_run
 from amlcyto.training.performance import tune_malloc
-from bench.common import pbc_manifest, save_json
+from bench.common import OUT, pbc_manifest, save_json
 
 MODELS = [
     ("poster_pml_rara", 64),
@@ -57,7 +58,11 @@ def flops(model: torch.nn.Module, size: int, train: bool) -> float:
     return counter.get_total_flops() / 2
 
 
-def timed(step, batch: int, seconds: float = 8.0, warmup: int = 2) -> float:
+SECONDS = 8.0
+
+
+def timed(step, batch: int, warmup: int = 2) -> float:
+    seconds = SECONDS
     for _ in range(warmup):
         step()
     count, started = 0, time.perf_counter()
@@ -108,6 +113,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--files", type=int, default=3000, help="JPEGs for end-to-end inference")
     parser.add_argument("--no-malloc-tuning", action="store_true")
+    parser.add_argument(
+        "--models",
+        default=",".join(f"{n}@{s}" for n, s in MODELS),
+        help="comma-separated NAME@SIZE (default: all)",
+    )
+    parser.add_argument("--seconds", type=float, default=8.0, help="timing per measurement")
     args = parser.parse_args()
     if not args.no_malloc_tuning:
         tune_malloc()
@@ -116,7 +127,10 @@ def main() -> None:
     peak32, peak16 = matmul_peak(torch.float32), matmul_peak(torch.bfloat16, repeats=2)
     print(f"matmul peak: fp32 {peak32:.0f} GFLOP/s, bf16 {peak16:.0f} GFLOP/s")
     rows = []
-    for name, size in MODELS:
+    global SECONDS
+    SECONDS = args.seconds
+    chosen = [(n, int(s)) for n, s in (item.split("@") for item in args.models.split(","))]
+    for name, size in chosen:
         model = create_model(name, num_classes=2, image_size=size)
         f_infer, f_train = flops(model, size, False), flops(model, size, True)
         infer_nchw, train_nchw = model_speeds(model, size, 64, 256, channels_last=False)
@@ -137,18 +151,25 @@ def main() -> None:
         }
         print(row)
         rows.append(row)
+    command = "python3 -m bench.throughput " + " ".join(
+        f"--{k.replace('_', '-')}" + ("" if isinstance(v, bool) else f" {v}")
+        for k, v in vars(args).items()
+        if v
+    )
+    # Rows of models measured by earlier calls (with --models) are kept, newer ones replace them.
+    previous = OUT / "throughput.json"
+    merged = {}
+    if previous.is_file():
+        merged = {
+            (r["model"], r["image_size"]): r for r in json.loads(previous.read_text())["models"]
+        }
+    merged.update({(r["model"], r["image_size"]): {**r, "command": command} for r in rows})
     save_json(
         "throughput",
         {
-            "command": "python3 -m bench.throughput "
-            + " ".join(
-                f"--{k.replace('_', '-')}" + ("" if isinstance(v, bool) else f" {v}")
-                for k, v in vars(args).items()
-                if v
-            ),
             "matmul_peak_gflop_s": {"fp32": round(peak32, 1), "bf16": round(peak16, 1)},
             "malloc_tuning": not args.no_malloc_tuning,
-            "models": rows,
+            "models": list(merged.values()),
         },
     )
 

@@ -15,8 +15,15 @@ from amlcyto.training.module import CellClassifier
 
 
 def default_workers(count: int) -> int:
-    """Decoding processes for ``count`` images: none for a handful, else one per core."""
-    return 0 if count < 512 else min(os.cpu_count() or 1, 8)
+    """Decoding processes for ``count`` images.
+
+    None on a CPU-only machine: decoding in the process that runs the model is fastest there
+    (measured on 2 cores: 744 images/s against 580 with two workers for ``cnn_small``), since
+    workers compete with the model's own threads. With a GPU, one per core (up to 8).
+    """
+    if count < 512 or not torch.cuda.is_available():
+        return 0
+    return min(os.cpu_count() or 1, 8)
 
 
 @torch.inference_mode()
