@@ -12,6 +12,8 @@ import torch
 
 from amlcyto.data.manifest import read_manifest, write_manifest
 from amlcyto.data.scan import scan
+from amlcyto.evaluation.evaluate import evaluate
+from amlcyto.training import train
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
@@ -44,3 +46,36 @@ def save_json(name: str, data: dict) -> Path:
     path.write_text(json.dumps({"machine": machine(), **data}, indent=2) + "\n")
     print(f"wrote {path}")
     return path
+
+
+def train_and_score(name: str, split_file: Path, out: Path, config, args) -> dict:
+    """Train ``config`` on a split, evaluate its test rows, print the report and save
+    ``bench/out/<name>.json`` with the scores, the speed and the command that made them."""
+    started = time.perf_counter()
+    run = train(split_file, out / "run", config, force=True)
+    seconds = time.perf_counter() - started
+    result = evaluate(run, force=True)
+    history = pd.read_csv(run / "history.csv")
+    run_config = json.loads((run / "config.json").read_text())
+    print(result.report)
+    flags = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if v is not None)
+    summary = {
+        "command": f"python3 -m bench.{name} {flags}",
+        "model": run_config["model"]["name"],
+        "train_images": run_config["train_images"],
+        "test_images": result.metrics["n"],
+        "epochs_run": len(history),
+        "best_epoch": run_config["best_epoch"],
+        "lr": run_config["lr"],
+        "precision": run_config["precision"],
+        "channels_last": run_config["channels_last"],
+        "accuracy": result.metrics["accuracy"],
+        "macro_f1": result.metrics["macro_f1"],
+        "auc": result.metrics["auc"],
+        "per_class_f1": {k: round(v["f1"], 4) for k, v in result.metrics["per_class"].items()},
+        "train_images_per_s_median": float(history["train_images_per_s"].median()),
+        "wall_seconds_train_incl_cache": round(seconds, 1),
+        "report": result.report,
+    }
+    save_json(name, summary)
+    return summary

@@ -9,16 +9,11 @@ python3 -m bench.pbc_eight_classes --model cnn_small --image-size 64 --epochs 60
 from __future__ import annotations
 
 import argparse
-import json
-import time
-
-import pandas as pd
 
 from amlcyto.data.manifest import write_manifest
 from amlcyto.data.splits import split_by_patient
-from amlcyto.evaluation.evaluate import evaluate
-from amlcyto.training import TrainConfig, train
-from bench.common import OUT, pbc_manifest, save_json
+from amlcyto.training import TrainConfig
+from bench.common import OUT, pbc_manifest, train_and_score
 
 
 def main() -> None:
@@ -47,33 +42,7 @@ def main() -> None:
         patience=args.epochs,
         cache_dir=str(OUT / "cache"),
     )
-    started = time.perf_counter()
-    run = train(split_file, out / "run", config, force=True)
-    seconds = time.perf_counter() - started
-    result = evaluate(run, force=True)
-    history = pd.read_csv(run / "history.csv")
-    run_config = json.loads((run / "config.json").read_text())
-    print(result.report)
-    save_json(
-        "pbc_eight_classes",
-        {
-            "command": "python3 -m bench.pbc_eight_classes "
-            + " ".join(
-                f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if v is not None
-            ),
-            "train_images": run_config["train_images"],
-            "test_images": result.metrics["n"],
-            "epochs_run": len(history),
-            "best_epoch": run_config["best_epoch"],
-            "channels_last": run_config["channels_last"],
-            "accuracy": result.metrics["accuracy"],
-            "macro_f1": result.metrics["macro_f1"],
-            "per_class_f1": {k: round(v["f1"], 4) for k, v in result.metrics["per_class"].items()},
-            "train_images_per_s_median": float(history["train_images_per_s"].median()),
-            "wall_seconds_train_incl_cache": round(seconds, 1),
-            "report": result.report,
-        },
-    )
+    train_and_score("pbc_eight_classes", split_file, out, config, args)
 
 
 if __name__ == "__main__":

@@ -7,16 +7,11 @@ Run from the repository root: python3 -m bench.poster_protocol [--epochs 4] [--l
 from __future__ import annotations
 
 import argparse
-import json
-import time
-
-import pandas as pd
 
 from amlcyto.data.manifest import write_manifest
 from amlcyto.data.splits import split_by_patient
-from amlcyto.evaluation.evaluate import evaluate
-from amlcyto.training import TrainConfig, train
-from bench.common import OUT, pbc_manifest, save_json
+from amlcyto.training import TrainConfig
+from bench.common import OUT, pbc_manifest, train_and_score
 
 
 def main() -> None:
@@ -46,34 +41,7 @@ def main() -> None:
         patience=args.epochs,
         cache_dir=str(OUT / "cache"),
     )
-    started = time.perf_counter()
-    run = train(split_file, out / "run", config, force=True)
-    seconds = time.perf_counter() - started
-    result = evaluate(run, force=True)
-    history = pd.read_csv(run / "history.csv")
-    run_config = json.loads((run / "config.json").read_text())
-    print(result.report)
-    save_json(
-        "poster_protocol",
-        {
-            "command": "python3 -m bench.poster_protocol "
-            + " ".join(
-                f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if v is not None
-            ),
-            "train_images": run_config["train_images"],
-            "test_images": result.metrics["n"],
-            "epochs_run": len(history),
-            "lr": run_config["lr"],
-            "precision": run_config["precision"],
-            "macro_f1": result.metrics["macro_f1"],
-            "accuracy": result.metrics["accuracy"],
-            "auc": result.metrics["auc"],
-            "per_class_f1": {k: v["f1"] for k, v in result.metrics["per_class"].items()},
-            "train_images_per_s_median": float(history["train_images_per_s"].median()),
-            "wall_seconds_train_incl_cache": round(seconds, 1),
-            "report": result.report,
-        },
-    )
+    train_and_score("poster_protocol", split_file, out, config, args)
 
 
 if __name__ == "__main__":

@@ -9,6 +9,13 @@ import optuna
 import typer
 
 from amlcyto.cli.common import err_console, reports_errors
+from amlcyto.cli.options import (
+    ImageSizeOption,
+    ModelOption,
+    NegativeOption,
+    PositiveOption,
+    TaskOption,
+)
 from amlcyto.training import TrainConfig
 from amlcyto.training.search import BEST, TRIALS, search
 
@@ -44,9 +51,7 @@ def search_command(
         Path,
         typer.Option("--out", "-o", help="Search folder: trial-<n>/ runs, trials.csv, best.json."),
     ],
-    model: Annotated[
-        str, typer.Option("--model", "-m", help="Model name (see `amlcyto models`).")
-    ] = "cnn_small",
+    model: ModelOption = "cnn_small",
     trials: Annotated[int, typer.Option(help="Trials to run in this call.")] = 20,
     storage: Annotated[
         str | None,
@@ -60,18 +65,10 @@ def search_command(
         typer.Option(help="Study to create or add trials to (default: MODEL-TASK[-POSITIVE])."),
     ] = None,
     epochs: Annotated[int, typer.Option(help="Maximum epochs per trial.")] = 20,
-    image_size: Annotated[
-        int | None, typer.Option(help="Input size in pixels (default: the model's).")
-    ] = None,
-    task: Annotated[
-        str, typer.Option(help="binary (control against one class) or multiclass.")
-    ] = "multiclass",
-    positive: Annotated[
-        str | None, typer.Option(help="Binary: the class to detect, e.g. PML_RARA.")
-    ] = None,
-    negative: Annotated[
-        str, typer.Option(help="Binary: the class it is told apart from.")
-    ] = "control",
+    image_size: ImageSizeOption = None,
+    task: TaskOption = "multiclass",
+    positive: PositiveOption = None,
+    negative: NegativeOption = "control",
     prune: Annotated[
         bool, typer.Option(help="Stop trials worse than the median of earlier ones.")
     ] = True,

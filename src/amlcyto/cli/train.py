@@ -9,6 +9,13 @@ from typing import Annotated
 import typer
 
 from amlcyto.cli.common import err_console, reports_errors
+from amlcyto.cli.options import (
+    ImageSizeOption,
+    ModelOption,
+    NegativeOption,
+    PositiveOption,
+    TaskOption,
+)
 from amlcyto.errors import AmlcytoError
 from amlcyto.training import TrainConfig, train
 from amlcyto.training.train import is_launch_rank_zero
@@ -41,22 +48,11 @@ def train_command(
         ),
     ],
     out: Annotated[Path, typer.Option("--out", "-o", help="Run directory to create.")],
-    model: Annotated[
-        str, typer.Option("--model", "-m", help="Model name (see `amlcyto models`).")
-    ] = "cnn_small",
-    task: Annotated[
-        str, typer.Option(help="binary (control against one class) or multiclass.")
-    ] = "multiclass",
-    positive: Annotated[
-        str | None, typer.Option(help="Binary: the class to detect, e.g. PML_RARA.")
-    ] = None,
-    negative: Annotated[
-        str, typer.Option(help="Binary: the class it is told apart from.")
-    ] = "control",
-    image_size: Annotated[
-        int | None,
-        typer.Option(help="Input size in pixels (default: the model's, 64 for poster presets)."),
-    ] = None,
+    model: ModelOption = "cnn_small",
+    task: TaskOption = "multiclass",
+    positive: PositiveOption = None,
+    negative: NegativeOption = "control",
+    image_size: ImageSizeOption = None,
     epochs: Annotated[int, typer.Option(help="Maximum epochs.")] = 20,
     max_minutes: Annotated[
         float | None, typer.Option(help="Stop after this many minutes of training.")
