@@ -12,6 +12,7 @@ from torch.utils.data import DataLoader
 from amlcyto.data.datasets import CellDataset, image_source
 from amlcyto.runs import Run
 from amlcyto.training.module import CellClassifier
+from amlcyto.training.performance import tune_malloc
 
 
 def default_workers(count: int) -> int:
@@ -38,6 +39,7 @@ def predict_probabilities(
     """``(N, K)`` class probabilities of ``paths``; columns follow ``run.classes``."""
     if len(paths) == 0:
         return np.zeros((0, len(run.classes)), dtype=np.float32)
+    tune_malloc()
     workers = default_workers(len(paths)) if workers is None else workers
     source = image_source(list(paths), run.image_size, cache=cache, cache_dir=cache_dir)
     loader = DataLoader(CellDataset(source), batch_size=batch_size, num_workers=workers)
