@@ -61,11 +61,6 @@ def write_manifest(frame: pd.DataFrame, csv_path: str | Path, absolute: bool = F
     return write_csv_atomic(csv_path, out)
 
 
-def has_patients(frame: pd.DataFrame) -> bool:
-    """False where the dataset had no patient folders (each image is then its own group)."""
-    return not (frame["patient"] == frame["path"].map(image_group_id)).all()
-
-
 def image_group_id(path: str) -> str:
     """The group id of an image with no patient folder: ``class_folder/file_stem``."""
     p = Path(path)
