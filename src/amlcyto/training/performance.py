@@ -14,6 +14,7 @@ import torch
 
 from amlcyto.data.cache import default_cache_dir
 from amlcyto.io import write_json_atomic
+from amlcyto.models import model_config
 
 _M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4
 
@@ -46,12 +47,16 @@ def cpu_has_native_bf16() -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
+def on_gpu(accelerator: str) -> bool:
+    """Whether a Trainer with this ``accelerator`` setting will run on a GPU."""
+    return accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
+
+
 def choose_precision(precision: str, accelerator: str) -> str:
     """Resolve ``"auto"``: bf16 mixed precision on GPUs and bf16-capable CPUs, else fp32."""
     if precision != "auto":
         return "32-true" if precision == "32" else precision
-    on_gpu = accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
-    if on_gpu:
+    if on_gpu(accelerator):
         return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
     return "bf16-mixed" if cpu_has_native_bf16() else "32-true"
 
@@ -99,8 +104,6 @@ def remembered_channels_last(
     """:func:`faster_with_channels_last`, measured once per architecture, image size and CPU and
     remembered in ``memory_formats.json`` in the cache folder, so that later runs with the same
     seed make the same choice (and so compute the same numbers)."""
-    from amlcyto.models import model_config
-
     path = Path(cache_dir or default_cache_dir()) / "memory_formats.json"
     key = json.dumps(
         [

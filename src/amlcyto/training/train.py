@@ -32,6 +32,7 @@ from amlcyto.training.config import TrainConfig
 from amlcyto.training.module import CellClassifier
 from amlcyto.training.performance import (
     choose_precision,
+    on_gpu,
     remembered_channels_last,
     tune_malloc,
 )
@@ -124,7 +125,7 @@ def train(
     precision = choose_precision(config.precision, config.accelerator)
     channels_last = config.channels_last
     if channels_last is None:
-        channels_last = _on_gpu(config.accelerator) or remembered_channels_last(
+        channels_last = on_gpu(config.accelerator) or remembered_channels_last(
             model, image_size, min(config.batch_size, 64), config.cache_dir
         )
     if channels_last:
@@ -174,7 +175,7 @@ def train(
             enable_progress_bar=config.progress,
             enable_model_summary=False,
             deterministic="warn",
-            sync_batchnorm=_on_gpu(config.accelerator),  # torch's SyncBatchNorm is GPU-only
+            sync_batchnorm=on_gpu(config.accelerator),  # torch's SyncBatchNorm is GPU-only
             num_sanity_val_steps=0,
             log_every_n_steps=1,
         )
@@ -210,10 +211,6 @@ def train(
         )
     trainer.strategy.barrier()  # the other DDP processes return once the run is saved
     return out
-
-
-def _on_gpu(accelerator: str) -> bool:
-    return accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
 
 
 def _loader(source, rows: pd.DataFrame, config: TrainConfig, train: bool) -> DataLoader:
