@@ -53,10 +53,5 @@ def predict_probabilities(
         run.model.to(memory_format=torch.channels_last)
     chunks = []
     for images, _ in loader:
-        logits = module(images.to(device)).float()
-        if len(run.classes) == 2:
-            p = torch.sigmoid(logits[:, 0])
-            chunks.append(torch.stack([1 - p, p], dim=1).cpu())
-        else:
-            chunks.append(logits.softmax(dim=1).cpu())
+        chunks.append(module.probabilities(module(images.to(device))).cpu())
     return torch.cat(chunks).numpy()

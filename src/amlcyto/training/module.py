@@ -49,13 +49,21 @@ class CellClassifier(L.LightningModule):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.model(self.prepare(images, train=False))
 
+    def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
+        """``(B, K)`` class probabilities: sigmoid of the single logit for two classes."""
+        logits = logits.float()
+        if self.num_classes == 2:
+            p = torch.sigmoid(logits[:, 0])
+            return torch.stack([1 - p, p], dim=1)
+        return logits.softmax(dim=1)
+
     def loss_and_probabilities(self, logits: torch.Tensor, labels: torch.Tensor):
         logits = logits.float()
         if self.num_classes == 2:
             loss = F.binary_cross_entropy_with_logits(logits[:, 0], labels.float())
-            p = torch.sigmoid(logits[:, 0])
-            return loss, torch.stack([1 - p, p], dim=1)
-        return F.cross_entropy(logits, labels), logits.softmax(dim=1)
+        else:
+            loss = F.cross_entropy(logits, labels)
+        return loss, self.probabilities(logits)
 
     def training_step(self, batch, batch_idx):
         images, labels = batch
