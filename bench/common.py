@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import platform
 import time
 from pathlib import Path
@@ -16,7 +17,8 @@ from amlcyto.evaluation.evaluate import evaluate
 from amlcyto.training import train
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared" / "data"
+# ../shared/data beside the checkout; AMLCYTO_BENCH_DATA names another folder holding pbc/.
+SHARED = Path(os.environ.get("AMLCYTO_BENCH_DATA", ROOT.parent / "shared" / "data"))
 OUT = ROOT / "bench" / "out"
 
 
@@ -35,6 +37,7 @@ def machine() -> dict:
     return {
         "cpu": platform.processor() or platform.machine(),
         "cores": torch.get_num_threads(),
+        "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
         "torch": torch.__version__,
         "date": time.strftime("%Y-%m-%d %H:%M"),
     }

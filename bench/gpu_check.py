@@ -1,5 +1,6 @@
-"""GPU check: a fixed number of bf16 + channels_last training steps of a poster preset and
-ResNet-18, images per second and GPU memory, and agreement with the same steps on the CPU.
+"""GPU check, model only: for each model, training steps agree between CPU and GPU (fp32), and
+training and inference images per second on the GPU in fp32 and in bf16 autocast (channels_last),
+with the peak GPU memory. Random tensors; the end-to-end check is bench a (gpu_check.sh).
 
 Run on a GPU machine (no network needed): bash bench/gpu_check.sh
 """
@@ -18,7 +19,15 @@ import torch.nn.functional as F
 
 from amlcyto.models import create_model
 
-MODELS = [("poster_pml_rara", 64), ("resnet18", 144)]
+MODELS = [
+    ("poster_pml_rara", 64),
+    ("poster_runx1_runx1t1", 64),
+    ("poster_cbfb_myh11", 64),
+    ("poster_npm1", 64),
+    ("cnn_small", 64),
+    ("resnet18", 144),
+]
+AGREEMENT = ("poster_pml_rara", "cnn_small", "resnet18")
 
 
 def batch(size: int, n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -26,92 +35,132 @@ def batch(size: int, n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.randn(n, 3, size, size, generator=g), (torch.rand(n, generator=g) > 0.5).float()
 
 
-def train_steps(model, device, size, steps, n, bf16, channels_last) -> tuple[list[float], float]:
-    """Run ``steps`` SGD steps on fixed random batches; return the losses and images/second."""
-    model = model.to(device)
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last)
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def train_losses(model, device, size, steps, n) -> list[float]:
+    """Losses of ``steps`` fp32 SGD steps on fixed random batches (NCHW on CPU, NHWC on GPU).
+    Dropout is switched off: CPU and GPU draw different random masks."""
+    for module in model.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.0
+    channels_last = device.type == "cuda"
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    model = model.to(device).to(memory_format=fmt)
     optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
-    batches = [batch(size, n, seed) for seed in range(min(steps, 4))]
-    losses, started = [], None
+    losses = []
     for step in range(steps):
-        if step == 2:
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            started = time.perf_counter()
-        x, y = (t.to(device, non_blocking=True) for t in batches[step % len(batches)])
-        if channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
+        x, y = batch(size, n, step)
+        x, y = x.to(device).contiguous(memory_format=fmt), y.to(device)
+        loss = F.binary_cross_entropy_with_logits(model(x)[:, 0].float(), y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        losses.append(float(loss))
+    return losses
+
+
+def rate(step, n: int, device: torch.device, seconds: float) -> float:
+    """Images per second of ``step`` (one batch of ``n``), after two warm-up calls."""
+    step()
+    step()
+    sync(device)
+    count, started = 0, time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        step()
+        count += n
+        if count % (8 * n) == 0:
+            sync(device)
+    sync(device)
+    return count / (time.perf_counter() - started)
+
+
+def speeds(model, device, size, n_train, n_infer, bf16, seconds) -> dict:
+    model = model.to(device).to(memory_format=torch.channels_last)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    x, y = batch(size, n_train, 0)
+    x, y = x.to(device).contiguous(memory_format=torch.channels_last), y.to(device)
+    xi = batch(size, n_infer, 1)[0].to(device).contiguous(memory_format=torch.channels_last)
+
+    def train_step():
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
             loss = F.binary_cross_entropy_with_logits(model(x)[:, 0].float(), y)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        losses.append(float(loss))
+
+    @torch.inference_mode()
+    def infer_step():
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            model(xi)
+
     if device.type == "cuda":
-        torch.cuda.synchronize()
-    rate = (steps - 2) * n / (time.perf_counter() - started) if steps > 2 else float("nan")
-    return losses, rate
+        torch.cuda.reset_peak_memory_stats()
+    model.train()
+    train = rate(train_step, n_train, device, seconds)
+    model.eval()
+    infer = rate(infer_step, n_infer, device, seconds)
+    return {
+        "train_img_s": round(train, 1),
+        "infer_img_s": round(infer, 1),
+        "peak_gpu_memory_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2)
+        if device.type == "cuda"
+        else None,
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--steps", type=int, default=60)
-    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--seconds", type=float, default=3.0, help="per timing")
+    parser.add_argument("--batch-size", type=int, default=256, help="training batch")
+    parser.add_argument("--infer-batch-size", type=int, default=1024)
     parser.add_argument("--check-steps", type=int, default=5)
     parser.add_argument("--out", default=os.environ.get("OUT", "bench/out"))
+    parser.add_argument("--device", default="cuda", help="cpu only to test this script")
     args = parser.parse_args()
-    if not torch.cuda.is_available():
+    if args.device == "cuda" and not torch.cuda.is_available():
         raise SystemExit("no CUDA device: this check is for a GPU machine")
-    gpu = torch.device("cuda")
+    gpu = torch.device(args.device)
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
-    results = {"gpu": torch.cuda.get_device_name(), "torch": torch.__version__, "models": []}
+    results = {
+        "gpu": torch.cuda.get_device_name() if gpu.type == "cuda" else "none (cpu test)",
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "cudnn_benchmark": torch.backends.cudnn.benchmark,
+        "models": [],
+    }
+    print(json.dumps({k: v for k, v in results.items() if k != "models"}), flush=True)
     for name, size in MODELS:
         torch.manual_seed(0)
         model = create_model(name, num_classes=2, image_size=size)
-        # 1. agreement: the same fp32 steps on CPU and GPU, small batch.
-        cpu_losses, _ = train_steps(
-            copy.deepcopy(model),
-            torch.device("cpu"),
-            size,
-            args.check_steps,
-            16,
-            bf16=False,
-            channels_last=False,
-        )
-        gpu_losses, _ = train_steps(
-            copy.deepcopy(model), gpu, size, args.check_steps, 16, bf16=False, channels_last=True
-        )
-        diff = max(abs(a - b) for a, b in zip(cpu_losses, gpu_losses, strict=True))
-        # 2. speed: bf16 autocast + channels_last.
-        torch.cuda.reset_peak_memory_stats()
-        _, rate = train_steps(
-            copy.deepcopy(model),
-            gpu,
-            size,
-            args.steps,
-            args.batch_size,
-            bf16=True,
-            channels_last=True,
-        )
-        row = {
-            "model": name,
-            "image_size": size,
-            "batch_size": args.batch_size,
-            "train_img_s_bf16_channels_last": round(rate, 1),
-            "peak_gpu_memory_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2),
-            "cpu_losses": cpu_losses,
-            "gpu_losses": gpu_losses,
-            "max_loss_difference_fp32": diff,
-            "agrees": diff < 1e-3,
-        }
-        print(json.dumps(row))
+        row = {"model": name, "image_size": size, "batch_size": args.batch_size}
+        if name in AGREEMENT:
+            steps = args.check_steps
+            cpu = train_losses(copy.deepcopy(model), torch.device("cpu"), size, steps, 16)
+            gpu_losses = train_losses(copy.deepcopy(model), gpu, size, steps, 16)
+            diff = max(abs(a - b) for a, b in zip(cpu, gpu_losses, strict=True))
+            row.update(cpu_losses=cpu, gpu_losses=gpu_losses, max_loss_difference_fp32=diff)
+            row["agrees"] = diff < 1e-3
+        for label, bf16 in (("fp32", False), ("bf16", True)):
+            measured = speeds(
+                copy.deepcopy(model),
+                gpu,
+                size,
+                args.batch_size,
+                args.infer_batch_size,
+                bf16,
+                args.seconds,
+            )
+            row.update({f"{key}_{label}": value for key, value in measured.items()})
+        print(json.dumps(row), flush=True)
         results["models"].append(row)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "gpu_check.json").write_text(json.dumps(results, indent=2) + "\n")
-    if not all(r["agrees"] for r in results["models"]):
+    if not all(r.get("agrees", True) for r in results["models"]):
         raise SystemExit("GPU and CPU losses disagree beyond 1e-3")
 
 

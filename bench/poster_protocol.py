@@ -20,6 +20,8 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=None, help="default: the preset's 1e-5")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--max-minutes", type=float, default=None, help="stop training after")
+    parser.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
     args = parser.parse_args()
 
     frame = pbc_manifest()
@@ -39,6 +41,8 @@ def main() -> None:
         lr=args.lr,
         seed=args.seed,
         patience=args.epochs,
+        max_minutes=args.max_minutes,
+        workers=args.workers,
         cache_dir=str(OUT / "cache"),
     )
     train_and_score("poster_protocol", split_file, out, config, args)

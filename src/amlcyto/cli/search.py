@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import optuna
 import typer
 
 from amlcyto.cli.common import err_console, reports_errors
@@ -17,7 +16,9 @@ from amlcyto.cli.options import (
     TaskOption,
 )
 from amlcyto.training import TrainConfig
-from amlcyto.training.search import BEST, TRIALS, search
+
+if TYPE_CHECKING:  # Optuna (and SQLAlchemy) load only when `search` runs: other commands start
+    import optuna  # faster, and work where Optuna is not installed.
 
 
 def register(app: typer.Typer) -> None:
@@ -31,7 +32,7 @@ def describe_trial(trial: optuna.trial.FrozenTrial) -> str:
         for name, value in trial.params.items()
     )
     state = trial.state.name.lower()
-    if trial.state == optuna.trial.TrialState.COMPLETE:
+    if trial.state.name == "COMPLETE":
         f1 = trial.user_attrs.get("val_macro_f1")
         state = f"validation loss {trial.value:.4f}" + (
             f", macro F1 {f1:.3f}" if f1 is not None else ""
@@ -78,6 +79,8 @@ def search_command(
     ] = False,
 ) -> None:
     """Search learning rate, weight decay, dropout and batch size; the best by validation loss."""
+    from amlcyto.training.search import BEST, TRIALS, search
+
     base = TrainConfig(
         model=model,
         task=task,
