@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from amlcyto.data.manifest import read_manifest
+from amlcyto.data.manifest import read_manifest, write_manifest
 from amlcyto.errors import AmlcytoError
 from amlcyto.evaluation.evaluate import evaluate
 from amlcyto.evaluation.metrics import compute_metrics, report_text, roc_auc
@@ -333,3 +333,67 @@ def test_predict_real_rgba_tiffs(trained_run: Path):
     folders = table[table["kind"] == "folder"]
     assert folders["images"].sum() == len(files)
     assert set(folders["path"]) == {str(Path(p).parent) for p in files}
+
+
+# ---------------------------------------------------------------- robustness
+
+
+def test_macro_f1_averages_the_classes_present_only():
+    classes = ["a", "b", "c"]
+    table = _table(["a", "a", "b", "b"], [[0.8, 0.1, 0.1], [0.6, 0.3, 0.1]] * 2, classes)
+    # a: precision 2/4, recall 2/2 -> F1 2/3; b: never predicted -> F1 0; c: absent
+    metrics = compute_metrics(table, classes)
+    assert metrics["macro_f1"] == pytest.approx((2 / 3 + 0) / 2)
+    assert set(metrics["per_class"]) == {"a", "b"}
+    assert metrics["absent_classes"] == ["c"]
+    assert metrics["confusion_matrix"] == [[2, 0, 0], [2, 0, 0], [0, 0, 0]]
+    rows = [line.split()[0] for line in report_text(table, classes).splitlines() if line.strip()]
+    assert "c" not in rows and {"a", "b"} <= set(rows)
+
+
+def test_evaluate_a_folder_lists_unreadable_files_and_force_leaves_nothing_stale(
+    trained_run: Path, tiny_data: Path, tmp_path: Path
+):
+    folder = tmp_path / "folder"
+    shutil.copytree(tiny_data / "NPM1", folder / "NPM1")
+    shutil.copytree(tiny_data / "control", folder / "control")
+    broken = folder / "NPM1" / "NPM1_P0" / "broken.png"
+    broken.write_bytes(b"\x89PNG\r\n\x1a\n cut short")
+    result = evaluate(trained_run, data=folder, out=tmp_path / "eval")
+    assert result.metrics["skipped_files"] == 1
+    problems = pd.read_csv(result.out / "problems.csv")
+    assert problems["path"].str.endswith("broken.png").tolist() == [True]
+    broken.unlink()
+    again = evaluate(trained_run, data=folder, out=tmp_path / "eval", force=True)
+    assert again.metrics["skipped_files"] == 0
+    assert not (again.out / "problems.csv").exists()
+
+
+def test_evaluate_other_data_gets_its_own_default_folder(trained_run, tiny_split, tmp_path):
+    run = shutil.copytree(trained_run, tmp_path / "run")
+    external = write_manifest(read_manifest(tiny_split), tmp_path / "external.csv")
+    assert evaluate(run, data=external).out == run / "eval-external-test"
+    assert evaluate(run).out == run / "eval-test"
+
+
+def test_a_broken_image_read_by_a_worker_is_a_one_line_error(trained_run: Path, tmp_path):
+    from amlcyto.evaluation.inference import predict_probabilities
+    from amlcyto.runs import load_run
+
+    Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(tmp_path / "ok.png")
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"")
+    paths = [str(tmp_path / "ok.png"), str(bad)]
+    with pytest.raises(AmlcytoError, match=r"bad\.png: ") as error:
+        predict_probabilities(load_run(trained_run), paths, batch_size=1, workers=1)
+    assert "\n" not in str(error.value) and "Traceback" not in str(error.value)
+
+
+def test_collect_images_follows_links_skips_hidden_folders_and_lists_each_file_once(tmp_path):
+    tmp_path = tmp_path.resolve()
+    for name in ("real/1.png", "top/.ipynb_checkpoints/2.png", "top/3.png"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(b"x")
+    (tmp_path / "top" / "linked").symlink_to(tmp_path / "real")
+    images, _ = collect_images([tmp_path / "top", tmp_path / "top" / "3.png"])
+    assert images == [str(tmp_path / "top" / "3.png"), str(tmp_path / "top" / "linked" / "1.png")]

@@ -236,8 +236,15 @@ def test_pretrained_loads_the_imagenet_backbone_and_keeps_a_fresh_head(monkeypat
 
     torch.manual_seed(7)
     imagenet = resnet18().state_dict()
-    monkeypatch.setattr(tv_api, "load_state_dict_from_url", lambda *a, **k: imagenet)
+    calls = []
+
+    def load(*args, **kwargs):
+        calls.append(kwargs)
+        return imagenet
+
+    monkeypatch.setattr(tv_api, "load_state_dict_from_url", load)
     model = create_model("resnet18", num_classes=5, pretrained=True)
+    assert calls[0]["weights_only"] is True  # a file in TORCH_HOME is never unpickled
     assert model.default_cfg["pretrained"] is True
     assert "pretrained" not in model_config(model)
     assert torch.equal(model.backbone.conv1.weight, imagenet["conv1.weight"])

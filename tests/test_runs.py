@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -144,3 +145,32 @@ def test_corrupt_weights_file_is_a_one_line_error(run_copy: Path, content: bytes
     with pytest.raises(AmlcytoError, match=WEIGHTS) as caught:
         load_run(run_copy)
     assert "\n" not in str(caught.value)
+
+
+def test_written_files_follow_the_umask_not_mkstemps_private_mode(tmp_path: Path):
+    from amlcyto.io import write_text_atomic
+
+    old = os.umask(0o022)
+    try:
+        path = write_text_atomic(tmp_path / "metrics.json", "{}")
+    finally:
+        os.umask(old)
+    assert path.stat().st_mode & 0o777 == 0o644
+
+
+def test_manifest_names_like_na_stay_names(tmp_path: Path):
+    from amlcyto.data.manifest import read_manifest
+
+    csv = tmp_path / "m.csv"
+    csv.write_text("path,label,patient\na.tif,control,NA\nb.tif,NPM1,nan\nc.tif,NPM1,None\n")
+    frame = read_manifest(csv)
+    assert frame["patient"].tolist() == ["NA", "nan", "None"]
+
+
+def test_manifest_row_without_a_path_is_a_one_line_error(tmp_path: Path):
+    from amlcyto.data.manifest import read_manifest
+
+    csv = tmp_path / "m.csv"
+    csv.write_text("path,label,patient\na.tif,control,P1\n,NPM1,P2\n")
+    with pytest.raises(AmlcytoError, match=r"m\.csv: line 3 has no path"):
+        read_manifest(csv)

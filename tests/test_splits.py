@@ -130,6 +130,19 @@ def test_folds_group_patients_and_cover_classes(seed):
     pd.testing.assert_series_equal(folded.set_index("path")["fold"], again.loc[frame["path"]])
 
 
+def test_folds_keep_byte_identical_images_together():
+    """In the class/image layout each image is its own patient: a file copied under two names
+    must still land in one fold."""
+    frame = make_manifest({"control": 10, "NPM1": 10})
+    frame["patient"] = frame["path"]
+    frame["sha256"] = [f"h{i}" for i in range(len(frame))]
+    copies = frame.groupby("label").head(3).index  # three copies of one file, across classes
+    frame.loc[copies, "sha256"] = "same"
+    for seed in range(5):
+        folded = assign_folds(frame, folds=5, seed=seed)
+        assert folded.loc[copies, "fold"].nunique() == 1
+
+
 def test_folds_need_enough_patients_per_class():
     frame = make_manifest({"control": 10, "PML_RARA": 3})
     with pytest.raises(AmlcytoError, match=r"'PML_RARA' has only 3 patient.*--folds 3"):

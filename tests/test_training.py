@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import lightning as L
@@ -148,6 +149,21 @@ def test_refuses_non_empty_run_dir_without_force(tiny_split: Path, tmp_path: Pat
     assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]
     train(tiny_split, out, config, force=True)
     assert (out / WEIGHTS).is_file()
+
+
+def test_forced_retrain_that_fails_leaves_no_old_model(
+    trained_run, tiny_split, tmp_path, tiny_config
+):
+    """--force clears the old run first: a retrain that stops early cannot leave the old weights
+    (and their evaluations) beside the new split. A run without one finished validation pass is
+    an error, not a saved model."""
+    run = shutil.copytree(trained_run, tmp_path / "run")
+    (run / "eval-test").mkdir()
+    (run / "eval-test" / "metrics.json").write_text("{}")
+    config = tiny_config(tmp_path / "cache", epochs=1, lr=1e20)  # diverges: NaN losses
+    with pytest.raises(AmlcytoError, match="no epoch ended with a finite validation loss"):
+        train(tiny_split, run, config, force=True)
+    assert not (run / WEIGHTS).exists() and not (run / "eval-test").exists()
 
 
 def test_max_per_class_caps_training_images(tiny_split: Path, tmp_path: Path, tiny_config):

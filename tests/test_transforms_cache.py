@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import os
+import time
 from pathlib import Path
 
 import numpy as np
@@ -104,7 +106,7 @@ def test_cache_reads_back_what_the_decoder_gives(images, tmp_path):
         assert row.shape == (12, 12, 3) and row.dtype == np.uint8
         np.testing.assert_array_equal(row, read_rgb_resized(path, 12))
     files = sorted(p.suffix for p in (tmp_path / "cache").iterdir())
-    assert files == [".json", ".u8"]
+    assert files == [".json", ".lock", ".u8"]
     assert (tmp_path / "cache" / f"{cache_key(images, 12)}.u8").stat().st_size == 5 * 12 * 12 * 3
 
 
@@ -125,6 +127,40 @@ def test_cache_is_built_once(images, tmp_path, monkeypatch):
     monkeypatch.setattr(cache_module, "_build", no_rebuild)
     again = open_or_build_cache(images, 12, tmp_path / "cache", workers=1)
     np.testing.assert_array_equal(again.read(2), read_rgb_resized(images[2], 12))
+
+
+def test_processes_building_the_same_cache_at_once_build_it_once(images, tmp_path, monkeypatch):
+    """DDP ranks start together: one builds, the others wait for its cache and read it."""
+    real_build, builds = cache_module._build, tmp_path / "builds.txt"
+
+    def slow_build(*args, **kwargs):
+        with open(builds, "a") as log:
+            log.write(f"{os.getpid()}\n")
+        time.sleep(0.5)
+        real_build(*args, **kwargs)
+
+    monkeypatch.setattr(cache_module, "_build", slow_build)
+    context = multiprocessing.get_context("fork")
+    barrier = context.Barrier(3)
+
+    def rank():
+        barrier.wait()
+        cache = open_or_build_cache(images, 12, tmp_path / "cache", workers=1)
+        assert np.array_equal(cache.read(4), read_rgb_resized(images[4], 12))
+
+    processes = [context.Process(target=rank) for _ in range(3)]
+    for process in processes:
+        process.start()
+    for process in processes:
+        process.join(timeout=60)
+    assert [process.exitcode for process in processes] == [0, 0, 0]
+    assert len(builds.read_text().splitlines()) == 1
+
+
+def test_an_image_gone_since_the_scan_is_a_one_line_error(images, tmp_path):
+    Path(images[2]).unlink()
+    with pytest.raises(AmlcytoError, match=r"2\.png: no such file.*re-run `amlcyto scan`"):
+        open_or_build_cache(images, 8, tmp_path / "cache", workers=1)
 
 
 def test_cache_key_changes_with_files_size_and_order(images):
@@ -161,7 +197,7 @@ def test_broken_image_fails_the_build_and_leaves_no_cache(images, tmp_path):
     Path(images[3]).write_bytes(b"")
     with pytest.raises(AmlcytoError, match=Path(images[3]).name):
         open_or_build_cache(images, 8, tmp_path / "cache", workers=1)
-    assert list((tmp_path / "cache").iterdir()) == []
+    assert [p.suffix for p in (tmp_path / "cache").iterdir()] == [".lock"]
 
 
 def test_progress_is_reported(images, tmp_path):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import pandas as pd
@@ -31,6 +31,7 @@ def write_atomic(path: str | Path, write: Callable[[Path], None]) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes the file private (0600); use the usual mode
     os.close(fd)
     try:
         write(Path(tmp))
@@ -39,6 +40,19 @@ def write_atomic(path: str | Path, write: Callable[[Path], None]) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def remove_outputs(folder: str | Path, names: Iterable[str]) -> None:
+    """Delete the files ``names`` in ``folder`` where they exist: the outputs of an earlier
+    run that ``--force`` replaces, so none of them is left beside the new ones."""
+    for name in names:
+        (Path(folder) / name).unlink(missing_ok=True)
 
 
 def write_text_atomic(path: str | Path, text: str) -> Path:

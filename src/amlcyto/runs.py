@@ -12,6 +12,7 @@ RUN/
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from amlcyto.errors import AmlcytoError
-from amlcyto.io import write_atomic, write_json_atomic
+from amlcyto.io import remove_outputs, write_atomic, write_json_atomic
 from amlcyto.models import create_model, model_config
 
 CONFIG = "config.json"
@@ -60,6 +61,16 @@ def save_run(run_dir: Path, model: torch.nn.Module, config: dict[str, Any]) -> N
     write_atomic(run_dir / WEIGHTS, lambda tmp: save_file(state, str(tmp)))
     full = {"format_version": FORMAT_VERSION, "model": model_config(model), **config}
     write_json_atomic(run_dir / CONFIG, full)
+
+
+def clear_run(run_dir: str | Path) -> None:
+    """Remove a run's files and its ``eval-*`` folders from ``run_dir`` (before a forced retrain:
+    an interrupted one must not leave old weights beside the new split)."""
+    run_dir = Path(run_dir)
+    remove_outputs(run_dir, (CONFIG, WEIGHTS, SPLIT, HISTORY))
+    for folder in run_dir.glob("eval-*"):
+        if (folder / "metrics.json").is_file():  # made by `amlcyto evaluate`
+            shutil.rmtree(folder)
 
 
 def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> Run:

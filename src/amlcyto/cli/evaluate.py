@@ -24,11 +24,15 @@ def evaluate_command(
     ] = None,
     split: Annotated[str, typer.Option(help="Split to score where the data has one.")] = "test",
     out: Annotated[
-        Path | None, typer.Option("--out", "-o", help="Output folder (default RUN/eval-SPLIT).")
+        Path | None,
+        typer.Option(
+            "--out", "-o", help="Output folder (default RUN/eval-SPLIT, or eval-NAME for --data)."
+        ),
     ] = None,
-    batch_size: Annotated[int, typer.Option(help="Images per inference batch.")] = 256,
+    batch_size: Annotated[int, typer.Option(min=1, help="Images per inference batch.")] = 256,
     workers: Annotated[
-        int | None, typer.Option(help="Decoding processes (default: one per core for large sets).")
+        int | None,
+        typer.Option(min=0, help="Decoding processes (default: one per core for large sets)."),
     ] = None,
     force: Annotated[
         bool, typer.Option("--force", help="Overwrite an existing output folder.")
@@ -43,6 +47,12 @@ def evaluate_command(
     print(f"Patients ({m['patients']['n']}, mean cell probability)\n\n{result.patient_report}")
     auc = "n/a" if m["auc"] is None else f"{m['auc']:.3f}"
     print(f"cell-level accuracy {m['accuracy']:.3f}, macro F1 {m['macro_f1']:.3f}, AUC {auc}")
+    if m["skipped_files"]:
+        err_console.print(
+            f"skipped {m['skipped_files']} files that could not be read: listed in "
+            f"{result.out / 'problems.csv'}",
+            markup=False,
+        )
     for label, count in result.left_out.items():
         err_console.print(
             f"left out {count} images of class {label!r}: not a class of this run", markup=False

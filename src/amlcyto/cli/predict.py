@@ -26,9 +26,10 @@ def predict_command(
     out: Annotated[Path, typer.Option("--out", "-o", help="CSV to write.")] = Path(
         "predictions.csv"
     ),
-    batch_size: Annotated[int, typer.Option(help="Images per inference batch.")] = 256,
+    batch_size: Annotated[int, typer.Option(min=1, help="Images per inference batch.")] = 256,
     workers: Annotated[
-        int | None, typer.Option(help="Decoding processes (default: one per core for large sets).")
+        int | None,
+        typer.Option(min=0, help="Decoding processes (default: one per core for large sets)."),
     ] = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite the CSV.")] = False,
 ) -> None:

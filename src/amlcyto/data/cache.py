@@ -9,10 +9,12 @@ manifest or a changed file builds a new cache.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -73,7 +75,13 @@ class ImageCache:
 def cache_key(paths: Sequence[str], size: int) -> str:
     digest = hashlib.sha256(f"amlcyto-cache-v1 {size}\n".encode())
     for path in paths:
-        stat = os.stat(path)
+        try:
+            stat = os.stat(path)
+        except OSError as error:
+            raise AmlcytoError(
+                f"{path}: {error.strerror.lower()}; the images moved or were deleted since the "
+                "manifest was made: re-run `amlcyto scan` (and `amlcyto split`)."
+            ) from None
         digest.update(f"{path}\t{stat.st_size}\t{stat.st_mtime_ns}\n".encode())
     return digest.hexdigest()[:32]
 
@@ -104,10 +112,23 @@ def open_or_build_cache(
     cache_dir.mkdir(parents=True, exist_ok=True)
     key = cache_key(paths, size)
     file, meta = cache_dir / f"{key}.u8", cache_dir / f"{key}.json"
-    if not (file.is_file() and meta.is_file()):
-        _build(list(paths), size, file, workers, progress)
-        write_text_atomic(meta, json.dumps({"count": len(paths), "size": size}))
+    # One process builds; the others (DDP ranks, parallel runs) wait for it, then read.
+    with _locked(cache_dir / f"{key}.lock"):
+        if not (file.is_file() and meta.is_file()):
+            _build(list(paths), size, file, workers, progress)
+            write_text_atomic(meta, json.dumps({"count": len(paths), "size": size}))
     return ImageCache(file, len(paths), size)
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on ``path`` (created if missing) for the block."""
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _decode_chunk(paths: list[str], size: int) -> bytes:

@@ -29,8 +29,12 @@ def read_manifest(csv_path: str | Path) -> pd.DataFrame:
             f"create one with `amlcyto scan DATA_DIR --out {csv_path}`."
         )
     try:
+        # Only empty cells are missing: a patient or class named NA, None or nan is a name.
         frame = pd.read_csv(
-            csv_path, dtype={"label": str, "patient": str, "sha256": str, "split": str}
+            csv_path,
+            dtype={"label": str, "patient": str, "sha256": str, "split": str},
+            keep_default_na=False,
+            na_values=[""],
         )
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
         raise AmlcytoError(
@@ -46,6 +50,14 @@ def read_manifest(csv_path: str | Path) -> pd.DataFrame:
         bad = sorted(set(frame["split"].dropna()) - set(SPLIT_NAMES))
         if bad:
             raise AmlcytoError(f"{csv_path}: unknown split name(s) {bad}; use train, val or test.")
+    for column in ("path", "label"):
+        empty = frame[column].isna()
+        if empty.any():
+            line = int(empty.to_numpy().argmax()) + 2  # the header is line 1
+            raise AmlcytoError(
+                f"{csv_path}: line {line} has no {column} ({int(empty.sum())} such row(s)); "
+                "fill it in or recreate the manifest with `amlcyto scan`."
+            )
     base = csv_path.resolve().parent
     frame["path"] = [p if os.path.isabs(p) else os.path.normpath(base / p) for p in frame["path"]]
     return frame

@@ -121,7 +121,8 @@ def leak_groups(frame: pd.DataFrame) -> pd.Series:
 def assign_folds(
     frame: pd.DataFrame, folds: int = 5, seed: int = 0, only_split: str | None = None
 ) -> pd.DataFrame:
-    """Add an integer ``fold`` column: patient-grouped, class-stratified K-fold.
+    """Add an integer ``fold`` column: patient-grouped, class-stratified K-fold. Patients that
+    share a byte-identical image (same ``sha256``) stay in one fold.
 
     Parameters
     ----------
@@ -147,7 +148,9 @@ def assign_folds(
     if only_split is not None:
         _check_columns(frame, ("split",))
         selected = (frame["split"] == only_split).to_numpy()
-    subset = frame.loc[selected, ["path", "label", "patient"]].astype(str)
+    # Patients sharing a byte-identical image are one group here too (see leak_groups).
+    subset = frame[["path", "label"]].assign(patient=leak_groups(frame))
+    subset = subset.loc[selected].astype(str)
     per_class = subset.groupby("label")["patient"].nunique().sort_values()
     too_few = per_class[per_class < folds]
     if len(too_few):

@@ -7,16 +7,30 @@ from pathlib import Path
 
 import pandas as pd
 
+from amlcyto.data.discovery import SKIPPED
 from amlcyto.data.manifest import read_manifest, write_manifest
-from amlcyto.data.scan import scan
+from amlcyto.data.scan import PROBLEM_COLUMNS, scan, write_problems
 from amlcyto.errors import AmlcytoError
-from amlcyto.evaluation.inference import predict_probabilities
+from amlcyto.evaluation.inference import inference_device, predict_probabilities
 from amlcyto.evaluation.metrics import compute_metrics, report_text
 from amlcyto.evaluation.plots import plot_confusion, plot_history, plot_roc
 from amlcyto.evaluation.tables import aggregate, predictions_table
-from amlcyto.io import write_csv_atomic, write_json_atomic, write_text_atomic
+from amlcyto.io import remove_outputs, write_csv_atomic, write_json_atomic, write_text_atomic
 from amlcyto.runs import HISTORY, Run, load_run
 from amlcyto.training.train import prepare_run_dir
+
+PROBLEMS = "problems.csv"
+EVALUATION_FILES = (
+    "predictions.csv",
+    "patients.csv",
+    "metrics.json",
+    "report.txt",
+    PROBLEMS,
+    "confusion_matrix.png",
+    "patient_confusion_matrix.png",
+    "roc.png",
+    "loss_curves.png",
+)
 
 
 @dataclass
@@ -32,14 +46,20 @@ class Evaluation:
     left_out: dict[str, int] = field(
         default_factory=dict
     )  # label -> images not in the run's classes
+    problems: pd.DataFrame = field(default_factory=pd.DataFrame)  # of a scanned folder
 
 
-def evaluation_rows(run: Run, data: str | Path | None, split: str) -> pd.DataFrame:
-    """The labelled rows to score: the run's own split, a manifest/split file, or a folder."""
+def evaluation_rows(
+    run: Run, data: str | Path | None, split: str
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The labelled rows to score (the run's own split, a manifest/split file, or a folder),
+    and the problems of a scanned folder: the files it skipped are listed, never dropped."""
+    problems = pd.DataFrame(columns=PROBLEM_COLUMNS)
     if data is None:
         frame = read_manifest(run.split_file)
     elif Path(data).is_dir():
-        frame = scan(data).manifest
+        scanned = scan(data)
+        frame, problems = scanned.manifest, scanned.problems
     else:
         frame = read_manifest(data)
     if "split" in frame.columns:
@@ -49,7 +69,19 @@ def evaluation_rows(run: Run, data: str | Path | None, split: str) -> pd.DataFra
                 f"{data or run.split_file}: no rows in split {split!r}; "
                 "use --split train, val or test."
             )
-    return frame.reset_index(drop=True)
+    return frame.reset_index(drop=True), problems
+
+
+def default_out(run: Run, data: str | Path | None, split: str) -> Path:
+    """``RUN/eval-<split>`` for the run's own split, ``RUN/eval-<name>`` for other data (a
+    folder's name or a CSV's stem, with the split where the CSV has one)."""
+    if data is None:
+        return run.path / f"eval-{split}"
+    data = Path(data)
+    if data.is_dir():
+        return run.path / f"eval-{data.resolve().name}"
+    has_split = "split" in pd.read_csv(data, nrows=0).columns
+    return run.path / (f"eval-{data.stem}-{split}" if has_split else f"eval-{data.stem}")
 
 
 def evaluate(
@@ -73,28 +105,27 @@ def evaluate(
     split : str
         Which split's rows to score where the data has a ``split`` column.
     out : path, optional
-        Output folder; default ``RUN/eval-<split>`` (or ``RUN/eval-<folder name>`` for a folder).
+        Output folder; default :func:`default_out`. With ``force``, the files of an earlier
+        evaluation there are removed first.
 
     Returns
     -------
     Evaluation
     """
-    run = load_run(run_dir)
-    frame = evaluation_rows(run, data, split)
+    run = load_run(run_dir, device=inference_device())
+    frame, problems = evaluation_rows(run, data, split)
     known = frame["label"].isin(run.classes)
     left_out = frame.loc[~known, "label"].value_counts().to_dict()
     rows = frame[known].reset_index(drop=True)
     if rows.empty:
+        found = ", ".join(sorted(map(str, frame["label"].unique()))) or "none"
         raise AmlcytoError(
-            f"{data or run.split_file}: no images of this run's classes ({', '.join(run.classes)})."
+            f"{data or run.split_file}: no images of this run's classes "
+            f"({', '.join(run.classes)}; found: {found}); name the class folders or labels "
+            "as the run does."
         )
-    if out is None:
-        out = run.path / (
-            f"eval-{Path(data).name}"
-            if data is not None and Path(data).is_dir()
-            else f"eval-{split}"
-        )
-    out = prepare_run_dir(out, force)
+    out = prepare_run_dir(out or default_out(run, data, split), force)
+    remove_outputs(out, EVALUATION_FILES)  # with --force: nothing stale beside the new results
 
     probabilities = predict_probabilities(
         run, rows["path"].tolist(), batch_size=batch_size, workers=workers
@@ -104,9 +135,13 @@ def evaluate(
     metrics = compute_metrics(cells, run.classes)
     metrics["patients"] = compute_metrics(patients, run.classes)
     metrics["left_out"] = left_out
+    skipped = problems[problems["action"] == SKIPPED]
+    metrics["skipped_files"] = len(skipped)
     report = report_text(cells, run.classes)
     patient_report = report_text(patients, run.classes)
 
+    if len(problems):
+        write_problems(problems, out / PROBLEMS)
     write_manifest(cells, out / "predictions.csv")
     write_csv_atomic(out / "patients.csv", patients)
     write_json_atomic(out / "metrics.json", metrics)
@@ -126,7 +161,7 @@ def evaluate(
     history = run.path / HISTORY
     if history.is_file():
         plot_history(pd.read_csv(history), out / "loss_curves.png")
-    return Evaluation(out, metrics, report, patient_report, cells, patients, left_out)
+    return Evaluation(out, metrics, report, patient_report, cells, patients, left_out, problems)
 
 
 def _fmt(value: float | None) -> str:

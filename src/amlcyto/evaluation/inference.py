@@ -7,12 +7,18 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset
 
 from amlcyto.data.datasets import CellDataset, image_source
+from amlcyto.errors import AmlcytoError
 from amlcyto.runs import Run
 from amlcyto.training.module import CellClassifier
 from amlcyto.training.performance import tune_malloc
+
+
+def inference_device() -> str:
+    """Where a loaded run predicts: the GPU when there is one, else the CPU."""
+    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def default_workers(count: int) -> int:
@@ -42,7 +48,7 @@ def predict_probabilities(
     tune_malloc()
     workers = default_workers(len(paths)) if workers is None else workers
     source = image_source(list(paths), run.image_size, cache=cache, cache_dir=cache_dir)
-    loader = DataLoader(CellDataset(source), batch_size=batch_size, num_workers=workers)
+    loader = DataLoader(_Checked(source), batch_size=batch_size, num_workers=workers)
     device = next(run.model.parameters()).device
     channels_last = device.type == "cuda" or bool(run.config.get("channels_last", False))
     module = CellClassifier(
@@ -52,6 +58,28 @@ def predict_probabilities(
     if channels_last:
         run.model.to(memory_format=torch.channels_last)
     chunks = []
-    for images, _ in loader:
+    for images, errors in loader:
+        for error in errors:
+            if error:
+                raise AmlcytoError(error)
         chunks.append(module.probabilities(module(images.to(device))).cpu())
     return torch.cat(chunks).numpy()
+
+
+class _Checked(Dataset):
+    """``dataset[i] -> (uint8 image, "")``, or ``(zeros, message)`` for a file that cannot be
+    decoded: the message reaches the main process whole (an exception raised in a DataLoader
+    worker would arrive as a traceback), and is raised there as a one-line error."""
+
+    def __init__(self, source):
+        self.cells = CellDataset(source)
+
+    def __len__(self) -> int:
+        return len(self.cells)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, str]:
+        try:
+            return self.cells[index][0], ""
+        except AmlcytoError as error:
+            size = self.cells.source.size
+            return torch.zeros(size, size, 3, dtype=torch.uint8), str(error)

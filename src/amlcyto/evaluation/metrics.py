@@ -23,23 +23,39 @@ def report_text(table: pd.DataFrame, classes: list[str], digits: int = 2) -> str
            macro avg       0.90      0.90      0.90      1600
         weighted avg       0.90      0.90      0.90      1600
     """
+    present = present_classes(table, classes)
     return classification_report(
         table["true"],
         table["predicted"],
-        labels=classes,
-        target_names=classes,
+        labels=present,
+        target_names=present,
         digits=digits,
         zero_division=0,
     )
 
 
+def present_classes(table: pd.DataFrame, classes: list[str]) -> list[str]:
+    """The classes that occur in ``table`` as truth or as prediction, in ``classes`` order.
+
+    Reports and averages cover these only: a class with no images and no predictions (data
+    from elsewhere, holding some of a run's classes) has no F1 to average, not an F1 of 0.
+    """
+    seen = set(table["true"]) | set(table["predicted"])
+    return [name for name in classes if name in seen]
+
+
 def compute_metrics(table: pd.DataFrame, classes: list[str]) -> dict:
-    """``accuracy``, ``macro_f1``, ``per_class``, ``auc``, ``confusion_matrix`` and counts."""
+    """``accuracy``, ``macro_f1``, ``per_class``, ``auc``, ``confusion_matrix`` and counts.
+
+    ``per_class`` and the averages cover :func:`present_classes`; ``absent_classes`` lists the
+    run's classes that neither occur nor are predicted.
+    """
+    present = present_classes(table, classes)
     report = classification_report(
         table["true"],
         table["predicted"],
-        labels=classes,
-        target_names=classes,
+        labels=present,
+        target_names=present,
         output_dict=True,
         zero_division=0,
     )
@@ -50,7 +66,7 @@ def compute_metrics(table: pd.DataFrame, classes: list[str]) -> dict:
             "f1": report[name]["f1-score"],
             "support": int(report[name]["support"]),
         }
-        for name in classes
+        for name in present
     }
     return {
         "n": len(table),
@@ -60,6 +76,7 @@ def compute_metrics(table: pd.DataFrame, classes: list[str]) -> dict:
         "auc": roc_auc(table, classes),
         "per_class": per_class,
         "classes": classes,
+        "absent_classes": [name for name in classes if name not in present],
         "confusion_matrix": confusion_matrix(
             table["true"], table["predicted"], labels=classes
         ).tolist(),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -9,20 +10,21 @@ import pandas as pd
 
 from amlcyto.data.decoding import is_image_file
 from amlcyto.errors import AmlcytoError
-from amlcyto.evaluation.inference import predict_probabilities
+from amlcyto.evaluation.inference import inference_device, predict_probabilities
 from amlcyto.evaluation.tables import aggregate, predictions_table
 from amlcyto.runs import load_run
 
 
 def collect_images(inputs: Sequence[str | Path]) -> tuple[list[str], list[str]]:
-    """Image files named or found (recursively) under ``inputs``, and the other files passed over.
+    """Image files named or found (recursively, following symbolic links) under ``inputs``, and
+    the other files passed over. Each file is listed once, under the path it was reached by.
 
-    Hidden files (names starting with a dot) are not images and are not listed.
+    Hidden files and folders (names starting with a dot) are not listed.
     """
-    images, others = [], []
+    images, others, seen = [], [], set()
     for item in map(Path, inputs):
         if item.is_dir():
-            files = sorted(p for p in item.rglob("*") if p.is_file() and not p.name.startswith("."))
+            files = sorted(_files_under(item))
         elif item.is_file():
             files = [item]
         else:
@@ -30,12 +32,23 @@ def collect_images(inputs: Sequence[str | Path]) -> tuple[list[str], list[str]]:
                 f"{item}: no such file or folder; give image files or folders of images."
             )
         for file in files:
-            (images if is_image_file(file) else others).append(str(file.resolve()))
+            path = os.path.abspath(file)
+            if path not in seen:
+                seen.add(path)
+                (images if is_image_file(file) else others).append(path)
     if not images:
         raise AmlcytoError(
             f"no images (.tif .tiff .png .jpg .jpeg .bmp) in {', '.join(map(str, inputs))}."
         )
     return images, others
+
+
+def _files_under(folder: Path) -> list[Path]:
+    files = []
+    for root, dirs, names in os.walk(folder, followlinks=True):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        files += [Path(root, name) for name in names if not name.startswith(".")]
+    return files
 
 
 def predict(
@@ -54,7 +67,7 @@ def predict(
     passed_over : list of str
         Files under the folders that are not images.
     """
-    run = load_run(run_dir)
+    run = load_run(run_dir, device=inference_device())
     images, others = collect_images(inputs)
     probabilities = predict_probabilities(run, images, batch_size=batch_size, workers=workers)
     cells = predictions_table(pd.DataFrame({"path": images}), probabilities, run.classes)

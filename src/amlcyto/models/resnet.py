@@ -22,7 +22,8 @@ def load_imagenet_state_dict(arch: str) -> dict[str, torch.Tensor]:
 
     weights = models.get_model_weights(arch).DEFAULT
     try:
-        return weights.get_state_dict(progress=False, check_hash=True)
+        # weights_only: a file placed in TORCH_HOME by hand is loaded as tensors, never unpickled
+        return weights.get_state_dict(progress=False, check_hash=True, weights_only=True)
     except Exception as error:  # any failure to fetch means the same to the user
         reason = f"{type(error).__name__}: {error}".splitlines()[0]
         raise AmlcytoError(

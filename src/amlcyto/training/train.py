@@ -26,7 +26,7 @@ from amlcyto.data.splits import split_by_patient
 from amlcyto.data.transforms import CellAugment
 from amlcyto.errors import AmlcytoError
 from amlcyto.models import create_model, model_defaults
-from amlcyto.runs import HISTORY, SPLIT, save_run
+from amlcyto.runs import HISTORY, SPLIT, clear_run, save_run
 from amlcyto.training.callbacks import BestWeights, EpochLog
 from amlcyto.training.config import TrainConfig
 from amlcyto.training.module import CellClassifier
@@ -134,6 +134,7 @@ def train(
     out = Path(out)
     if is_launch_rank_zero():  # the other DDP processes re-run this with the same arguments
         prepare_run_dir(out, force)
+        clear_run(out)  # with --force: no weights or evaluations of the old run stay behind
         write_manifest(frame, out / SPLIT)
 
     tune_malloc()
@@ -184,9 +185,13 @@ def train(
             _loader(sources["train"], train_rows, config, True),
             _loader(sources["val"], val_rows, config, False),
         )
+    if best.best_state is None:  # every process sees the same validation passes
+        raise AmlcytoError(
+            f"{out}: no epoch ended with a finite validation loss, so there is no model to "
+            "save; give --max-minutes time for one epoch, or lower --lr if the loss diverged."
+        )
     if trainer.is_global_zero:
-        if best.best_state is not None:
-            model.load_state_dict(best.best_state)
+        model.load_state_dict(best.best_state)
         save_run(
             out,
             model,
