@@ -20,6 +20,16 @@ ROOT = Path(__file__).resolve().parents[1]
 # ../shared/data beside the checkout; AMLCYTO_BENCH_DATA names another folder holding pbc/.
 SHARED = Path(os.environ.get("AMLCYTO_BENCH_DATA", ROOT.parent / "shared" / "data"))
 OUT = ROOT / "bench" / "out"
+# The models the speed benchmarks time, each at its image size: the poster presets at their
+# default 64 px, the small CNN, and ResNet-18 at the data's own 144 px.
+MODELS = [
+    ("poster_pml_rara", 64),
+    ("poster_runx1_runx1t1", 64),
+    ("poster_cbfb_myh11", 64),
+    ("poster_npm1", 64),
+    ("cnn_small", 64),
+    ("resnet18", 144),
+]
 
 
 def pbc_manifest() -> pd.DataFrame:

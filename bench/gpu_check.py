@@ -18,15 +18,8 @@ import torch
 import torch.nn.functional as F
 
 from amlcyto.models import create_model
+from bench.common import MODELS
 
-MODELS = [
-    ("poster_pml_rara", 64),
-    ("poster_runx1_runx1t1", 64),
-    ("poster_cbfb_myh11", 64),
-    ("poster_npm1", 64),
-    ("cnn_small", 64),
-    ("resnet18", 144),
-]
 AGREEMENT = ("poster_pml_rara", "cnn_small", "resnet18")
 
 

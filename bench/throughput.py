@@ -24,16 +24,7 @@ from amlcyto.evaluation.inference import predict_probabilities
 from amlcyto.models import create_model
 from amlcyto.runs import load_run, save_run
 from amlcyto.training.performance import tune_malloc
-from bench.common import OUT, pbc_manifest, save_json
-
-MODELS = [
-    ("poster_pml_rara", 64),
-    ("poster_runx1_runx1t1", 64),
-    ("poster_cbfb_myh11", 64),
-    ("poster_npm1", 64),
-    ("cnn_small", 64),
-    ("resnet18", 144),
-]
+from bench.common import MODELS, OUT, pbc_manifest, save_json
 
 
 def matmul_peak(dtype: torch.dtype, n: int = 2048, repeats: int = 10) -> float:
