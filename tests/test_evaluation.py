@@ -397,3 +397,10 @@ def test_collect_images_follows_links_skips_hidden_folders_and_lists_each_file_o
     (tmp_path / "top" / "linked").symlink_to(tmp_path / "real")
     images, _ = collect_images([tmp_path / "top", tmp_path / "top" / "3.png"])
     assert images == [str(tmp_path / "top" / "3.png"), str(tmp_path / "top" / "linked" / "1.png")]
+
+
+def test_split_named_for_data_without_splits_is_refused(trained_run, tiny_manifest, tmp_path):
+    with pytest.raises(AmlcytoError, match="has no split column, so --split val"):
+        evaluate(trained_run, data=tiny_manifest, split="val", out=tmp_path / "eval")
+    whole = evaluate(trained_run, data=tiny_manifest, out=tmp_path / "eval")
+    assert len(whole.predictions) == len(read_manifest(tiny_manifest))

@@ -22,7 +22,10 @@ def evaluate_command(
         Path | None,
         typer.Option(help="Manifest/split CSV or labelled folder (default: the run's split)."),
     ] = None,
-    split: Annotated[str, typer.Option(help="Split to score where the data has one.")] = "test",
+    split: Annotated[
+        str | None,
+        typer.Option(help="Split to score where the data has a split column (default: test)."),
+    ] = None,
     out: Annotated[
         Path | None,
         typer.Option(

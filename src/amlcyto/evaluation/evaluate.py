@@ -50,7 +50,7 @@ class Evaluation:
 
 
 def evaluation_rows(
-    run: Run, data: str | Path | None, split: str
+    run: Run, data: str | Path | None, split: str | None = None
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The labelled rows to score (the run's own split, a manifest/split file, or a folder),
     and the problems of a scanned folder: the files it skipped are listed, never dropped."""
@@ -63,18 +63,25 @@ def evaluation_rows(
     else:
         frame = read_manifest(data)
     if "split" in frame.columns:
+        split = split or "test"
         frame = frame[frame["split"] == split]
         if frame.empty:
             raise AmlcytoError(
                 f"{data or run.split_file}: no rows in split {split!r}; "
                 "use --split train, val or test."
             )
+    elif split is not None:
+        raise AmlcytoError(
+            f"{data}: has no split column, so --split {split} cannot choose rows; leave --split "
+            "out to score all of them."
+        )
     return frame.reset_index(drop=True), problems
 
 
-def default_out(run: Run, data: str | Path | None, split: str) -> Path:
+def default_out(run: Run, data: str | Path | None, split: str | None = None) -> Path:
     """``RUN/eval-<split>`` for the run's own split, ``RUN/eval-<name>`` for other data (a
     folder's name or a CSV's stem, with the split where the CSV has one)."""
+    split = split or "test"
     if data is None:
         return run.path / f"eval-{split}"
     data = Path(data)
@@ -87,7 +94,7 @@ def default_out(run: Run, data: str | Path | None, split: str) -> Path:
 def evaluate(
     run_dir: str | Path,
     data: str | Path | None = None,
-    split: str = "test",
+    split: str | None = None,
     out: str | Path | None = None,
     force: bool = False,
     batch_size: int = 256,
@@ -102,8 +109,9 @@ def evaluate(
     data : path, optional
         A manifest or split file, or a labelled folder (scanned on the fly). Default: the run's
         own ``split.csv``.
-    split : str
-        Which split's rows to score where the data has a ``split`` column.
+    split : str, optional
+        Which split's rows to score where the data has a ``split`` column (default ``test``);
+        data without one is scored whole, and naming a split for it is an error.
     out : path, optional
         Output folder; default :func:`default_out`. With ``force``, the files of an earlier
         evaluation there are removed first.
