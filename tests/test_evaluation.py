@@ -359,14 +359,17 @@ def test_evaluate_a_folder_lists_unreadable_files_and_force_leaves_nothing_stale
     shutil.copytree(tiny_data / "control", folder / "control")
     broken = folder / "NPM1" / "NPM1_P0" / "broken.png"
     broken.write_bytes(b"\x89PNG\r\n\x1a\n cut short")
+    (folder / "NPM1" / "NPM1_P0" / "notes.txt").write_text("not an image, and not unreadable")
     result = evaluate(trained_run, data=folder, out=tmp_path / "eval")
-    assert result.metrics["skipped_files"] == 1
+    assert result.metrics["unreadable_images"] == 1
     problems = pd.read_csv(result.out / "problems.csv")
-    assert problems["path"].str.endswith("broken.png").tolist() == [True]
+    assert sorted(Path(p).name for p in problems["path"]) == ["broken.png", "notes.txt"]
     broken.unlink()
+    (folder / "NPM1" / "NPM1_P0" / "notes.txt").unlink()
     again = evaluate(trained_run, data=folder, out=tmp_path / "eval", force=True)
-    assert again.metrics["skipped_files"] == 0
-    assert not (again.out / "problems.csv").exists()
+    assert again.metrics["unreadable_images"] == 0
+    assert not (again.out / "problems.csv").exists()  # the earlier list is not left behind
+    assert (again.out / "metrics.json").is_file()
 
 
 def test_evaluate_other_data_gets_its_own_default_folder(trained_run, tiny_split, tmp_path):
@@ -404,3 +407,15 @@ def test_split_named_for_data_without_splits_is_refused(trained_run, tiny_manife
         evaluate(trained_run, data=tiny_manifest, split="val", out=tmp_path / "eval")
     whole = evaluate(trained_run, data=tiny_manifest, out=tmp_path / "eval")
     assert len(whole.predictions) == len(read_manifest(tiny_manifest))
+
+
+def test_collect_images_passes_over_broken_links_and_survives_link_loops(tmp_path):
+    tmp_path = tmp_path.resolve()
+    (tmp_path / "cells").mkdir()
+    (tmp_path / "cells" / "1.png").write_bytes(b"x")
+    (tmp_path / "cells" / "moved.png").symlink_to(tmp_path / "nowhere.png")
+    (tmp_path / "cells" / "again").symlink_to(tmp_path)  # a loop back to a parent
+    (tmp_path / "cells" / "more").symlink_to(tmp_path / "cells")
+    images, others = collect_images([tmp_path / "cells"])
+    assert images == [str(tmp_path / "cells" / "1.png")]
+    assert others == [str(tmp_path / "cells" / "moved.png")]

@@ -157,3 +157,11 @@ def test_search_help_lists_the_sharing_options():
     assert result.exit_code == 0
     for option in ("--storage", "--study-name", "--trials", "--positive", "--force"):
         assert option in result.output
+
+
+def test_a_diverging_trial_fails_and_the_search_goes_on(tiny_split, base, tmp_path):
+    space = SearchSpace(lr=(1e19, 1e20), weight_decay=None, dropout=None, batch_size=None)
+    with pytest.raises(AmlcytoError, match="no trial of study .* finished"):
+        search(tiny_split, tmp_path / "s", base, trials=2, space=space, prune=False)
+    trials = pd.read_csv(tmp_path / "s" / "trials.csv")
+    assert trials["state"].tolist() == ["FAIL", "FAIL"]  # both ran; neither stopped the search

@@ -160,10 +160,15 @@ def test_forced_retrain_that_fails_leaves_no_old_model(
     run = shutil.copytree(trained_run, tmp_path / "run")
     (run / "eval-test").mkdir()
     (run / "eval-test" / "metrics.json").write_text("{}")
+    kept = tmp_path / "archive" / "eval-old"  # a linked evaluation: the link goes, not the files
+    kept.mkdir(parents=True)
+    (kept / "metrics.json").write_text("{}")
+    (run / "eval-old").symlink_to(kept)
     config = tiny_config(tmp_path / "cache", epochs=1, lr=1e20)  # diverges: NaN losses
     with pytest.raises(AmlcytoError, match="no epoch ended with a finite validation loss"):
         train(tiny_split, run, config, force=True)
     assert not (run / WEIGHTS).exists() and not (run / "eval-test").exists()
+    assert not (run / "eval-old").exists() and (kept / "metrics.json").is_file()
 
 
 def test_max_per_class_caps_training_images(tiny_split: Path, tmp_path: Path, tiny_config):

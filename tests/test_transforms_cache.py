@@ -235,3 +235,22 @@ def test_channel_stats_match_numpy(images):
     pixels = np.stack([source.read(i) for i in range(len(images))]).reshape(-1, 3) / 255.0
     np.testing.assert_allclose(mean, pixels.mean(axis=0), atol=1e-5)
     np.testing.assert_allclose(std, pixels.std(axis=0), atol=1e-5)
+
+
+def test_a_filesystem_without_locks_still_builds_and_a_built_cache_needs_no_lock(
+    images, tmp_path, monkeypatch
+):
+    def no_locks(*args):
+        raise OSError(37, "No locks available")
+
+    monkeypatch.setattr(cache_module.fcntl, "flock", no_locks)
+    with pytest.warns(UserWarning, match="cannot lock the image cache"):
+        built = open_or_build_cache(images, 8, tmp_path / "cache", workers=1)
+    np.testing.assert_array_equal(built.read(1), read_rgb_resized(images[1], 8))
+
+    def must_not_lock(path):
+        raise AssertionError("a built cache was locked (fails on read-only mounts)")
+
+    monkeypatch.setattr(cache_module, "_locked", must_not_lock)
+    again = open_or_build_cache(images, 8, tmp_path / "cache", workers=1)
+    np.testing.assert_array_equal(again.read(1), built.read(1))

@@ -64,12 +64,15 @@ def save_run(run_dir: Path, model: torch.nn.Module, config: dict[str, Any]) -> N
 
 
 def clear_run(run_dir: str | Path) -> None:
-    """Remove a run's files and its ``eval-*`` folders from ``run_dir`` (before a forced retrain:
-    an interrupted one must not leave old weights beside the new split)."""
+    """Remove a run's weights, config, history and ``eval-*`` folders from ``run_dir`` (before a
+    forced retrain: an interrupted one must not leave old weights beside the new split).
+    ``split.csv`` stays: it is replaced atomically next, and may be the data being read."""
     run_dir = Path(run_dir)
-    remove_outputs(run_dir, (CONFIG, WEIGHTS, SPLIT, HISTORY))
+    remove_outputs(run_dir, (CONFIG, WEIGHTS, HISTORY))
     for folder in run_dir.glob("eval-*"):
-        if (folder / "metrics.json").is_file():  # made by `amlcyto evaluate`
+        if folder.is_symlink():
+            folder.unlink()  # the link only, never what it points to
+        elif (folder / "metrics.json").is_file():  # made by `amlcyto evaluate`
             shutil.rmtree(folder)
 
 

@@ -50,10 +50,10 @@ def evaluate_command(
     print(f"Patients ({m['patients']['n']}, mean cell probability)\n\n{result.patient_report}")
     auc = "n/a" if m["auc"] is None else f"{m['auc']:.3f}"
     print(f"cell-level accuracy {m['accuracy']:.3f}, macro F1 {m['macro_f1']:.3f}, AUC {auc}")
-    if m["skipped_files"]:
+    if len(result.problems):
         err_console.print(
-            f"skipped {m['skipped_files']} files that could not be read: listed in "
-            f"{result.out / 'problems.csv'}",
+            f"{m['unreadable_images']} unreadable images left out; all {len(result.problems)} "
+            f"problems of the folder are listed in {result.out / 'problems.csv'}",
             markup=False,
         )
     for label, count in result.left_out.items():

@@ -14,6 +14,7 @@ import fcntl
 import hashlib
 import json
 import os
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -112,23 +113,41 @@ def open_or_build_cache(
     cache_dir.mkdir(parents=True, exist_ok=True)
     key = cache_key(paths, size)
     file, meta = cache_dir / f"{key}.u8", cache_dir / f"{key}.json"
-    # One process builds; the others (DDP ranks, parallel runs) wait for it, then read.
-    with _locked(cache_dir / f"{key}.lock"):
-        if not (file.is_file() and meta.is_file()):
-            _build(list(paths), size, file, workers, progress)
-            write_text_atomic(meta, json.dumps({"count": len(paths), "size": size}))
+
+    def built() -> bool:
+        return file.is_file() and meta.is_file()
+
+    if not built():  # one process builds; the others (DDP ranks, parallel runs) wait, then read
+        with _locked(cache_dir / f"{key}.lock"):
+            if not built():
+                _build(list(paths), size, file, workers, progress)
+                write_text_atomic(meta, json.dumps({"count": len(paths), "size": size}))
     return ImageCache(file, len(paths), size)
 
 
 @contextlib.contextmanager
 def _locked(path: Path) -> Iterator[None]:
-    """Hold an exclusive ``flock`` on ``path`` (created if missing) for the block."""
-    with open(path, "a") as handle:
+    """Hold an exclusive ``flock`` on ``path`` (created if missing) for the block; where the
+    filesystem has no locks (some NFS, FUSE or Lustre mounts), go on unlocked with a warning:
+    parallel builders then each decode, and each replaces the file atomically."""
+    handle = None
+    try:
+        handle = open(path, "a")
         fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    except OSError as error:
+        if handle is not None:
+            handle.close()
+        warnings.warn(
+            f"{path}: cannot lock the image cache ({error.strerror}); building it unlocked.",
+            stacklevel=3,
+        )
+        yield
+        return
+    try:
+        yield
+    finally:
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        handle.close()
 
 
 def _decode_chunk(paths: list[str], size: int) -> bytes:

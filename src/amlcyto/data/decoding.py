@@ -50,10 +50,14 @@ _FIX_RECOPY = "copy the file again from its source or delete it"
 _FIX_RESAVE = "re-save it as an 8-bit RGB TIFF, PNG or JPEG"
 
 
+DECODE_PROBLEMS = ("zero-byte", "truncated", "not-an-image", "unsupported", "unreadable")
+
+
 class ImageDecodeError(AmlcytoError):
     """An image file that cannot be decoded; ``code`` is the short problem code.
 
-    Codes: ``zero-byte``, ``truncated``, ``not-an-image``, ``unsupported``, ``unreadable``.
+    Codes (``DECODE_PROBLEMS``): ``zero-byte``, ``truncated``, ``not-an-image``,
+    ``unsupported``, ``unreadable``.
     """
 
     def __init__(self, path: str | Path, code: str, reason: str, fix: str) -> None:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from amlcyto.data.decoding import DECODE_PROBLEMS
 from amlcyto.data.discovery import SKIPPED
 from amlcyto.data.manifest import read_manifest, write_manifest
 from amlcyto.data.scan import PROBLEM_COLUMNS, scan, write_problems
@@ -133,7 +134,7 @@ def evaluate(
             "as the run does."
         )
     out = prepare_run_dir(out or default_out(run, data, split), force)
-    remove_outputs(out, EVALUATION_FILES)  # with --force: nothing stale beside the new results
+    earlier = _file_versions(out, EVALUATION_FILES)  # with --force: an earlier evaluation's
 
     probabilities = predict_probabilities(
         run, rows["path"].tolist(), batch_size=batch_size, workers=workers
@@ -143,8 +144,9 @@ def evaluate(
     metrics = compute_metrics(cells, run.classes)
     metrics["patients"] = compute_metrics(patients, run.classes)
     metrics["left_out"] = left_out
-    skipped = problems[problems["action"] == SKIPPED]
-    metrics["skipped_files"] = len(skipped)
+    # images in the folder that could not be decoded (other problems: stray files, empty folders)
+    unreadable = problems["action"].eq(SKIPPED) & problems["problem"].isin(DECODE_PROBLEMS)
+    metrics["unreadable_images"] = int(unreadable.sum())
     report = report_text(cells, run.classes)
     patient_report = report_text(patients, run.classes)
 
@@ -169,7 +171,24 @@ def evaluate(
     history = run.path / HISTORY
     if history.is_file():
         plot_history(pd.read_csv(history), out / "loss_curves.png")
+    # Files of the earlier evaluation that this one did not write again (a ROC curve where one
+    # class is left, a problems list) go, now that the new results are complete.
+    now = _file_versions(out, EVALUATION_FILES)
+    remove_outputs(out, [name for name, version in earlier.items() if now.get(name) == version])
     return Evaluation(out, metrics, report, patient_report, cells, patients, left_out, problems)
+
+
+def _file_versions(folder: Path, names) -> dict[str, tuple[int, int]]:
+    """``name -> (inode, mtime)`` of the files ``names`` present in ``folder``: an atomic write
+    replaces a file, so a changed pair means a rewritten file."""
+    versions = {}
+    for name in names:
+        try:
+            status = (folder / name).stat()
+        except FileNotFoundError:
+            continue
+        versions[name] = (status.st_ino, status.st_mtime_ns)
+    return versions
 
 
 def _fmt(value: float | None) -> str:

@@ -17,7 +17,8 @@ from amlcyto.runs import load_run
 
 def collect_images(inputs: Sequence[str | Path]) -> tuple[list[str], list[str]]:
     """Image files named or found (recursively, following symbolic links) under ``inputs``, and
-    the other files passed over. Each file is listed once, under the path it was reached by.
+    the other entries passed over (other files, broken links, pipes). Each file is listed once,
+    under the first path it was reached by.
 
     Hidden files and folders (names starting with a dot) are not listed.
     """
@@ -32,10 +33,13 @@ def collect_images(inputs: Sequence[str | Path]) -> tuple[list[str], list[str]]:
                 f"{item}: no such file or folder; give image files or folders of images."
             )
         for file in files:
-            path = os.path.abspath(file)
-            if path not in seen:
-                seen.add(path)
-                (images if is_image_file(file) else others).append(path)
+            real = os.path.realpath(file)
+            if real not in seen:
+                seen.add(real)
+                regular = os.path.isfile(file)
+                (images if regular and is_image_file(file) else others).append(
+                    os.path.abspath(file)
+                )
     if not images:
         raise AmlcytoError(
             f"no images (.tif .tiff .png .jpg .jpeg .bmp) in {', '.join(map(str, inputs))}."
@@ -44,8 +48,15 @@ def collect_images(inputs: Sequence[str | Path]) -> tuple[list[str], list[str]]:
 
 
 def _files_under(folder: Path) -> list[Path]:
-    files = []
+    """Entries under ``folder``, through linked folders too, each folder entered once (a link
+    back to a parent would otherwise loop)."""
+    files, entered = [], set()
     for root, dirs, names in os.walk(folder, followlinks=True):
+        status = os.stat(root)
+        if (status.st_dev, status.st_ino) in entered:
+            dirs[:] = []
+            continue
+        entered.add((status.st_dev, status.st_ino))
         dirs[:] = [d for d in dirs if not d.startswith(".")]
         files += [Path(root, name) for name in names if not name.startswith(".")]
     return files

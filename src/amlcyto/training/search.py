@@ -42,7 +42,7 @@ from amlcyto.io import write_csv_atomic, write_json_atomic
 from amlcyto.models import create_model, model_defaults
 from amlcyto.runs import CONFIG, HISTORY
 from amlcyto.training.config import TrainConfig
-from amlcyto.training.train import train
+from amlcyto.training.train import NoFiniteValidationLoss, train
 
 STUDY_FILE = "search.json"
 TRIALS = "trials.csv"
@@ -260,7 +260,11 @@ def _run_trial(
 ) -> float:
     run = out / f"trial-{trial.number}"
     pruning = PruningCallback(trial)
-    train(data, run, config, force=force, callbacks=[pruning])
+    try:
+        train(data, run, config, force=force, callbacks=[pruning])
+    except NoFiniteValidationLoss as error:  # diverged or out of time: this trial failed,
+        trial.set_user_attr("failed", str(error))  # the search goes on
+        return math.nan  # Optuna records a NaN objective as a failed trial
     summary = json.loads((run / CONFIG).read_text(encoding="utf-8"))
     history = pd.read_csv(run / HISTORY)
     at_best = history[history["epoch"] == summary["best_epoch"]]

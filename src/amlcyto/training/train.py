@@ -39,6 +39,10 @@ from amlcyto.training.performance import (
 from amlcyto.training.tasks import cap_per_class, rows_of_classes, task_classes
 
 
+class NoFiniteValidationLoss(AmlcytoError):
+    """Training ended without one epoch whose validation loss is a finite number."""
+
+
 def prepare_run_dir(out: str | Path, force: bool) -> Path:
     """Create ``out``; refuse a folder that already holds a run unless ``force``."""
     out = Path(out)
@@ -186,7 +190,7 @@ def train(
             _loader(sources["val"], val_rows, config, False),
         )
     if best.best_state is None:  # every process sees the same validation passes
-        raise AmlcytoError(
+        raise NoFiniteValidationLoss(
             f"{out}: no epoch ended with a finite validation loss, so there is no model to "
             "save; give --max-minutes time for one epoch, or lower --lr if the loss diverged."
         )
@@ -296,4 +300,10 @@ class _quiet_lightning:
         return False
 
 
-__all__ = ["train", "prepare_run_dir", "load_split", "is_launch_rank_zero"]
+__all__ = [
+    "train",
+    "prepare_run_dir",
+    "load_split",
+    "is_launch_rank_zero",
+    "NoFiniteValidationLoss",
+]
