@@ -292,3 +292,49 @@ def test_run_demo_end_to_end(tmp_path: Path):
     ]
     with pytest.raises(AmlcytoError, match="--force"):
         run_demo(tmp_path / "demo", training=training, log=messages.append)
+
+
+def test_reproduce_poster_resumes_where_it_stopped(tiny_data: Path, tmp_path: Path):
+    """A long run that stopped after some models: --resume keeps the finished ones (weights
+    untouched), trains the rest, and refuses to mix in other settings."""
+    out = tmp_path / "poster"
+    base = TrainConfig(epochs=1, image_size=32, batch_size=8, max_per_class=6, progress=False)
+    reproduce_poster(tiny_data, out, base, protocols=("patient",), tasks=("PML_RARA",), log=str)
+    weights = out / "PML_RARA-patient" / "model.safetensors"
+    first = weights.stat().st_mtime_ns
+    with pytest.raises(AmlcytoError, match="--force"):  # no resume: the folder is not empty
+        reproduce_poster(tiny_data, out, base, protocols=("patient",), log=str)
+    said = []
+    table = reproduce_poster(
+        tiny_data, out, base, protocols=("patient",), resume=True, log=said.append
+    )
+    assert said == [
+        "[patient] control vs PML_RARA: finished earlier, kept",
+        "[patient] control vs NPM1: training poster_npm1",
+    ]
+    assert weights.stat().st_mtime_ns == first
+    assert set(table["task"]) == {"PML_RARA", "NPM1"}
+    other_seed = TrainConfig(**{**base.to_dict(), "seed": 1})
+    with pytest.raises(AmlcytoError, match="split_by_patient.csv: made from other data"):
+        reproduce_poster(tiny_data, out, other_seed, protocols=("patient",), resume=True, log=str)
+    more_epochs = TrainConfig(**{**base.to_dict(), "epochs": 2})
+    with pytest.raises(AmlcytoError, match="PML_RARA-patient: trained with other settings"):
+        reproduce_poster(tiny_data, out, more_epochs, protocols=("patient",), resume=True, log=str)
+
+
+def test_reproduce_poster_resume_refuses_a_folder_of_something_else(tiny_data, tmp_path):
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(AmlcytoError, match="not a reproduce-poster folder"):
+        reproduce_poster(tiny_data, tmp_path, resume=True, log=str)
+
+
+def test_reproduce_poster_command_runs_chosen_tasks_and_resumes(tiny_data: Path, tmp_path):
+    out = tmp_path / "poster"
+    args = ["--out", out, "--epochs", "1", "--image-size", "32", "--batch-size", "8"]
+    args += ["--max-per-class", "6", "--no-leaky", "--tasks", "PML_RARA", "--max-minutes", "1"]
+    _ok(_invoke("reproduce-poster", tiny_data, *args))
+    assert sorted(p.name for p in out.iterdir() if p.is_dir()) == ["PML_RARA-patient"]
+    again = _invoke("reproduce-poster", tiny_data, *args, "--resume")
+    _ok(again)
+    assert "finished earlier, kept" in again.stderr
+    assert "control vs PML_RARA" in again.stdout

@@ -26,7 +26,14 @@ def reproduce_poster_command(
     out: Annotated[
         Path, typer.Option("--out", "-o", help="Folder for splits, runs and comparison.csv.")
     ] = Path("poster"),
+    tasks: Annotated[
+        str | None,
+        typer.Option(help="Subtypes to run, comma-separated, e.g. PML_RARA,NPM1 (default: all)."),
+    ] = None,
     epochs: Annotated[int, typer.Option(help="Maximum epochs per model.")] = 20,
+    max_minutes: Annotated[
+        float | None, typer.Option(help="Stop each model's training after this many minutes.")
+    ] = None,
     image_size: Annotated[
         int, typer.Option(help="Input size in pixels (the presets' default is 64).")
     ] = 64,
@@ -38,6 +45,14 @@ def reproduce_poster_command(
     leaky: Annotated[
         bool, typer.Option(help="Also run the poster's leaky image-level split.")
     ] = True,
+    accelerator: Annotated[str, typer.Option(help="auto, cpu or gpu.")] = "auto",
+    workers: Annotated[int, typer.Option(min=0, help="DataLoader worker processes.")] = 0,
+    resume: Annotated[
+        bool,
+        typer.Option(
+            "--resume", help="Keep the models an earlier call with the same settings finished."
+        ),
+    ] = False,
     force: Annotated[bool, typer.Option("--force", help="Overwrite the output folder.")] = False,
 ) -> None:
     """Train control-vs-subtype models with the four poster presets and print their reports."""
@@ -47,6 +62,9 @@ def reproduce_poster_command(
         max_per_class=max_per_class,
         batch_size=batch_size,
         seed=seed,
+        max_minutes=max_minutes,
+        accelerator=accelerator,
+        workers=workers,
     )
     protocols = ("patient", "image") if leaky else ("patient",)
     table = reproduce_poster(
@@ -54,7 +72,9 @@ def reproduce_poster_command(
         out,
         base,
         protocols=protocols,
+        tasks=tuple(t.strip() for t in tasks.split(",") if t.strip()) if tasks else None,
         force=force,
+        resume=resume,
         log=lambda message: err_console.print(message, highlight=False, markup=False),
     )
     for (task, protocol), rows in table.groupby(["task", "protocol"], sort=False):

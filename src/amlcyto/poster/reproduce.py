@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import warnings
 from collections.abc import Callable
 from dataclasses import replace
@@ -17,7 +18,9 @@ from amlcyto.evaluation.evaluate import evaluate
 from amlcyto.io import write_csv_atomic
 from amlcyto.models import create_model
 from amlcyto.poster.reference import POSTER_RESULTS, POSTER_TASKS
+from amlcyto.runs import CONFIG, WEIGHTS
 from amlcyto.training import TrainConfig, train
+from amlcyto.training.config import MACHINE_SETTINGS
 from amlcyto.training.train import prepare_run_dir
 
 PROTOCOLS = {
@@ -40,6 +43,7 @@ def reproduce_poster(
     protocols: tuple[str, ...] = ("patient", "image"),
     tasks: tuple[str, ...] | None = None,
     force: bool = False,
+    resume: bool = False,
     log: Callable[[str], None] = print,
 ) -> pd.DataFrame:
     """Train each poster preset on control against its subtype and score it on held-out data.
@@ -57,6 +61,12 @@ def reproduce_poster(
         ``patient`` (leak-free) and/or ``image`` (the poster's leaky protocol).
     tasks : tuple of str, optional
         Subtypes to run; default all four that the data holds.
+    force : bool
+        Overwrite an ``out`` that holds files, retraining everything.
+    resume : bool
+        Continue in an ``out`` made earlier with the same data and settings: runs that
+        finished are kept (and their evaluations reused), the others are trained. Refused
+        where the split or a finished run's settings differ.
 
     Returns
     -------
@@ -88,7 +98,12 @@ def reproduce_poster(
             create_model(preset, num_classes=2, image_size=base.image_size, **base.model_options)
         except AmlcytoError as error:
             raise AmlcytoError(f"control vs {subtype} ({preset}): {error}") from None
-    out = prepare_run_dir(out, force)
+    if resume and not force and Path(out).is_dir() and any(Path(out).iterdir()):
+        if not any(Path(out).glob("split_by_*.csv")):
+            raise AmlcytoError(
+                f"{out}: not a reproduce-poster folder, nothing to resume; choose another --out."
+            )
+    out = prepare_run_dir(out, force or resume)
 
     rows = []
     for protocol in protocols:
@@ -96,9 +111,12 @@ def reproduce_poster(
             warnings.simplefilter("ignore", PatientLeakWarning)
             splitter = split_by_patient if protocol == "patient" else split_by_image
             split = splitter(frame, test=base.test, val=base.val, seed=base.seed)
-        split_file = write_manifest(split, out / f"split_by_{protocol}.csv")
+        split_file = out / f"split_by_{protocol}.csv"
+        if resume and not force and split_file.is_file():
+            _check_same_split(split_file, split)
+        else:
+            write_manifest(split, split_file)
         for subtype in tasks:
-            log(f"[{protocol}] control vs {subtype}: training {POSTER_TASKS[subtype]}")
             config = replace(
                 base,
                 model=POSTER_TASKS[subtype],
@@ -106,12 +124,62 @@ def reproduce_poster(
                 positive=subtype,
                 negative="control",
             )
-            run = train(split_file, out / f"{subtype}-{protocol}", config, force=force)
-            result = evaluate(run, force=force)
-            rows.extend(_rows(subtype, protocol, result.metrics))
+            run = out / f"{subtype}-{protocol}"
+            if resume and not force and _finished(run, config):
+                log(f"[{protocol}] control vs {subtype}: finished earlier, kept")
+                metrics = _metrics(run)
+            else:
+                log(f"[{protocol}] control vs {subtype}: training {POSTER_TASKS[subtype]}")
+                train(split_file, run, config, force=force or resume)
+                metrics = evaluate(run, force=True).metrics
+            rows.extend(_rows(subtype, protocol, metrics))
     table = pd.DataFrame(rows)
     write_csv_atomic(out / "comparison.csv", table)
     return table
+
+
+def _check_same_split(split_file: Path, split: pd.DataFrame) -> None:
+    """Refuse to resume where the saved split differs from the one these settings make."""
+    saved = read_manifest(split_file)
+    same = len(saved) == len(split) and (
+        saved[["path", "split"]]
+        .reset_index(drop=True)
+        .equals(split[["path", "split"]].reset_index(drop=True))
+    )
+    if not same:
+        raise AmlcytoError(
+            f"{split_file}: made from other data or settings (seed, test/val shares); resume "
+            "with the same ones, or start over with --force."
+        )
+
+
+def _finished(run: Path, config: TrainConfig) -> bool:
+    """Whether ``run`` holds a finished run of ``config``; an error if it holds another's."""
+    try:
+        saved = json.loads((run / CONFIG).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    if not (run / WEIGHTS).is_file():
+        return False
+    if _experiment(saved.get("train_config", {})) != _experiment(config.to_dict()):
+        raise AmlcytoError(
+            f"{run}: trained with other settings; resume with the same ones, or start over "
+            "with --force."
+        )
+    return True
+
+
+def _experiment(settings: dict) -> dict:
+    """The settings that decide the results: all but the machine's."""
+    return json.loads(json.dumps({k: v for k, v in settings.items() if k not in MACHINE_SETTINGS}))
+
+
+def _metrics(run: Path) -> dict:
+    """The metrics of a finished run's test evaluation, evaluating it where there are none."""
+    try:
+        return json.loads((run / "eval-test" / "metrics.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return evaluate(run, force=True).metrics
 
 
 def _rows(subtype: str, protocol: str, metrics: dict) -> list[dict]:

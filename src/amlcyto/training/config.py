@@ -7,6 +7,11 @@ from typing import Any, Literal
 
 from amlcyto.errors import AmlcytoError
 
+# Settings of the machine rather than of the experiment: runs that differ only in these are
+# the same experiment (a search's trials, a resumed reproduce-poster).
+MACHINE_SETTINGS = ("precision", "accelerator", "devices", "num_nodes", "strategy")
+MACHINE_SETTINGS += ("channels_last", "workers", "cache", "cache_dir", "progress")
+
 
 @dataclass
 class TrainConfig:

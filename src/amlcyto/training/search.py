@@ -41,7 +41,7 @@ from amlcyto.errors import AmlcytoError
 from amlcyto.io import write_csv_atomic, write_json_atomic
 from amlcyto.models import create_model, model_defaults
 from amlcyto.runs import CONFIG, HISTORY
-from amlcyto.training.config import TrainConfig
+from amlcyto.training.config import MACHINE_SETTINGS, TrainConfig
 from amlcyto.training.train import NoFiniteValidationLoss, train
 
 STUDY_FILE = "search.json"
@@ -52,8 +52,7 @@ DATABASE = "search.db"
 # Settings a search tunes, and settings of the machine rather than the experiment: neither has
 # to agree between the calls that share one study.
 TUNED = ("lr", "weight_decay", "batch_size")
-MACHINE = ("precision", "accelerator", "devices", "num_nodes", "strategy", "channels_last")
-MACHINE += ("workers", "cache", "cache_dir", "progress")
+MACHINE = MACHINE_SETTINGS
 
 
 @dataclass
