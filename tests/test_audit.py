@@ -93,6 +93,16 @@ def test_audit_finds_planted_duplicates(planted):
     assert audit_counts(findings)["exact-duplicate"] == {"error": 2, "warning": 1}
 
 
+def test_audit_reports_a_file_listed_twice(planted):
+    frame, files = planted
+    distinct = frame[~frame["path"].isin(files.values())]
+    again = distinct.iloc[[0]].assign(patient="p2", split="test")  # p1's file, listed for p2
+    findings = audit(pd.concat([distinct, again], ignore_index=True), near_duplicates=False)
+    assert findings["kind"].tolist() == ["repeated-path"]
+    assert findings.loc[0, "severity"] == "error"
+    assert "listed 2 times; crosses splits (train vs test)" in findings.loc[0, "detail"]
+
+
 def test_audit_of_distinct_images_finds_nothing(planted):
     frame, files = planted
     distinct = frame[~frame["path"].isin(files.values())]

@@ -419,3 +419,15 @@ def test_collect_images_passes_over_broken_links_and_survives_link_loops(tmp_pat
     images, others = collect_images([tmp_path / "cells"])
     assert images == [str(tmp_path / "cells" / "1.png")]
     assert others == [str(tmp_path / "cells" / "moved.png")]
+
+
+def test_predictions_come_from_full_probabilities_and_ties_in_truth_go_alphabetically():
+    classes = ["control", "NPM1"]
+    near_tie = np.array([[0.4999996, 0.5000004]] * 2)
+    rows = pd.DataFrame({"path": ["1.png", "2.png"], "label": ["control", "NPM1"]})
+    rows["patient"] = "P"
+    cells = predictions_table(rows, near_tie, classes)
+    patients = aggregate(cells, "patient", classes)
+    assert cells["predicted"].tolist() == ["NPM1", "NPM1"]
+    assert patients["predicted"].tolist() == ["NPM1"]  # not decided by a rounded 0.5 / 0.5 tie
+    assert patients["true"].tolist() == ["NPM1"]  # 1 vs 1: the first label in sorted order

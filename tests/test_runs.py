@@ -174,3 +174,6 @@ def test_manifest_row_without_a_path_is_a_one_line_error(tmp_path: Path):
     csv.write_text("path,label,patient\na.tif,control,P1\n,NPM1,P2\n")
     with pytest.raises(AmlcytoError, match=r"m\.csv: line 3 has no path"):
         read_manifest(csv)
+    csv.write_text("path,label,patient\na.tif,control,P1\nb.tif,NPM1,\n")
+    with pytest.raises(AmlcytoError, match=r"m\.csv: line 3 has no patient"):
+        read_manifest(csv)

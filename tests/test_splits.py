@@ -143,6 +143,15 @@ def test_folds_keep_byte_identical_images_together():
         assert folded.loc[copies, "fold"].nunique() == 1
 
 
+def test_a_file_listed_under_two_patients_stays_in_one_split():
+    frame = make_manifest({"control": 10, "NPM1": 10})
+    repeat = frame.iloc[[0]].assign(patient="control_p09")  # also listed for another patient
+    frame = pd.concat([frame, repeat], ignore_index=True)
+    for seed in range(5):
+        split = split_by_patient(frame, seed=seed)
+        assert split.loc[split["path"] == frame.loc[0, "path"], "split"].nunique() == 1
+
+
 def test_folds_need_enough_patients_per_class():
     frame = make_manifest({"control": 10, "PML_RARA": 3})
     with pytest.raises(AmlcytoError, match=r"'PML_RARA' has only 3 patient.*--folds 3"):

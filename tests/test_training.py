@@ -215,3 +215,13 @@ def test_cap_per_class_is_seeded_and_caps_each_label():
 def test_train_config_round_trips_through_dict():
     config = TrainConfig(model="cnn", epochs=3, model_options={"dropout": 0.3})
     assert TrainConfig(**config.to_dict()) == config
+
+
+def test_a_last_batch_of_one_image_does_not_break_batchnorm(tiny_split, tmp_path, tiny_config):
+    """ResNet-18 at 32 px ends in a 1x1 map: a batch of one image has one value per channel."""
+    train_rows = int((read_manifest(tiny_split)["split"] == "train").sum())
+    config = tiny_config(
+        tmp_path / "cache", model="resnet18", image_size=32, epochs=1, batch_size=train_rows - 1
+    )
+    run = train(tiny_split, tmp_path / "run", config)
+    assert (run / WEIGHTS).is_file()

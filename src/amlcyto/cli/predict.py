@@ -10,6 +10,7 @@ import typer
 from amlcyto.cli.common import err_console, reports_errors
 from amlcyto.data.manifest import write_manifest
 from amlcyto.evaluation.predict import predict
+from amlcyto.evaluation.tables import rounded
 from amlcyto.io import check_writable
 
 
@@ -38,7 +39,7 @@ def predict_command(
     table, passed_over = predict(run, paths, batch_size=batch_size, workers=workers)
     for path in passed_over:
         err_console.print(f"passed over {path}: not an image file", markup=False)
-    write_manifest(table, out)
+    write_manifest(rounded(table), out)
     folders = table[table["kind"] == "folder"]
     for row in folders.itertuples():
         print(f"{row.path}\t{row.images} images\t{row.predicted}")

@@ -8,7 +8,9 @@ A finding is one row of a DataFrame with the columns in ``FINDING_COLUMNS``. Kin
   reported against the first path of its group (k copies give k-1 findings);
 - ``near-duplicate``: different files whose 256-bit difference hash (dHash of a 17x16
   grayscale thumbnail) differs in at most ``max_distance`` bits, one file per identical group;
-- ``unreadable-image``: a file that could not be read or decoded (so it was not compared).
+- ``unreadable-image``: a file that could not be read or decoded (so it was not compared);
+- ``repeated-path``: one file listed in more than one row, each repeat reported against the
+  first row (the other checks see each file once).
 
 Pairs that cross classes or splits, and patients in several splits or classes, are
 ``error``; other duplicates are ``warning``.
@@ -85,8 +87,9 @@ def audit(
         )
     if not 0 <= max_distance < HASH_BITS:
         raise AmlcytoError(f"max_distance {max_distance}: use a number of bits from 0 to 255.")
-    rows = _normalise(frame)
-    findings = _patient_findings(rows)
+    listed = _normalise(frame)
+    rows = listed.drop_duplicates("path").reset_index(drop=True)
+    findings = _repeated_path_findings(listed) + _patient_findings(rows)
     sha, dhash, errors = _hash_images(rows, near_duplicates, workers)
     rows["sha256"] = sha
     findings += [
@@ -143,13 +146,24 @@ def hamming_pairs(hashes: np.ndarray, max_distance: int) -> Iterator[tuple[int, 
 
 
 def _normalise(frame: pd.DataFrame) -> pd.DataFrame:
-    """The columns the audit needs, as strings, one row per distinct path, sorted by path."""
+    """The columns the audit needs, as strings, every row, sorted by path."""
     rows = pd.DataFrame({c: frame[c].astype(str) for c in ("path", "label", "patient")})
     rows["split"] = frame["split"].fillna("").astype(str) if "split" in frame.columns else ""
     sha = frame["sha256"] if "sha256" in frame.columns else pd.Series("", index=frame.index)
     rows["sha256"] = sha.fillna("").astype(str).str.strip().str.lower()
-    rows = rows.drop_duplicates("path").sort_values("path", kind="stable")
-    return rows.reset_index(drop=True)
+    return rows.sort_values("path", kind="stable").reset_index(drop=True)
+
+
+def _repeated_path_findings(listed: pd.DataFrame) -> list[dict]:
+    findings = []
+    repeated = listed[listed["path"].duplicated(keep=False)]
+    for _, group in repeated.groupby("path", sort=False):
+        first = group.iloc[0]
+        for k in range(1, len(group)):
+            severity, where = _crossing(first, group.iloc[k])
+            detail = f"the same file listed {len(group)} times; {where}"
+            findings.append(_finding("repeated-path", severity, first, group.iloc[k], detail))
+    return findings
 
 
 def _patient_findings(rows: pd.DataFrame) -> list[dict]:

@@ -50,7 +50,7 @@ def read_manifest(csv_path: str | Path) -> pd.DataFrame:
         bad = sorted(set(frame["split"].dropna()) - set(SPLIT_NAMES))
         if bad:
             raise AmlcytoError(f"{csv_path}: unknown split name(s) {bad}; use train, val or test.")
-    for column in ("path", "label"):
+    for column in ("path", "label", "patient"):
         empty = frame[column].isna()
         if empty.any():
             line = int(empty.to_numpy().argmax()) + 2  # the header is line 1

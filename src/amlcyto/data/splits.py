@@ -93,10 +93,10 @@ def split_by_patient(
 
 def leak_groups(frame: pd.DataFrame) -> pd.Series:
     """The unit a split must keep whole, per row: the patient, merged with every patient that
-    shares a byte-identical image (same ``sha256``) with it.
+    shares a byte-identical image (same ``sha256``) or a listed file (same ``path``) with it.
 
     Without the merge, a file copied under two patients (or, in the ``class/image`` layout,
-    under two names) could land in train and test at once.
+    under two names), or one file listed twice, could land in train and test at once.
     """
     patients = frame["patient"].astype(str)
     parent = {p: p for p in patients.unique()}
@@ -107,9 +107,13 @@ def leak_groups(frame: pd.DataFrame) -> pd.Series:
             p = parent[p]
         return p
 
+    keys = [frame["path"].astype(str)]
     if "sha256" in frame.columns:
-        hashed = frame["sha256"].notna() & (frame["sha256"].astype(str) != "")
-        for _, sharing in patients[hashed].groupby(frame.loc[hashed, "sha256"]):
+        keys.append(frame["sha256"].fillna("").astype(str))
+    for key in keys:
+        known = key != ""
+        repeated = known & key.duplicated(keep=False)
+        for _, sharing in patients[repeated].groupby(key[repeated]):
             first, *others = sharing.unique()
             for other in others:
                 a, b = root(first), root(other)

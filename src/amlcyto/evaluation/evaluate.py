@@ -15,7 +15,7 @@ from amlcyto.errors import AmlcytoError
 from amlcyto.evaluation.inference import inference_device, predict_probabilities
 from amlcyto.evaluation.metrics import compute_metrics, report_text
 from amlcyto.evaluation.plots import plot_confusion, plot_history, plot_roc
-from amlcyto.evaluation.tables import aggregate, predictions_table
+from amlcyto.evaluation.tables import aggregate, predictions_table, rounded
 from amlcyto.io import remove_outputs, write_csv_atomic, write_json_atomic, write_text_atomic
 from amlcyto.runs import HISTORY, Run, load_run
 from amlcyto.training.train import prepare_run_dir
@@ -152,8 +152,8 @@ def evaluate(
 
     if len(problems):
         write_problems(problems, out / PROBLEMS)
-    write_manifest(cells, out / "predictions.csv")
-    write_csv_atomic(out / "patients.csv", patients)
+    write_manifest(rounded(cells), out / "predictions.csv")
+    write_csv_atomic(out / "patients.csv", rounded(patients))
     write_json_atomic(out / "metrics.json", metrics)
     write_text_atomic(
         out / "report.txt",

@@ -245,7 +245,9 @@ def _loader(source, rows: pd.DataFrame, config: TrainConfig, train: bool) -> Dat
         shuffle=False,
         num_workers=config.workers,
         persistent_workers=config.workers > 0,
-        drop_last=False,
+        # BatchNorm cannot train on a last batch of one image (a 1x1 feature map in a ResNet at
+        # 32 px has one value per channel); the draws are random, so no image is always left out
+        drop_last=train and len(rows) > config.batch_size and len(rows) % config.batch_size == 1,
     )
 
 
