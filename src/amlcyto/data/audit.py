@@ -89,14 +89,18 @@ def audit(
         raise AmlcytoError(f"max_distance {max_distance}: use a number of bits from 0 to 255.")
     listed = _normalise(frame)
     rows = listed.drop_duplicates("path").reset_index(drop=True)
-    findings = _repeated_path_findings(listed) + _patient_findings(rows)
+    findings = _shared_key_findings(
+        listed, "path", "repeated-path", "the same file listed {n} times"
+    ) + _patient_findings(rows)
     sha, dhash, errors = _hash_images(rows, near_duplicates, workers)
     rows["sha256"] = sha
     findings += [
         _finding("unreadable-image", "error", rows.iloc[i], None, message)
         for i, message in errors.items()
     ]
-    findings += _exact_findings(rows)
+    findings += _shared_key_findings(
+        rows, "sha256", "exact-duplicate", "byte-identical files ({n} copies)"
+    )
     if near_duplicates:
         findings += _near_findings(rows, dhash, max_distance)
     out = pd.DataFrame(findings, columns=FINDING_COLUMNS)
@@ -154,15 +158,17 @@ def _normalise(frame: pd.DataFrame) -> pd.DataFrame:
     return rows.sort_values("path", kind="stable").reset_index(drop=True)
 
 
-def _repeated_path_findings(listed: pd.DataFrame) -> list[dict]:
+def _shared_key_findings(rows: pd.DataFrame, key: str, kind: str, what: str) -> list[dict]:
+    """Each row whose ``key`` an earlier row has too, reported against the first of them;
+    ``what`` describes the group, with ``{n}`` for its size."""
     findings = []
-    repeated = listed[listed["path"].duplicated(keep=False)]
-    for _, group in repeated.groupby("path", sort=False):
+    shared = rows[(rows[key] != "") & rows[key].duplicated(keep=False)]
+    for _, group in shared.groupby(key, sort=False):
         first = group.iloc[0]
         for k in range(1, len(group)):
             severity, where = _crossing(first, group.iloc[k])
-            detail = f"the same file listed {len(group)} times; {where}"
-            findings.append(_finding("repeated-path", severity, first, group.iloc[k], detail))
+            detail = f"{what.format(n=len(group))}; {where}"
+            findings.append(_finding(kind, severity, first, group.iloc[k], detail))
     return findings
 
 
@@ -182,18 +188,6 @@ def _patient_findings(rows: pd.DataFrame) -> list[dict]:
             noun = "splits" if column == "split" else "classes"
             detail = f"patient {patient} has images in {len(counts)} {noun}: {where}"
             findings.append(_finding(kind, "error", firsts.iloc[0], firsts.iloc[1], detail))
-    return findings
-
-
-def _exact_findings(rows: pd.DataFrame) -> list[dict]:
-    findings = []
-    known = rows[(rows["sha256"] != "") & rows["sha256"].duplicated(keep=False)]
-    for _, group in known.groupby("sha256", sort=False):
-        first = group.iloc[0]
-        for k in range(1, len(group)):
-            severity, where = _crossing(first, group.iloc[k])
-            detail = f"byte-identical files ({len(group)} copies); {where}"
-            findings.append(_finding("exact-duplicate", severity, first, group.iloc[k], detail))
     return findings
 
 
