@@ -18,3 +18,5 @@ ImageSizeOption = Annotated[
     int | None,
     typer.Option(help="Input size in pixels (default: the model's, 64 for poster presets)."),
 ]
+AcceleratorOption = Annotated[str, typer.Option(help="auto, cpu or gpu.")]
+WorkersOption = Annotated[int, typer.Option(min=0, help="DataLoader worker processes.")]

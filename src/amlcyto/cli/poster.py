@@ -9,6 +9,7 @@ import typer
 from rich.table import Table
 
 from amlcyto.cli.common import err_console, out_console, reports_errors
+from amlcyto.cli.options import AcceleratorOption, WorkersOption
 from amlcyto.poster import reproduce_poster
 from amlcyto.poster.reproduce import PROTOCOLS
 from amlcyto.training import TrainConfig
@@ -45,8 +46,8 @@ def reproduce_poster_command(
     leaky: Annotated[
         bool, typer.Option(help="Also run the poster's leaky image-level split.")
     ] = True,
-    accelerator: Annotated[str, typer.Option(help="auto, cpu or gpu.")] = "auto",
-    workers: Annotated[int, typer.Option(min=0, help="DataLoader worker processes.")] = 0,
+    accelerator: AcceleratorOption = "auto",
+    workers: WorkersOption = 0,
     resume: Annotated[
         bool,
         typer.Option(

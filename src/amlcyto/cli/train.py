@@ -10,11 +10,13 @@ import typer
 
 from amlcyto.cli.common import err_console, reports_errors
 from amlcyto.cli.options import (
+    AcceleratorOption,
     ImageSizeOption,
     ModelOption,
     NegativeOption,
     PositiveOption,
     TaskOption,
+    WorkersOption,
 )
 from amlcyto.errors import AmlcytoError
 from amlcyto.training import TrainConfig, train
@@ -73,7 +75,7 @@ def train_command(
         int, typer.Option(help="Early stopping: epochs without a better validation loss.")
     ] = 5,
     precision: Annotated[str, typer.Option(help="auto, 32-true, bf16-mixed or 16-mixed.")] = "auto",
-    accelerator: Annotated[str, typer.Option(help="auto, cpu or gpu.")] = "auto",
+    accelerator: AcceleratorOption = "auto",
     devices: Annotated[
         str, typer.Option(help="auto, a number of devices, or GPU indices like 0,1.")
     ] = "auto",
@@ -86,7 +88,7 @@ def train_command(
             help="NHWC memory format (default: on GPUs, and on CPUs where timing finds it faster).",
         ),
     ] = None,
-    workers: Annotated[int, typer.Option(help="DataLoader worker processes.")] = 0,
+    workers: WorkersOption = 0,
     cache: Annotated[bool, typer.Option(help="Decode images once into a uint8 cache file.")] = True,
     pretrained: Annotated[
         bool, typer.Option(help="Start ResNets from ImageNet weights (downloads them).")

@@ -79,16 +79,15 @@ def evaluation_rows(
     return frame.reset_index(drop=True), problems
 
 
-def default_out(run: Run, data: str | Path | None, split: str | None = None) -> Path:
+def default_out(run: Run, data: str | Path | None, split: str | None, has_split: bool) -> Path:
     """``RUN/eval-<split>`` for the run's own split, ``RUN/eval-<name>`` for other data (a
-    folder's name or a CSV's stem, with the split where the CSV has one)."""
+    folder's name or a CSV's stem, with the split where the data has a split column)."""
     split = split or "test"
     if data is None:
         return run.path / f"eval-{split}"
     data = Path(data)
     if data.is_dir():
         return run.path / f"eval-{data.resolve().name}"
-    has_split = "split" in pd.read_csv(data, nrows=0).columns
     return run.path / (f"eval-{data.stem}-{split}" if has_split else f"eval-{data.stem}")
 
 
@@ -133,7 +132,8 @@ def evaluate(
             f"({', '.join(run.classes)}; found: {found}); name the class folders or labels "
             "as the run does."
         )
-    out = prepare_run_dir(out or default_out(run, data, split), force)
+    has_split = "split" in frame.columns
+    out = prepare_run_dir(out or default_out(run, data, split, has_split), force)
     earlier = _file_versions(out, EVALUATION_FILES)  # with --force: an earlier evaluation's
 
     probabilities = predict_probabilities(

@@ -140,13 +140,8 @@ def reproduce_poster(
 
 def _check_same_split(split_file: Path, split: pd.DataFrame) -> None:
     """Refuse to resume where the saved split differs from the one these settings make."""
-    saved = read_manifest(split_file)
-    same = len(saved) == len(split) and (
-        saved[["path", "split"]]
-        .reset_index(drop=True)
-        .equals(split[["path", "split"]].reset_index(drop=True))
-    )
-    if not same:
+    saved = read_manifest(split_file)[["path", "split"]].reset_index(drop=True)
+    if not saved.equals(split[["path", "split"]].reset_index(drop=True)):
         raise AmlcytoError(
             f"{split_file}: made from other data or settings (seed, test/val shares); resume "
             "with the same ones, or start over with --force."

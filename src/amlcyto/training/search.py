@@ -49,10 +49,9 @@ TRIALS = "trials.csv"
 BEST = "best.json"
 DATABASE = "search.db"
 
-# Settings a search tunes, and settings of the machine rather than the experiment: neither has
-# to agree between the calls that share one study.
+# Settings a search tunes: like the machine's (MACHINE_SETTINGS), they need not agree between
+# the calls that share one study.
 TUNED = ("lr", "weight_decay", "batch_size")
-MACHINE = MACHINE_SETTINGS
 
 
 @dataclass
@@ -378,7 +377,7 @@ def _study_space(study: optuna.Study, space: SearchSpace, given: bool) -> Search
 
 def _experiment(base: TrainConfig) -> dict[str, Any]:
     """The settings that make trials comparable: all but the tuned and the machine's."""
-    settings = {k: v for k, v in base.to_dict().items() if k not in TUNED + MACHINE}
+    settings = {k: v for k, v in base.to_dict().items() if k not in TUNED + MACHINE_SETTINGS}
     settings["model_options"] = {k: v for k, v in base.model_options.items() if k != "dropout"}
     return json.loads(json.dumps(settings))
 
