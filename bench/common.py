@@ -13,8 +13,9 @@ import torch
 
 from amlcyto.data.manifest import read_manifest, write_manifest
 from amlcyto.data.scan import scan
+from amlcyto.data.splits import split_by_patient
 from amlcyto.evaluation.evaluate import evaluate
-from amlcyto.training import train
+from amlcyto.training import TrainConfig, train
 
 ROOT = Path(__file__).resolve().parents[1]
 # ../shared/data beside the checkout; AMLCYTO_BENCH_DATA names another folder holding pbc/.
@@ -61,9 +62,25 @@ def save_json(name: str, data: dict) -> Path:
     return path
 
 
-def train_and_score(name: str, split_file: Path, out: Path, config, args) -> dict:
-    """Train ``config`` on a split, evaluate its test rows, print the report and save
-    ``bench/out/<name>.json`` with the scores, the speed and the command that made them."""
+def train_and_score(name: str, frame: pd.DataFrame, args, **settings) -> dict:
+    """Split ``frame`` 70 / 10 / 20 % (PBC has no patient ids: each image is its own group,
+    byte-identical copies kept together) into ``bench/out/<name>/split.csv``; train a
+    ``TrainConfig(**settings)`` with the options every bench takes (``--epochs``,
+    ``--batch-size``, ``--lr``, ``--seed``; no early stop before the last epoch); evaluate its
+    test rows, print the report and save ``bench/out/<name>.json`` with the scores, the speed
+    and the command that made them."""
+    out = OUT / name
+    split = split_by_patient(frame, test=0.2, val=0.1, seed=args.seed)
+    split_file = write_manifest(split, out / "split.csv")
+    config = TrainConfig(
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        seed=args.seed,
+        patience=args.epochs,
+        cache_dir=str(OUT / "cache"),
+        **settings,
+    )
     started = time.perf_counter()
     run = train(split_file, out / "run", config, force=True)
     seconds = time.perf_counter() - started

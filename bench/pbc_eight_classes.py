@@ -10,10 +10,7 @@ from __future__ import annotations
 
 import argparse
 
-from amlcyto.data.manifest import write_manifest
-from amlcyto.data.splits import split_by_patient
-from amlcyto.training import TrainConfig
-from bench.common import OUT, pbc_manifest, train_and_score
+from bench.common import pbc_manifest, train_and_score
 
 
 def main() -> None:
@@ -27,22 +24,15 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
-    split = split_by_patient(pbc_manifest(), test=0.2, val=0.1, seed=args.seed)
-    out = OUT / "pbc_eight_classes"
-    split_file = write_manifest(split, out / "split.csv")
-    config = TrainConfig(
+    train_and_score(
+        "pbc_eight_classes",
+        pbc_manifest(),
+        args,
         model=args.model,
         task="multiclass",
         image_size=args.image_size,
-        epochs=args.epochs,
         max_minutes=args.minutes,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        seed=args.seed,
-        patience=args.epochs,
-        cache_dir=str(OUT / "cache"),
     )
-    train_and_score("pbc_eight_classes", split_file, out, config, args)
 
 
 if __name__ == "__main__":

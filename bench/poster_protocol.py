@@ -8,10 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-from amlcyto.data.manifest import write_manifest
-from amlcyto.data.splits import split_by_patient
-from amlcyto.training import TrainConfig
-from bench.common import OUT, pbc_manifest, train_and_score
+from bench.common import pbc_manifest, train_and_score
 
 
 def main() -> None:
@@ -25,27 +22,18 @@ def main() -> None:
     args = parser.parse_args()
 
     frame = pbc_manifest()
-    frame = frame[frame["label"].isin(["ig", "neutrophil"])]
-    # PBC has no patient ids: each image is its own group, byte-identical copies kept together.
-    split = split_by_patient(frame, test=0.2, val=0.1, seed=args.seed)
-    out = OUT / "poster_protocol"
-    split_file = write_manifest(split, out / "split.csv")
-    config = TrainConfig(
+    train_and_score(
+        "poster_protocol",
+        frame[frame["label"].isin(["ig", "neutrophil"])],
+        args,
         model="poster_pml_rara",
         task="binary",
         positive="ig",
         negative="neutrophil",
         image_size=64,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        seed=args.seed,
-        patience=args.epochs,
         max_minutes=args.max_minutes,
         workers=args.workers,
-        cache_dir=str(OUT / "cache"),
     )
-    train_and_score("poster_protocol", split_file, out, config, args)
 
 
 if __name__ == "__main__":
