@@ -82,23 +82,22 @@ def train_and_score(name: str, frame: pd.DataFrame, args, **settings) -> dict:
         **settings,
     )
     started = time.perf_counter()
-    run = train(split_file, out / "run", config, force=True)
+    info = train(split_file, out / "run", config, force=True)
     seconds = time.perf_counter() - started
-    result = evaluate(run, force=True)
-    history = pd.read_csv(run / "history.csv")
-    run_config = json.loads((run / "config.json").read_text())
+    result = evaluate(info.path, force=True)
+    history = pd.read_csv(info.path / "history.csv")
     print(result.report)
     flags = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if v is not None)
     summary = {
         "command": f"python3 -m bench.{name} {flags}",
-        "model": run_config["model"]["name"],
-        "train_images": run_config["train_images"],
+        "model": info.model["name"],
+        "train_images": info.data.train_images,
         "test_images": result.metrics["n"],
         "epochs_run": len(history),
-        "best_epoch": run_config["best_epoch"],
-        "lr": run_config["lr"],
-        "precision": run_config["precision"],
-        "channels_last": run_config["channels_last"],
+        "best_epoch": info.results["best_epoch"],
+        "lr": info.training["lr"],
+        "precision": info.training["precision"],
+        "channels_last": info.training["channels_last"],
         "accuracy": result.metrics["accuracy"],
         "macro_f1": result.metrics["macro_f1"],
         "auc": result.metrics["auc"],

@@ -116,4 +116,4 @@ def tiny_config():
 def trained_run(tiny_split: Path, isolated_cache: Path, tmp_path_factory) -> Path:
     """A multiclass ``cnn_small`` run on ``tiny_split`` (2 epochs at 16 px). Do not modify it."""
     out = tmp_path_factory.mktemp("runs") / "multiclass"
-    return train(tiny_split, out, _tiny_config(isolated_cache))
+    return train(tiny_split, out, _tiny_config(isolated_cache)).path

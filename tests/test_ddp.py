@@ -20,7 +20,9 @@ from amlcyto.data.manifest import write_manifest
 from amlcyto.data.scan import scan
 from amlcyto.data.splits import split_by_patient
 from amlcyto.models import create_model
-from amlcyto.training.train import _DealtSampler, is_launch_rank_zero
+from amlcyto.runs import read_run_info
+from amlcyto.training.data import _DealtSampler
+from amlcyto.training.train import is_launch_rank_zero
 
 # No BatchNorm (one conv, no blocks): torch's SyncBatchNorm runs on GPUs only, so on CPU each
 # process would normalise with its own half-batch statistics. No dropout: its masks are drawn
@@ -80,8 +82,8 @@ def test_ddp_on_two_cpu_processes_matches_one_process(tmp_path):
     start = create_model("cnn", num_classes=2, image_size=16, **json.loads(OPTIONS)).state_dict()
     assert max((a[name] - start[name]).abs().max().item() for name in a) > 1e-3
 
-    config = json.loads((ddp / "config.json").read_text())
-    assert config["train_config"]["devices"] == 2 and config["epochs_run"] == 2
+    info = read_run_info(ddp)
+    assert info.train_config["devices"] == 2 and info.results["epochs_run"] == 2
     history = [pd.read_csv(run / "history.csv") for run in (single, ddp)]
     np.testing.assert_allclose(history[0]["val_loss"], history[1]["val_loss"], rtol=1e-5)
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.util
 import io
+import struct
 from pathlib import Path
 
 import numpy as np
@@ -143,6 +145,79 @@ def test_compressed_and_cmyk_tiffs(tmp_path, rgb):
     assert np.abs(cmyk.astype(int) - rgb).max() <= 2
 
 
+@pytest.mark.parametrize(
+    "compression", ["tiff_lzw", "tiff_adobe_deflate", "tiff_deflate", "packbits"]
+)
+def test_lossless_compressed_tiffs_decode_exactly(tmp_path, rgb, compression):
+    path = tmp_path / "c.tif"
+    Image.fromarray(rgb).save(path, compression=compression)
+    with tifffile.TiffFile(path) as tif:
+        assert tif.pages.first.compression != tifffile.COMPRESSION.NONE
+    np.testing.assert_array_equal(read_rgb(path), rgb)
+    _check_rgb(read_rgb_resized(path, 16), 16, 16)
+
+
+def test_jpeg_compressed_tiff(tmp_path):
+    y, x = np.mgrid[0:40, 0:48]
+    smooth = np.stack([x * 5, y * 6, (x + y) * 2], -1).astype(np.uint8)
+    Image.fromarray(smooth).save(tmp_path / "j.tif", compression="jpeg", quality=95)
+    with tifffile.TiffFile(tmp_path / "j.tif") as tif:
+        assert tif.pages.first.compression == tifffile.COMPRESSION.JPEG
+    out = read_rgb(tmp_path / "j.tif")
+    _check_rgb(out, 40, 48)
+    assert np.abs(out.astype(int) - smooth).mean() < 3
+
+
+def test_compressed_16_bit_and_float_tiffs_keep_their_scaling(tmp_path):
+    rng = np.random.default_rng()
+    deep = rng.integers(0, 65536, (10, 12), dtype=np.uint16)
+    unit = rng.random((10, 12), dtype=np.float32)
+    Image.fromarray(deep).save(tmp_path / "deep.tif", compression="tiff_lzw")
+    Image.fromarray(unit * 1000).save(tmp_path / "big.tif", compression="tiff_lzw")
+    expected_deep = np.repeat((deep >> 8).astype(np.uint8)[..., None], 3, -1)
+    np.testing.assert_array_equal(read_rgb(tmp_path / "deep.tif"), expected_deep)
+    big = unit * 1000
+    expected_big = np.rint(np.clip(big * (255.0 / big.max()), 0, 255)).astype(np.uint8)
+    np.testing.assert_array_equal(read_rgb(tmp_path / "big.tif")[..., 0], expected_big)
+
+
+def test_planar_16_bit_deflate_tiff_with_predictor(tmp_path):
+    rng = np.random.default_rng()
+    deep = rng.integers(0, 65536, (3, 10, 12), dtype=np.uint16)
+    path = tmp_path / "planar.tif"
+    tifffile.imwrite(path, deep, photometric="rgb", compression="zlib", predictor=True)
+    with tifffile.TiffFile(path) as tif:
+        assert tif.pages.first.planarconfig == tifffile.PLANARCONFIG.SEPARATE
+    expected = np.moveaxis((deep >> 8).astype(np.uint8), 0, -1)
+    np.testing.assert_array_equal(read_rgb(path), expected)
+
+
+def _with_compression_tag(rgb: np.ndarray, code: int) -> bytes:
+    """An uncompressed TIFF whose Compression tag (259) claims ``code``."""
+    buffer = io.BytesIO()
+    tifffile.imwrite(buffer, rgb, photometric="rgb")
+    entry = struct.pack("<HHII", 259, 3, 1, 1)  # tag, SHORT, count 1, value 1 (none)
+    assert buffer.getvalue().count(entry) == 1
+    return buffer.getvalue().replace(entry, struct.pack("<HHII", 259, 3, 1, code))
+
+
+def test_unknown_tiff_compression_is_unsupported(rgb):
+    with pytest.raises(ImageDecodeError) as caught:
+        decode_rgb(_with_compression_tag(rgb, 60000))
+    assert caught.value.code == "unsupported"
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("imagecodecs") is not None, reason="imagecodecs is installed"
+)
+def test_tiff_compression_that_needs_imagecodecs_is_unsupported_and_says_so(rgb):
+    with pytest.raises(ImageDecodeError) as caught:
+        decode_rgb(_with_compression_tag(rgb, 50001), "cell.tif")  # WebP
+    assert caught.value.code == "unsupported"
+    assert "WEBP" in caught.value.reason
+    assert "pip install imagecodecs" in caught.value.fix
+
+
 def test_mis_named_file_decodes_by_content(tmp_path, rgb):
     Image.fromarray(rgb).save(tmp_path / "really_png.tif", format="PNG")
     np.testing.assert_array_equal(read_rgb(tmp_path / "really_png.tif"), rgb)
@@ -163,6 +238,19 @@ def test_truncated_files_raise_truncated(tmp_path, rgb, fmt, suffix):
         read_rgb(path)
     assert caught.value.code == "truncated"
     assert str(caught.value).startswith(f"{path}: ")
+
+
+def test_truncated_compressed_tiff_with_its_tags_at_the_end(rgb):
+    buffer = io.BytesIO()
+    Image.fromarray(rgb).save(buffer, format="TIFF", compression="tiff_lzw")  # libtiff: IFD last
+    data = buffer.getvalue()
+    for cut in (len(data) // 2, len(data) - 5, 6):
+        with pytest.raises(ImageDecodeError) as caught:
+            decode_rgb(data[:cut])
+        assert caught.value.code == "truncated", (cut, str(caught.value))
+    with pytest.raises(ImageDecodeError) as caught:
+        read_size(data[: len(data) // 2])
+    assert caught.value.code == "truncated"
 
 
 def test_tifffile_written_truncated_tiff_is_caught(tmp_path, rgb):

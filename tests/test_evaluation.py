@@ -160,7 +160,7 @@ def test_evaluate_a_binary_run(tiny_split, tiny_config, tmp_path):
     from amlcyto.training import train
 
     config = tiny_config(tmp_path / "cache", epochs=1, task="binary", positive="NPM1")
-    run = train(tiny_split, tmp_path / "run", config)
+    run = train(tiny_split, tmp_path / "run", config).path
     result = evaluate(run, out=tmp_path / "eval")
     assert list(result.predictions.columns[-2:]) == ["p_control", "p_NPM1"]
     assert result.metrics["classes"] == ["control", "NPM1"]

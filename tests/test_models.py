@@ -17,6 +17,7 @@ from amlcyto.models import (
     list_models,
     model_config,
     model_defaults,
+    model_options,
     register_model,
 )
 from amlcyto.models import registry as registry_module
@@ -50,11 +51,10 @@ def test_forward_at_default_size_gives_one_logit_per_output(name, num_classes, n
     assert model.num_outputs == num_outputs
     assert torch.equal(composed, logits)
     assert torch.isfinite(logits).all()
-    cfg = model.default_cfg
+    cfg = model_config(model)
     assert cfg["name"] == name
     assert cfg["image_size"] == size
     assert cfg["num_classes"] == num_classes
-    assert cfg["lr"] == model_defaults(name)["lr"]
 
 
 @pytest.mark.parametrize("name", AT_144)
@@ -135,11 +135,10 @@ def test_model_config_round_trip_rebuilds_the_architecture(name, kwargs):
         assert torch.equal(original.state_dict()[key], value)
 
 
-def test_directly_built_poster_cnn_rebuilds_through_the_cnn_entry():
+def test_a_model_built_outside_the_registry_has_no_config_to_save():
     model = PosterCNN(widths=(16, 32), dense=(), num_classes=3, image_size=20, padding="same")
-    config = model_config(model)
-    assert config["name"] == "cnn"
-    model.load_state_dict(create_model(**config).state_dict(), strict=True)
+    with pytest.raises(AmlcytoError, match="build it with create_model"):
+        model_config(model)
 
 
 @pytest.mark.parametrize("name", ALL_MODELS)
@@ -245,8 +244,7 @@ def test_pretrained_loads_the_imagenet_backbone_and_keeps_a_fresh_head(monkeypat
     monkeypatch.setattr(tv_api, "load_state_dict_from_url", load)
     model = create_model("resnet18", num_classes=5, pretrained=True)
     assert calls[0]["weights_only"] is True  # a file in TORCH_HOME is never unpickled
-    assert model.default_cfg["pretrained"] is True
-    assert "pretrained" not in model_config(model)
+    assert "pretrained" not in model_config(model)  # rebuilding must not download again
     assert torch.equal(model.backbone.conv1.weight, imagenet["conv1.weight"])
     assert torch.equal(model.backbone.layer4[1].bn2.bias, imagenet["layer4.1.bn2.bias"])
     assert model.head.out_features == 5
@@ -259,9 +257,9 @@ def test_register_model_adds_a_builder_with_its_defaults(monkeypatch):
     monkeypatch.setattr(registry_module, "_DEFAULTS", dict(registry_module._DEFAULTS))
 
     @register_model(image_size=40, lr=3e-4)
-    def tiny_test_net(num_classes: int = 2, image_size: int = 64, **kwargs):
+    def tiny_test_net(num_classes: int = 2, image_size: int = 64, width: int = 4):
         """A tiny net for this test."""
-        return PosterCNN(widths=(4, 8), dense=(), num_classes=num_classes, image_size=image_size)
+        return PosterCNN((width, 8), (), num_classes=num_classes, image_size=image_size)
 
     assert "tiny_test_net" in list_models()
     assert model_defaults("tiny_test_net") == {
@@ -271,7 +269,55 @@ def test_register_model_adds_a_builder_with_its_defaults(monkeypatch):
         "description": "A tiny net for this test.",
     }
     model = create_model("tiny_test_net", num_classes=3)
-    assert model.default_cfg["image_size"] == 40
-    assert model.default_cfg["name"] == "tiny_test_net"
+    # the config records every argument of the builder's signature, defaults included
+    assert model_config(model) == {
+        "name": "tiny_test_net",
+        "num_classes": 3,
+        "image_size": 40,
+        "width": 4,
+    }
+    assert model_options("tiny_test_net") == {"width": 4}
+    with pytest.raises(AmlcytoError, match=r"does not take the option\(s\) depth; it takes: width"):
+        create_model("tiny_test_net", depth=3)
     with pytest.raises(ValueError, match="already registered"):
         register_model(tiny_test_net)
+
+    def loose(num_classes: int = 2, image_size: int = 64, **kwargs):
+        return PosterCNN(num_classes=num_classes, image_size=image_size)
+
+    with pytest.raises(ValueError, match="name each option"):
+        register_model(loose)
+
+
+@pytest.mark.parametrize("name", ALL_MODELS)
+def test_reset_classifier_gives_a_fresh_head_and_keeps_the_features(name):
+    size = 64 if name.startswith("resnet") else model_defaults(name)["image_size"]
+    model = create_model(name, num_classes=5, image_size=size).eval()
+    x = _images(size)
+    features_before = {k: v.clone() for k, v in model.state_dict().items() if "head" not in k}
+    with torch.no_grad():
+        before = model.forward_features(x)
+    model.reset_classifier(2)
+    assert model.num_outputs == 1 and model.head.out_features == 1
+    assert model_config(model)["num_classes"] == 2
+    with torch.no_grad():
+        assert torch.equal(model.forward_features(x), before)
+        assert model(x).shape == (2, 1)
+    for key, value in model.state_dict().items():
+        if "head" not in key:
+            assert torch.equal(value, features_before[key]), key
+    # the config rebuilds the new head: the weights load strictly
+    create_model(**model_config(model)).load_state_dict(model.state_dict(), strict=True)
+
+
+@pytest.mark.parametrize("name", ALL_MODELS)
+def test_gradcam_layer_is_the_last_spatial_map(name):
+    size = 64 if name.startswith("resnet") else model_defaults(name)["image_size"]
+    model = create_model(name, num_classes=3, image_size=size).eval()
+    maps = []
+    handle = model.gradcam_layer().register_forward_hook(lambda m, i, o: maps.append(o))
+    with torch.no_grad():
+        model(_images(size))
+    handle.remove()
+    assert len(maps) == 1 and maps[0].ndim == 4  # (B, C, h, w): a map Grad-CAM can weigh
+    assert maps[0].shape[2] > 1 or size < 64

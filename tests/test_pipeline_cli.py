@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
@@ -16,6 +15,7 @@ from amlcyto.demo_run import run_demo
 from amlcyto.errors import AmlcytoError
 from amlcyto.models import list_models
 from amlcyto.poster import POSTER_RESULTS, reproduce_poster
+from amlcyto.runs import read_run_info
 from amlcyto.training import TrainConfig
 
 FAST = ["--epochs", "1", "--image-size", "16", "--batch-size", "8", "--accelerator", "cpu"]
@@ -64,9 +64,9 @@ def test_train_command_makes_a_run(tiny_split: Path, tmp_path: Path, monkeypatch
     assert "best epoch 0" in result.stderr
     for name in ("config.json", "model.safetensors", "split.csv", "history.csv"):
         assert (run / name).is_file()
-    config = json.loads((run / "config.json").read_text())
-    assert config["train_config"]["cache"] is True
-    assert config["train_config"]["lr"] == 0.003 and config["image_size"] == 16
+    info = read_run_info(run)
+    assert info.train_config["cache"] is True
+    assert info.train_config["lr"] == 0.003 and info.input.image_size == 16
     assert list((tmp_path / "cache").glob("*.u8")), "the cache was not used"
     assert (tmp_path / "cache" / "memory_formats.json").is_file()
 
@@ -75,9 +75,9 @@ def test_train_command_without_cache(tiny_split: Path, tmp_path: Path, monkeypat
     monkeypatch.setenv("AMLCYTO_CACHE", str(tmp_path / "cache"))
     run = tmp_path / "run"
     _ok(_invoke("train", tiny_split, "--out", run, *FAST, "--no-cache", "--no-augment"))
-    config = json.loads((run / "config.json").read_text())
-    assert config["train_config"]["cache"] is False
-    assert config["train_config"]["augment"] is False
+    config = read_run_info(run).train_config
+    assert config["cache"] is False
+    assert config["augment"] is False
     assert not list(tmp_path.glob("cache/*.u8")), "--no-cache still wrote an image cache"
 
 
@@ -86,9 +86,9 @@ def test_train_command_binary_with_model_options(tiny_manifest: Path, tmp_path: 
     options = ["--model", "cnn", "--options", '{"widths": [8, 16], "dense": [8]}']
     binary = ["--task", "binary", "--positive", "PML_RARA"]
     _ok(_invoke("train", tiny_manifest, "--out", run, *FAST, *options, *binary))
-    config = json.loads((run / "config.json").read_text())
-    assert config["classes"] == ["control", "PML_RARA"]
-    assert config["model"]["widths"] == [8, 16]
+    info = read_run_info(run)
+    assert info.classes == ["control", "PML_RARA"]
+    assert info.model["options"]["widths"] == [8, 16]
     # a plain manifest was split by patient, and the split saved with the run
     assert read_manifest(run / "split.csv").groupby("patient")["split"].nunique().max() == 1
 
@@ -100,7 +100,9 @@ def test_train_command_binary_with_model_options(tiny_manifest: Path, tmp_path: 
         (["--model", "resnet9000"], "unknown model 'resnet9000'"),
         (["--devices", "two"], "--devices 'two'"),
         (["--options", "{not json"], "--options is not valid JSON"),
-        (["--options", '{"colour": 1}'], "does not take that option"),
+        (["--options", '{"colour": 1}'], "does not take the option(s) colour"),
+        (["--options", "[1, 2]"], "--options must be a JSON object"),
+        (["--fold", "0"], "has no fold column"),
         (["--epochs", "0"], "--epochs must be at least 1"),
     ],
 )
@@ -272,7 +274,7 @@ def test_run_demo_end_to_end(tmp_path: Path):
     for name in ("data", "manifest", "split", "audit", "run"):
         assert Path(outputs[name]).exists(), name
     assert len(read_manifest(outputs["manifest"])) == 5 * 3 * 6
-    assert (tmp_path / "demo" / "problems.csv").is_file()
+    assert (tmp_path / "demo" / "manifest.problems.csv").is_file()
     split = read_manifest(outputs["split"])
     assert split.groupby("patient")["split"].nunique().max() == 1
     run = Path(outputs["run"])

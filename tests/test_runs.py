@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -14,7 +15,18 @@ from safetensors.torch import load_file, save_file
 
 from amlcyto.errors import AmlcytoError
 from amlcyto.models import create_model
-from amlcyto.runs import CONFIG, WEIGHTS, Run, load_run, save_run
+from amlcyto.runs import (
+    CONFIG,
+    FORMAT_VERSION,
+    WEIGHTS,
+    InputSpec,
+    Run,
+    RunInfo,
+    file_sha256,
+    load_run,
+    read_run_info,
+    save_run,
+)
 
 
 @pytest.fixture
@@ -31,10 +43,11 @@ def _edit_config(run: Path, edit) -> None:
 
 def test_load_run_rebuilds_the_trained_model(trained_run: Path):
     run = load_run(trained_run)
-    assert isinstance(run, Run)
+    assert isinstance(run, Run) and isinstance(run.info, RunInfo)
+    assert run.info.kind == "cell_classifier" and run.info.format_version == FORMAT_VERSION
     assert run.classes == ["NPM1", "PML_RARA", "control"]
     assert run.image_size == 16
-    assert len(run.mean) == 3 and len(run.std) == 3
+    assert len(run.info.input.mean) == 3 and len(run.info.input.std) == 3
     assert run.positive is None
     assert run.split_file == trained_run / "split.csv"
     assert not run.model.training
@@ -45,6 +58,12 @@ def test_load_run_rebuilds_the_trained_model(trained_run: Path):
         assert torch.equal(state[name], tensor), name
     logits = run.model(torch.rand(2, 3, 16, 16))
     assert logits.shape == (2, 3)
+    # the predictor takes uint8 cells and gives probabilities that sum to one
+    cells = torch.randint(0, 256, (4, 16, 16, 3), dtype=torch.uint8)
+    with torch.no_grad():
+        probabilities = run.predictor(cells)
+    assert probabilities.shape == (4, 3)
+    torch.testing.assert_close(probabilities.sum(dim=1), torch.ones(4))
 
 
 def test_weights_are_safetensors(trained_run: Path):
@@ -70,11 +89,18 @@ def test_load_run_never_unpickles(trained_run: Path, monkeypatch: pytest.MonkeyP
 def test_save_run_round_trips_a_binary_model(tmp_path: Path):
     torch.manual_seed(0)
     model = create_model("cnn", num_classes=2, image_size=24, widths=(8, 16), dense=(8,))
-    info = {"classes": ["control", "NPM1"], "image_size": 24, "mean": [0.5] * 3, "std": [0.2] * 3}
-    save_run(tmp_path, model, info)
+    info = RunInfo(
+        kind="cell_classifier",
+        classes=["control", "NPM1"],
+        model={},
+        input=InputSpec(image_size=24, mean=[0.5] * 3, std=[0.2] * 3),
+    )
+    saved = save_run(tmp_path, model, info)
+    assert saved.path == tmp_path and saved.model["options"]["widths"] == [8, 16]
     run = load_run(tmp_path)
     assert run.positive == "NPM1"
-    assert run.config["model"]["widths"] == [8, 16]
+    assert run.info == saved
+    assert run.info.model["options"]["widths"] == [8, 16]
     x = torch.rand(3, 3, 24, 24)
     torch.testing.assert_close(run.model(x), model.eval()(x))
 
@@ -102,17 +128,35 @@ def test_not_a_run_folder(tmp_path: Path):
         pytest.param(
             lambda run: _edit_config(run, lambda c: c["model"].pop("name")), id="no-model-name"
         ),
-        pytest.param(lambda run: _edit_config(run, lambda c: c.pop("mean")), id="no-mean"),
+        pytest.param(lambda run: _edit_config(run, lambda c: c["input"].pop("mean")), id="no-mean"),
         pytest.param(
-            lambda run: _edit_config(run, lambda c: c.pop("image_size")), id="no-image-size"
+            lambda run: _edit_config(run, lambda c: c["input"].pop("image_size")),
+            id="no-image-size",
         ),
+        pytest.param(
+            lambda run: _edit_config(run, lambda c: c["input"].update(std=[0, 0, 0])),
+            id="zero-std",
+        ),
+        pytest.param(
+            lambda run: _edit_config(run, lambda c: c["input"].update(mean=[0.5])),
+            id="short-mean",
+        ),
+        pytest.param(
+            lambda run: _edit_config(run, lambda c: c.update(classes=["a", "a", "b"])),
+            id="duplicate-classes",
+        ),
+        pytest.param(lambda run: _edit_config(run, lambda c: c.update(kind="toaster")), id="kind"),
         pytest.param(
             lambda run: _edit_config(run, lambda c: c["model"].update(name="nope")),
             id="unknown-model",
         ),
         pytest.param(
-            lambda run: _edit_config(run, lambda c: c["model"].update(widths="wide")),
+            lambda run: _edit_config(run, lambda c: c["model"]["options"].update(widths="wide")),
             id="bad-widths",
+        ),
+        pytest.param(
+            lambda run: _edit_config(run, lambda c: c["model"]["options"].update(depth=3)),
+            id="unknown-option",
         ),
     ],
 )
@@ -125,11 +169,32 @@ def test_tampered_config_is_a_one_line_error(run_copy: Path, damage):
     assert str(run_copy) in message or "model" in message
 
 
-def test_weights_that_do_not_fit_the_config(run_copy: Path):
-    _edit_config(run_copy, lambda c: c["model"].update(num_classes=5))
-    with pytest.raises(AmlcytoError, match="do not fit the config") as caught:
+def test_class_count_must_match_the_model(run_copy: Path):
+    _edit_config(run_copy, lambda c: c["model"]["options"].update(num_classes=5))
+    with pytest.raises(AmlcytoError, match="built for 5 classes but the run names 3") as caught:
         load_run(run_copy)
     assert "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("version", "says"), [(1, "an older amlcyto"), (99, "a newer amlcyto"), (None, "older")]
+)
+def test_format_version_is_checked_on_load(run_copy: Path, version, says):
+    _edit_config(run_copy, lambda c: c.update(format_version=version))
+    with pytest.raises(AmlcytoError, match=says) as caught:
+        read_run_info(run_copy)
+    assert "\n" not in str(caught.value) and str(run_copy) in str(caught.value)
+
+
+def test_run_info_records_where_the_data_came_from(trained_run: Path):
+    info = read_run_info(trained_run)
+    assert info.data.split_sha256 == file_sha256(trained_run / "split.csv")
+    assert info.data.train_images == 18 and info.data.val_images == 18
+    assert info.input.image_size == 16 and len(info.input.mean) == 3
+    assert info.model["name"] == "cnn_small" and info.model["options"]["num_classes"] == 3
+    assert info.started_from is None
+    assert info.train_config["model"] == "cnn_small"
+    assert RunInfo.from_dict(info.to_dict()) == dataclasses.replace(info, path=None)
 
 
 def test_weights_of_another_architecture(run_copy: Path):

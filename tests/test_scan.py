@@ -18,7 +18,7 @@ import amlcyto.data.scan as scan_module
 from amlcyto.cli.main import app
 from amlcyto.data.discovery import discover
 from amlcyto.data.manifest import MANIFEST_COLUMNS, image_group_id, read_manifest
-from amlcyto.data.scan import format_summary, scan, write_problems
+from amlcyto.data.scan import format_summary, problems_path_for, scan, write_problems
 from amlcyto.errors import AmlcytoError
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -317,19 +317,22 @@ def test_cli_writes_manifest_and_problems_and_names_bad_files(messy, tmp_path):
     assert len(manifest) == 11
     assert all(Path(p).is_file() for p in manifest["path"])
     assert not Path(pd.read_csv(out)["path"].iloc[0]).is_absolute()
-    problems = pd.read_csv(out.parent / "problems.csv")
+    problems_path = out.parent / "manifest.problems.csv"
+    problems = pd.read_csv(problems_path)
     assert len(problems) == len(EXPECTED_MESSY)
+    assert not (out.parent / "problems.csv").exists()
     for shown, code, _ in EXPECTED_MESSY:
         if shown != ".":
             assert f"{shown}: {code}" in result.output
     assert "11 images" in result.output and str(out) in result.output
+    assert f"{problems_path} ({len(EXPECTED_MESSY)} problems)" in result.output
 
 
 def test_cli_strict_exit_codes(messy, tmp_path):
     runner = CliRunner()
     bad = runner.invoke(app, ["scan", str(messy), "-o", str(tmp_path / "a" / "m.csv"), "--strict"])
     assert bad.exit_code == 1, bad.output
-    assert (tmp_path / "a" / "m.csv").is_file() and (tmp_path / "a" / "problems.csv").is_file()
+    assert (tmp_path / "a" / "m.csv").is_file() and (tmp_path / "a" / "m.problems.csv").is_file()
     clean = _patient_dataset(tmp_path / "clean")
     good = runner.invoke(app, ["scan", str(clean), "-o", str(tmp_path / "b" / "m.csv"), "--strict"])
     assert good.exit_code == 0, good.output
@@ -347,7 +350,7 @@ def test_cli_refuses_to_overwrite_without_force(tmp_path):
     assert refused.exit_code == 2
     assert "already exists" in refused.output and "--force" in refused.output
     assert out.read_text() == "precious\n"
-    assert not (tmp_path / "problems.csv").exists()
+    assert not (tmp_path / "manifest.problems.csv").exists()
     forced = runner.invoke(app, ["scan", str(root), "-o", str(out), "--force"])
     assert forced.exit_code == 0, forced.output
     assert len(read_manifest(out)) == 9
@@ -355,11 +358,42 @@ def test_cli_refuses_to_overwrite_without_force(tmp_path):
 
 def test_cli_refuses_to_overwrite_problems_file(tmp_path):
     root = _patient_dataset(tmp_path / "data")
-    (tmp_path / "problems.csv").write_text("old\n")
-    result = CliRunner().invoke(app, ["scan", str(root), "-o", str(tmp_path / "m.csv")])
+    (tmp_path / "m.problems.csv").write_text("old\n")
+    runner = CliRunner()
+    result = runner.invoke(app, ["scan", str(root), "-o", str(tmp_path / "m.csv")])
     assert result.exit_code == 2
-    assert "problems.csv already exists" in result.output
+    assert "m.problems.csv already exists" in result.output
     assert not (tmp_path / "m.csv").exists()
+    forced = runner.invoke(app, ["scan", str(root), "-o", str(tmp_path / "m.csv"), "--force"])
+    assert forced.exit_code == 0, forced.output
+    assert (tmp_path / "m.problems.csv").read_text().strip() == "path,problem,detail,action"
+
+
+def test_problem_list_is_named_after_its_manifest():
+    assert problems_path_for("data/a.csv") == Path("data/a.problems.csv")
+    assert problems_path_for(Path("data/manifest.csv")) == Path("data/manifest.problems.csv")
+    assert problems_path_for("data/cells") == Path("data/cells.problems.csv")
+    assert problems_path_for("a.csv") == Path("a.problems.csv")
+
+
+def test_cli_two_scans_into_one_folder_keep_their_own_problem_lists(messy, tmp_path):
+    clean = _patient_dataset(tmp_path / "clean")
+    out = tmp_path / "data"
+    runner = CliRunner()
+    first = runner.invoke(app, ["scan", str(messy), "-o", str(out / "a.csv"), "-j", "1"])
+    assert first.exit_code == 0, first.output
+    second = runner.invoke(app, ["scan", str(clean), "-o", str(out / "b.csv"), "-j", "1"])
+    assert second.exit_code == 0, second.output
+    assert str(out / "b.problems.csv") in second.output
+    assert len(read_manifest(out / "a.csv")) == 11 and len(read_manifest(out / "b.csv")) == 9
+    assert len(pd.read_csv(out / "a.problems.csv")) == len(EXPECTED_MESSY)
+    assert pd.read_csv(out / "b.problems.csv").empty
+    assert sorted(p.name for p in out.iterdir()) == [
+        "a.csv",
+        "a.problems.csv",
+        "b.csv",
+        "b.problems.csv",
+    ]
 
 
 def test_cli_absolute_paths_and_bad_arguments(tmp_path):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
@@ -15,42 +14,38 @@ from safetensors.torch import load_file
 from amlcyto.data.manifest import read_manifest
 from amlcyto.errors import AmlcytoError
 from amlcyto.models import create_model, model_defaults
-from amlcyto.runs import CONFIG, HISTORY, SPLIT, WEIGHTS, load_run
+from amlcyto.runs import CONFIG, HISTORY, SPLIT, WEIGHTS, RunInfo, load_run, read_run_info
 from amlcyto.training import TrainConfig, train
 from amlcyto.training.tasks import cap_per_class, rows_of_classes, task_classes
 
 RUN_FILES = (CONFIG, WEIGHTS, SPLIT, HISTORY)
 
 
-def _config(run: Path) -> dict:
-    return json.loads((run / CONFIG).read_text())
-
-
-def _check_run_dir(run: Path) -> dict:
+def _check_run_dir(run: Path) -> RunInfo:
     for name in RUN_FILES:
         assert (run / name).is_file(), f"{name} missing from {run}"
-    config = _config(run)
+    info = read_run_info(run)
     history = pd.read_csv(run / HISTORY)
-    assert list(history["epoch"]) == list(range(config["epochs_run"]))
+    assert list(history["epoch"]) == list(range(info.results["epochs_run"]))
     assert history["train_loss"].notna().all() and history["val_loss"].notna().all()
-    return config
+    return info
 
 
 def test_multiclass_run_directory_holds_everything(trained_run: Path, tiny_split: Path):
-    config = _check_run_dir(trained_run)
-    assert config["classes"] == ["NPM1", "PML_RARA", "control"]
-    assert config["task"] == "multiclass"
-    assert config["image_size"] == 16
-    assert config["model"]["name"] == "cnn_small"
-    assert config["model"]["num_classes"] == 3
-    assert config["epochs_run"] == 2  # patience 5 cannot stop a 2-epoch run early
-    assert 0 <= config["best_epoch"] < 2
+    info = _check_run_dir(trained_run)
+    assert info.classes == ["NPM1", "PML_RARA", "control"]
+    assert info.task == "multiclass"
+    assert info.input.image_size == 16
+    assert info.model["name"] == "cnn_small"
+    assert info.model["options"]["num_classes"] == 3
+    assert info.results["epochs_run"] == 2  # patience 5 cannot stop a 2-epoch run early
+    assert 0 <= info.results["best_epoch"] < 2
     history = pd.read_csv(trained_run / HISTORY)
-    assert config["best_val_loss"] == pytest.approx(history["val_loss"].min(), rel=1e-5)
+    assert info.results["best_val_loss"] == pytest.approx(history["val_loss"].min(), rel=1e-5)
     # the rate each epoch trained with: cosine over 2 epochs, 3e-3 then half of it
     assert list(history["lr"]) == pytest.approx([3e-3, 1.5e-3])
     # 6 training images per class, one patient each
-    assert config["train_images"] == 18 and config["val_images"] == 18
+    assert info.data.train_images == 18 and info.data.val_images == 18
     # split.csv is the split the run was given, row for row
     given, saved = read_manifest(tiny_split), read_manifest(trained_run / SPLIT)
     pd.testing.assert_frame_equal(given, saved)
@@ -60,25 +55,28 @@ def test_binary_poster_preset_trains_at_small_size(tiny_split: Path, tmp_path: P
     config = tiny_config(
         tmp_path / "cache", model="poster_pml_rara", task="binary", positive="PML_RARA", lr=None
     )
-    run = train(tiny_split, tmp_path / "run", config)
+    returned = train(tiny_split, tmp_path / "run", config)
+    run = returned.path
     saved = _check_run_dir(run)
-    assert saved["classes"] == ["control", "PML_RARA"]
-    assert saved["task"] == "binary"
-    assert saved["lr"] == model_defaults("poster_pml_rara")["lr"]  # the preset's own rate
-    assert saved["model"]["name"] == "poster_pml_rara" and saved["model"]["image_size"] == 16
+    assert saved == returned  # train() returns the record it saved
+    assert saved.classes == ["control", "PML_RARA"]
+    assert saved.task == "binary"
+    assert saved.training["lr"] == model_defaults("poster_pml_rara")["lr"]  # the preset's own
+    assert saved.model["name"] == "poster_pml_rara"
+    assert saved.model["options"]["image_size"] == 16
     # two classes -> one sigmoid logit
     assert load_file(str(run / WEIGHTS))["head.weight"].shape[0] == 1
     loaded = load_run(run)
     assert loaded.positive == "PML_RARA"
     # only control and PML_RARA rows were trained on (NPM1 left out)
-    assert saved["train_images"] == 12 and saved["val_images"] == 12
+    assert saved.data.train_images == 12 and saved.data.val_images == 12
 
 
 def test_plain_manifest_is_split_by_patient_and_saved(
     tiny_manifest: Path, tmp_path: Path, tiny_config
 ):
     config = tiny_config(tmp_path / "cache", epochs=1, test=0.34, val=0.34)
-    run = train(tiny_manifest, tmp_path / "run", config)
+    run = train(tiny_manifest, tmp_path / "run", config).path
     split = read_manifest(run / SPLIT)
     assert set(split["split"]) == {"train", "val", "test"}
     assert len(split) == len(read_manifest(tiny_manifest))
@@ -91,8 +89,8 @@ def test_same_seed_gives_identical_weights(tiny_split: Path, tmp_path: Path, tin
     # channels_last=None: the first run times both memory formats and remembers the faster in
     # the cache folder, the second reads that answer; both must train from the same RNG state.
     config = tiny_config(tmp_path / "cache", epochs=2, seed=3, channels_last=None)
-    first = load_file(str(train(tiny_split, tmp_path / "a", config) / WEIGHTS))
-    second = load_file(str(train(tiny_split, tmp_path / "b", config) / WEIGHTS))
+    first = load_file(str(train(tiny_split, tmp_path / "a", config).path / WEIGHTS))
+    second = load_file(str(train(tiny_split, tmp_path / "b", config).path / WEIGHTS))
     assert first.keys() == second.keys()
     for name, tensor in first.items():
         torch.testing.assert_close(second[name], tensor, rtol=0, atol=1e-6, msg=name)
@@ -173,11 +171,10 @@ def test_forced_retrain_that_fails_leaves_no_old_model(
 
 def test_max_per_class_caps_training_images(tiny_split: Path, tmp_path: Path, tiny_config):
     config = tiny_config(tmp_path / "cache", epochs=1, max_per_class=2)
-    run = train(tiny_split, tmp_path / "run", config)
-    saved = _config(run)
-    assert saved["train_images"] == 2 * 3
-    assert saved["val_images"] == 18  # validation is never capped
-    assert saved["train_config"]["max_per_class"] == 2
+    saved = train(tiny_split, tmp_path / "run", config)
+    assert saved.data.train_images == 2 * 3
+    assert saved.data.val_images == 18  # validation is never capped
+    assert saved.train_config["max_per_class"] == 2
 
 
 def test_split_without_val_rows_is_refused(tiny_split: Path, tmp_path: Path, tiny_config):
@@ -223,5 +220,5 @@ def test_a_last_batch_of_one_image_does_not_break_batchnorm(tiny_split, tmp_path
     config = tiny_config(
         tmp_path / "cache", model="resnet18", image_size=32, epochs=1, batch_size=train_rows - 1
     )
-    run = train(tiny_split, tmp_path / "run", config)
+    run = train(tiny_split, tmp_path / "run", config).path
     assert (run / WEIGHTS).is_file()

@@ -11,7 +11,7 @@ from pathlib import Path
 from amlcyto.data.audit import audit, audit_counts
 from amlcyto.data.demo import make_demo_dataset
 from amlcyto.data.manifest import write_manifest
-from amlcyto.data.scan import scan, write_problems
+from amlcyto.data.scan import problems_path_for, scan, write_problems
 from amlcyto.data.splits import split_by_patient, split_summary
 from amlcyto.evaluation.evaluate import Evaluation, evaluate
 from amlcyto.io import write_csv_atomic
@@ -38,7 +38,7 @@ def run_demo(
 
     scanned = scan(data)
     manifest = write_manifest(scanned.manifest, out / "manifest.csv")
-    write_problems(scanned.problems, out / "problems.csv")
+    write_problems(scanned.problems, problems_path_for(manifest))
     log(f"scan: {len(scanned.manifest)} images, {len(scanned.problems)} problems -> {manifest}")
 
     split = split_by_patient(scanned.manifest, test=0.2, val=0.2, seed=training.seed)
@@ -50,7 +50,7 @@ def run_demo(
     audit_file = write_csv_atomic(out / "audit.csv", findings)
     log(f"audit: {audit_counts(findings) or 'no findings'} -> {audit_file}")
 
-    run = train(split_file, out / "run", training, force=force)
+    run = train(split_file, out / "run", training, force=force).path
     log(f"train: {training.model} -> {run}")
     result = evaluate(run, force=force)
     metrics = result.metrics

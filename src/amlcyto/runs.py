@@ -1,16 +1,21 @@
-"""The run directory: what a trained model is, on disk.
+"""The run directory: what a trained model is, on disk, and its typed record ``RunInfo``.
 
 ```
 RUN/
-  config.json         model architecture, classes, image size, normalisation, training settings
+  config.json         the RunInfo: kind, format version, classes, model, input, data, results
   model.safetensors   the weights (tensors only: loading one can never run code)
   split.csv           the exact rows the model was trained, validated and tested on
   history.csv         one row per epoch: losses, metrics, speed
 ```
+
+Every reader of a run goes through :func:`read_run_info` (the record alone) or
+:func:`load_run` (the record and the model), never through the JSON itself.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
 import shutil
 from dataclasses import dataclass, field
@@ -23,44 +28,234 @@ from safetensors.torch import load_file, save_file
 
 from amlcyto.errors import AmlcytoError
 from amlcyto.io import remove_outputs, write_atomic, write_json_atomic
-from amlcyto.models import create_model, model_config
+from amlcyto.models import CellPredictor, create_model, model_config
+from amlcyto.models.outputs import positive_class
+from amlcyto.models.predictor import check_normalisation
 
 CONFIG = "config.json"
 WEIGHTS = "model.safetensors"
 SPLIT = "split.csv"
 HISTORY = "history.csv"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+CELL_CLASSIFIER = "cell_classifier"
+# The kinds of run this version reads. Bag models (patient-level MIL over cell features) and
+# exported models join here.
+RUN_KINDS = (CELL_CLASSIFIER,)
 
 
 @dataclass
-class Run:
-    """A trained model and what it needs to be used: classes, image size, normalisation."""
+class InputSpec:
+    """What a model takes: cells of ``image_size`` px normalised by ``mean``/``std`` (in
+    [0, 1] units), or, for a model over features, vectors of ``feature_width`` numbers."""
 
-    path: Path
-    model: torch.nn.Module
+    image_size: int | None = None
+    mean: list[float] | None = None
+    std: list[float] | None = None
+    feature_width: int | None = None
+
+
+@dataclass
+class DataInfo:
+    """The data a run saw: its split file (in the run), that file's hash, the row counts and,
+    for cross-validation, the folds that were validation and test."""
+
+    split: str = SPLIT
+    split_sha256: str | None = None
+    train_images: int | None = None
+    val_images: int | None = None
+    test_images: int | None = None
+    fold: int | None = None
+    test_fold: int | None = None
+
+
+@dataclass
+class RunInfo:
+    """The typed record of a run (``config.json``).
+
+    Attributes
+    ----------
+    kind : str
+        One of ``RUN_KINDS``.
+    classes : list of str
+        Output classes in index order (two classes: index 1 is the positive class).
+    model : dict
+        ``{"name": registry name, "options": every builder argument}``: rebuilds the network.
+    input : InputSpec
+    task : str or None
+        ``binary`` or ``multiclass`` for cell classifiers.
+    started_from : dict or None
+        Where the weights started: ``None`` (fresh), ``{"kind": "imagenet", ...}`` or, for
+        fine-tuning, ``{"kind": "run", "path": ..., "weights_sha256": ...}``.
+    data : DataInfo
+    training : dict
+        The settings that made the run (``config``: the full TrainConfig) and what was chosen
+        from them (``lr``, ``precision``, ``channels_last``).
+    results : dict
+        ``best_epoch``, ``best_val_loss``, ``epochs_run``, ``train_seconds``, ...
+    versions : dict
+        Library versions that trained it.
+    format_version : int
+    path : Path or None
+        The run directory it was read from or written to (not saved).
+    """
+
+    kind: str
     classes: list[str]
-    image_size: int
-    mean: list[float]
-    std: list[float]
-    config: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def split_file(self) -> Path:
-        return self.path / SPLIT
+    model: dict[str, Any]
+    input: InputSpec
+    task: str | None = None
+    started_from: dict[str, Any] | None = None
+    data: DataInfo = field(default_factory=DataInfo)
+    training: dict[str, Any] = field(default_factory=dict)
+    results: dict[str, Any] = field(default_factory=dict)
+    versions: dict[str, str] = field(default_factory=dict)
+    format_version: int = FORMAT_VERSION
+    path: Path | None = None
 
     @property
     def positive(self) -> str | None:
         """The positive class of a binary run (the sigmoid's 1), else None."""
-        return self.classes[1] if len(self.classes) == 2 else None
+        return positive_class(self.classes)
+
+    @property
+    def image_size(self) -> int | None:
+        return self.input.image_size
+
+    @property
+    def train_config(self) -> dict[str, Any]:
+        """The TrainConfig settings that made the run, as a dict (empty if unknown)."""
+        return dict(self.training.get("config") or {})
+
+    @property
+    def split_file(self) -> Path:
+        if self.path is None:
+            raise AmlcytoError("this run record was not read from a run directory")
+        return self.path / self.data.split
+
+    def to_dict(self) -> dict[str, Any]:
+        record = dataclasses.asdict(self)
+        record.pop("path")
+        order = ("format_version", "kind", "classes", "task", "model", "input", "started_from")
+        return {**{k: record.pop(k) for k in order}, **record}
+
+    @classmethod
+    def from_dict(cls, record: dict[str, Any], source: str | Path = CONFIG) -> RunInfo:
+        """Check and read a record; every problem is one line naming ``source`` and the fix."""
+        if not isinstance(record, dict):
+            raise AmlcytoError(f"{source}: not a run record (a JSON object); retrain the run.")
+        version = record.get("format_version")
+        if version != FORMAT_VERSION:
+            if isinstance(version, int) and version > FORMAT_VERSION:
+                fix = "upgrade amlcyto to read it"
+                made = f"a newer amlcyto (run format {version})"
+            else:
+                fix = "retrain it with this version (`amlcyto train ... --force`)"
+                made = f"an older amlcyto (run format {version})"
+            raise AmlcytoError(
+                f"{source}: made by {made}; this amlcyto reads run format {FORMAT_VERSION}; {fix}."
+            )
+        try:
+            info = cls(
+                kind=record["kind"],
+                classes=list(record["classes"]),
+                model=dict(record["model"]),
+                input=InputSpec(**record["input"]),
+                task=record.get("task"),
+                started_from=record.get("started_from"),
+                data=DataInfo(**(record.get("data") or {})),
+                training=dict(record.get("training") or {}),
+                results=dict(record.get("results") or {}),
+                versions=dict(record.get("versions") or {}),
+                format_version=version,
+            )
+        except (KeyError, TypeError, ValueError) as error:
+            raise AmlcytoError(
+                f"{source}: not a valid run record ({type(error).__name__}: {error}); "
+                "retrain the run."
+            ) from None
+        info.check(source)
+        return info
+
+    def check(self, source: str | Path = CONFIG) -> RunInfo:
+        """Refuse an inconsistent record: unknown kind, bad classes, bad input spec."""
+        problem = None
+        if self.kind not in RUN_KINDS:
+            problem = f"unknown run kind {self.kind!r} (this amlcyto knows {', '.join(RUN_KINDS)})"
+        elif len(self.classes) < 2 or not all(isinstance(c, str) and c for c in self.classes):
+            problem = f"classes must be two or more names, got {self.classes!r}"
+        elif len(set(self.classes)) != len(self.classes):
+            problem = f"classes repeat a name: {self.classes!r}"
+        elif not isinstance(self.model.get("name"), str) or not isinstance(
+            self.model.get("options"), dict
+        ):
+            problem = "model must name a registry model and its options"
+        elif self.kind == CELL_CLASSIFIER:
+            size = self.input.image_size
+            if isinstance(size, bool) or not isinstance(size, int) or not 1 <= size <= 4096:
+                problem = f"input image_size must be an integer from 1 to 4096, got {size!r}"
+            else:
+                try:
+                    check_normalisation(self.input.mean or [], self.input.std or [])
+                except AmlcytoError as error:
+                    problem = f"input {error}"
+        if problem:
+            raise AmlcytoError(f"{source}: {problem}; retrain the run.")
+        return self
 
 
-def save_run(run_dir: Path, model: torch.nn.Module, config: dict[str, Any]) -> None:
-    """Write ``model.safetensors`` and ``config.json`` (with the architecture) atomically."""
+@dataclass
+class Run:
+    """A loaded run: its record, the model, and the predictor (uint8 cells -> probabilities)."""
+
+    info: RunInfo
+    model: torch.nn.Module
+    predictor: CellPredictor
+
+    @property
+    def path(self) -> Path:
+        return self.info.path
+
+    @property
+    def classes(self) -> list[str]:
+        return self.info.classes
+
+    @property
+    def image_size(self) -> int:
+        return self.info.input.image_size
+
+    @property
+    def split_file(self) -> Path:
+        return self.info.split_file
+
+    @property
+    def positive(self) -> str | None:
+        return self.info.positive
+
+
+def file_sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def model_record(model: torch.nn.Module) -> dict[str, Any]:
+    """``{"name", "options"}`` of a registry model, for ``RunInfo.model``."""
+    config = model_config(model)
+    return {"name": config.pop("name"), "options": config}
+
+
+def save_run(run_dir: str | Path, model: torch.nn.Module, info: RunInfo) -> RunInfo:
+    """Write ``model.safetensors`` and ``config.json`` atomically; return ``info`` with its
+    path and the model's architecture filled in."""
     run_dir = Path(run_dir)
+    info = dataclasses.replace(info, model=model_record(model), path=run_dir)
+    info.check(run_dir / CONFIG)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     write_atomic(run_dir / WEIGHTS, lambda tmp: save_file(state, str(tmp)))
-    full = {"format_version": FORMAT_VERSION, "model": model_config(model), **config}
-    write_json_atomic(run_dir / CONFIG, full)
+    write_json_atomic(run_dir / CONFIG, info.to_dict())
+    return info
 
 
 def clear_run(run_dir: str | Path) -> None:
@@ -76,46 +271,63 @@ def clear_run(run_dir: str | Path) -> None:
             shutil.rmtree(folder)
 
 
-def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> Run:
-    """Rebuild a run's model from ``config.json`` and load its safetensors weights (no pickle)."""
+def read_run_info(run_dir: str | Path) -> RunInfo:
+    """The checked record of the run in ``run_dir`` (no weights are read)."""
     run_dir = Path(run_dir)
-    config_file, weights_file = run_dir / CONFIG, run_dir / WEIGHTS
-    for needed in (config_file, weights_file):
-        if not needed.is_file():
-            raise AmlcytoError(
-                f"{needed}: missing; {run_dir} is not a finished run "
-                "(train one with `amlcyto train`)."
-            )
-    try:
-        config = json.loads(config_file.read_text(encoding="utf-8"))
-        arch = dict(config["model"])
-        name = arch.pop("name")
-        classes = list(config["classes"])
-        image_size = int(config["image_size"])
-        mean, std = list(config["mean"]), list(config["std"])
-    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as error:
+    config_file = run_dir / CONFIG
+    if not config_file.is_file():
         raise AmlcytoError(
-            f"{config_file}: not a valid run config ({type(error).__name__}: {error}); "
-            "retrain the run."
-        ) from None
+            f"{config_file}: missing; {run_dir} is not a finished run "
+            "(train one with `amlcyto train`)."
+        )
     try:
-        model = create_model(name, **arch)
+        record = json.loads(config_file.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise AmlcytoError(f"{config_file}: not valid JSON ({error}); retrain the run.") from None
+    info = RunInfo.from_dict(record, config_file)
+    info.path = run_dir
+    return info
+
+
+def build_model(info: RunInfo, source: str | Path = CONFIG) -> torch.nn.Module:
+    """A freshly initialised model of ``info``'s architecture."""
+    options = dict(info.model["options"])
+    try:
+        model = create_model(info.model["name"], **options)
     except (AmlcytoError, TypeError, ValueError) as error:
         raise AmlcytoError(
-            f"{config_file}: cannot rebuild the model ({error}); retrain the run."
+            f"{source}: cannot rebuild the model ({error}); retrain the run."
         ) from None
+    if options.get("num_classes") != len(info.classes):
+        raise AmlcytoError(
+            f"{source}: the model is built for {options.get('num_classes')} classes but the run "
+            f"names {len(info.classes)}; retrain the run."
+        )
+    return model
+
+
+def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> Run:
+    """Rebuild a run's model from ``config.json`` and load its safetensors weights (no pickle)."""
+    info = read_run_info(run_dir)
+    weights_file = info.path / WEIGHTS
+    if not weights_file.is_file():
+        raise AmlcytoError(
+            f"{weights_file}: missing; {info.path} is not a finished run "
+            "(train one with `amlcyto train`)."
+        )
+    model = build_model(info, info.path / CONFIG)
     try:
         model.load_state_dict(load_file(str(weights_file), device=str(device)), strict=True)
     except (RuntimeError, OSError, SafetensorError) as error:
         first = str(error).strip().splitlines()[0]
         raise AmlcytoError(f"{weights_file}: weights do not fit the config ({first}).") from None
-    model.to(device).eval()
-    return Run(
-        path=run_dir,
-        model=model,
-        classes=classes,
-        image_size=image_size,
-        mean=mean,
-        std=std,
-        config=config,
+    channels_last = torch.device(device).type == "cuda" or bool(
+        info.training.get("channels_last", False)
     )
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    predictor = CellPredictor(
+        model, len(info.classes), info.input.mean, info.input.std, channels_last=channels_last
+    )
+    predictor.to(device).eval()
+    return Run(info=info, model=model, predictor=predictor)

@@ -4,7 +4,19 @@ from __future__ import annotations
 
 import typer
 
-from amlcyto.cli import audit, demo, evaluate, models, poster, predict, scan, search, split, train
+from amlcyto.cli import (
+    audit,
+    cv,
+    demo,
+    evaluate,
+    models,
+    poster,
+    predict,
+    scan,
+    search,
+    split,
+    train,
+)
 
 app = typer.Typer(
     name="amlcyto",
@@ -20,7 +32,7 @@ def main() -> None:
     """Classify acute myeloid leukemia from single white-blood-cell images."""
 
 
-for module in (scan, split, audit, demo, models, train, evaluate, predict, poster, search):
+for module in (scan, split, audit, demo, models, train, cv, evaluate, predict, poster, search):
     module.register(app)
 
 

@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from amlcyto.cli.common import err_console, out_console, reports_errors
-from amlcyto.cli.options import AcceleratorOption, WorkersOption
+from amlcyto.cli.train_options import FOLDS, TASK, train_options
 from amlcyto.poster import reproduce_poster
 from amlcyto.poster.reproduce import PROTOCOLS
 from amlcyto.training import TrainConfig
@@ -20,6 +20,9 @@ def register(app: typer.Typer) -> None:
 
 
 @reports_errors
+@train_options(
+    exclude=(*TASK, *FOLDS, "pretrained"), defaults={"image_size": 64, "max_per_class": 5000}
+)
 def reproduce_poster_command(
     data: Annotated[
         Path, typer.Argument(help="Dataset folder (class/patient/image) or its manifest.")
@@ -31,23 +34,9 @@ def reproduce_poster_command(
         str | None,
         typer.Option(help="Subtypes to run, comma-separated, e.g. PML_RARA,NPM1 (default: all)."),
     ] = None,
-    epochs: Annotated[int, typer.Option(help="Maximum epochs per model.")] = 20,
-    max_minutes: Annotated[
-        float | None, typer.Option(help="Stop each model's training after this many minutes.")
-    ] = None,
-    image_size: Annotated[
-        int, typer.Option(help="Input size in pixels (the presets' default is 64).")
-    ] = 64,
-    max_per_class: Annotated[
-        int, typer.Option(help="Training images per class (the poster used about 5,000).")
-    ] = 5000,
-    batch_size: Annotated[int, typer.Option(help="Images per step.")] = 64,
-    seed: Annotated[int, typer.Option(help="Seed for splits, sampling and weights.")] = 0,
     leaky: Annotated[
         bool, typer.Option(help="Also run the poster's leaky image-level split.")
     ] = True,
-    accelerator: AcceleratorOption = "auto",
-    workers: WorkersOption = 0,
     resume: Annotated[
         bool,
         typer.Option(
@@ -55,23 +44,15 @@ def reproduce_poster_command(
         ),
     ] = False,
     force: Annotated[bool, typer.Option("--force", help="Overwrite the output folder.")] = False,
+    *,
+    config: TrainConfig,
 ) -> None:
     """Train control-vs-subtype models with the four poster presets and print their reports."""
-    base = TrainConfig(
-        epochs=epochs,
-        image_size=image_size,
-        max_per_class=max_per_class,
-        batch_size=batch_size,
-        seed=seed,
-        max_minutes=max_minutes,
-        accelerator=accelerator,
-        workers=workers,
-    )
     protocols = ("patient", "image") if leaky else ("patient",)
     table = reproduce_poster(
         data,
         out,
-        base,
+        config,
         protocols=protocols,
         tasks=tuple(t.strip() for t in tasks.split(",") if t.strip()) if tasks else None,
         force=force,

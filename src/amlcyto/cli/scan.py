@@ -1,4 +1,4 @@
-"""`amlcyto scan`: build a manifest and a problems list from a dataset folder."""
+"""`amlcyto scan`: build a manifest and its problem list from a dataset folder."""
 
 from __future__ import annotations
 
@@ -13,11 +13,16 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemaining
 from amlcyto.cli.common import err_console, reports_errors
 from amlcyto.data.discovery import check_data_dir
 from amlcyto.data.manifest import write_manifest
-from amlcyto.data.scan import ScanResult, format_summary, scan, write_problems
+from amlcyto.data.scan import (
+    ScanResult,
+    format_summary,
+    problems_path_for,
+    scan,
+    write_problems,
+)
 from amlcyto.errors import AmlcytoError
 from amlcyto.io import check_writable
 
-PROBLEMS_FILE = "problems.csv"
 MAX_PROBLEM_LINES = 50
 
 
@@ -38,7 +43,10 @@ def scan_command(
     out: Annotated[
         Path,
         typer.Option(
-            "--out", "-o", help="Manifest CSV to write; problems.csv is written beside it."
+            "--out",
+            "-o",
+            help="Manifest CSV to write; its problem list goes beside it, named after it "
+            "(data/a.csv -> data/a.problems.csv).",
         ),
     ] = Path("manifest.csv"),
     absolute: Annotated[
@@ -63,13 +71,11 @@ def scan_command(
         ),
     ] = False,
     force: Annotated[
-        bool, typer.Option("--force", help="Overwrite the manifest and problems.csv.")
+        bool, typer.Option("--force", help="Overwrite the manifest and its problem list.")
     ] = False,
 ) -> None:
-    """Find every image, check that it decodes, and write a manifest and problems.csv."""
-    problems_path = out.parent / PROBLEMS_FILE
-    if out.name == PROBLEMS_FILE:
-        raise AmlcytoError(f"{out}: the manifest cannot be named {PROBLEMS_FILE}; pick another.")
+    """Find every image, check that it decodes, and write a manifest and its problem list."""
+    problems_path = problems_path_for(out)
     if workers is not None and workers < 1:
         raise AmlcytoError(f"--workers {workers}: give a number of processes of at least 1.")
     check_data_dir(data_dir)

@@ -8,13 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from amlcyto.cli.common import err_console, reports_errors
-from amlcyto.cli.options import (
-    ImageSizeOption,
-    ModelOption,
-    NegativeOption,
-    PositiveOption,
-    TaskOption,
-)
+from amlcyto.cli.train_options import train_options
 from amlcyto.training import TrainConfig
 
 if TYPE_CHECKING:  # Optuna (and SQLAlchemy) load only when `search` runs: other commands start
@@ -41,6 +35,7 @@ def describe_trial(trial: optuna.trial.FrozenTrial) -> str:
 
 
 @reports_errors
+@train_options(fixed={"progress": False})
 def search_command(
     data: Annotated[
         Path,
@@ -52,7 +47,6 @@ def search_command(
         Path,
         typer.Option("--out", "-o", help="Search folder: trial-<n>/ runs, trials.csv, best.json."),
     ],
-    model: ModelOption = "cnn_small",
     trials: Annotated[int, typer.Option(help="Trials to run in this call.")] = 20,
     storage: Annotated[
         str | None,
@@ -65,11 +59,6 @@ def search_command(
         str | None,
         typer.Option(help="Study to create or add trials to (default: MODEL-TASK[-POSITIVE])."),
     ] = None,
-    epochs: Annotated[int, typer.Option(help="Maximum epochs per trial.")] = 20,
-    image_size: ImageSizeOption = None,
-    task: TaskOption = "multiclass",
-    positive: PositiveOption = None,
-    negative: NegativeOption = "control",
     prune: Annotated[
         bool, typer.Option(help="Stop trials worse than the median of earlier ones.")
     ] = True,
@@ -77,19 +66,11 @@ def search_command(
         bool,
         typer.Option("--force", help="Use a --out that holds other files; overwrite trial runs."),
     ] = False,
+    *,
+    config: TrainConfig,
 ) -> None:
     """Search learning rate, weight decay, dropout and batch size; the best by validation loss."""
     from amlcyto.training.search import BEST, TRIALS, search
-
-    base = TrainConfig(
-        model=model,
-        task=task,
-        positive=positive,
-        negative=negative,
-        image_size=image_size,
-        epochs=epochs,
-        progress=False,
-    )
 
     def report(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         err_console.print(describe_trial(trial), highlight=False)
@@ -97,7 +78,7 @@ def search_command(
     study = search(
         data,
         out,
-        base,
+        config,
         trials,
         storage=storage,
         study_name=study_name,

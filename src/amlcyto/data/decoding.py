@@ -10,9 +10,15 @@ Every image becomes an ``(H, W, 3)`` ``uint8`` RGB array:
   maximum (NaN and negatives become 0).
 
 TIFFs are read with tifffile (planar ``(C, H, W)`` layouts are transposed; of a multi-page file
-only the first page is read); all other formats with Pillow, fully loaded so a truncated file
-fails instead of yielding a half-grey image. The decoder is chosen by the file's first bytes, so
-a mis-named file still decodes.
+only the first page is read) when uncompressed or Deflate-compressed, which it decodes with the
+standard library alone. LZW, PackBits, JPEG, LZMA, Zstd and CCITT TIFFs, and those with the
+floating-point predictor, are read with Pillow's libtiff, so no extra package is needed. What
+Pillow cannot read (float RGB, 12-bit JPEG) and other compressions (WebP, JPEG 2000...) go to
+tifffile, which needs the optional ``imagecodecs`` package for them and without it fails with
+code ``unsupported``. Which decoder reads a file depends on the file alone, not on the packages
+installed, so a file always gives the same pixels. All other formats are read with Pillow, fully
+loaded so a truncated file fails instead of yielding a half-grey image. The decoder is chosen by
+the file's first bytes, so a mis-named file still decodes.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ import contextlib
 import io
 import logging
 import struct
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -42,12 +49,37 @@ _TIFF_PHOTOMETRICS = frozenset(
         tifffile.PHOTOMETRIC.MINISWHITE,
         tifffile.PHOTOMETRIC.RGB,
         tifffile.PHOTOMETRIC.PALETTE,
-        tifffile.PHOTOMETRIC.YCBCR,  # tifffile returns RGB for JPEG-compressed YCbCr
+        tifffile.PHOTOMETRIC.YCBCR,  # JPEG-compressed: Pillow's libtiff returns RGB
+    }
+)
+# The pages tifffile decodes with the standard library alone (no imagecodecs).
+_TIFFFILE_COMPRESSIONS = frozenset(
+    {
+        tifffile.COMPRESSION.NONE,
+        tifffile.COMPRESSION.ADOBE_DEFLATE,
+        tifffile.COMPRESSION.DEFLATE,
+    }
+)
+_TIFFFILE_PREDICTORS = frozenset({tifffile.PREDICTOR.NONE, tifffile.PREDICTOR.HORIZONTAL})
+# The other pages that Pillow's libtiff decodes (its wheels build libtiff with these codecs).
+_PILLOW_TIFF_COMPRESSIONS = frozenset(
+    {
+        tifffile.COMPRESSION.ADOBE_DEFLATE,  # with the floating-point predictor
+        tifffile.COMPRESSION.DEFLATE,
+        tifffile.COMPRESSION.LZW,
+        tifffile.COMPRESSION.PACKBITS,
+        tifffile.COMPRESSION.JPEG,
+        tifffile.COMPRESSION.LZMA,
+        tifffile.COMPRESSION.ZSTD,
+        tifffile.COMPRESSION.CCITTRLE,
+        tifffile.COMPRESSION.CCITT_T4,
+        tifffile.COMPRESSION.CCITT_T6,
     }
 )
 
 _FIX_RECOPY = "copy the file again from its source or delete it"
 _FIX_RESAVE = "re-save it as an 8-bit RGB TIFF, PNG or JPEG"
+_FIX_IMAGECODECS = f"install the imagecodecs package (pip install imagecodecs) or {_FIX_RESAVE}"
 
 
 DECODE_PROBLEMS = ("zero-byte", "truncated", "not-an-image", "unsupported", "unreadable")
@@ -143,6 +175,8 @@ def read_size(data: bytes, path: str | Path = "<bytes>") -> tuple[int, int]:
         The header cannot be parsed.
     """
     _check_not_empty(data, path)
+    if data[:4] in _TIFF_MAGIC:
+        _check_first_ifd_in_file(data, path)
     try:
         if data[:4] in _TIFF_MAGIC:
             with _quiet_tifffile(), tifffile.TiffFile(io.BytesIO(data)) as tif:
@@ -194,10 +228,20 @@ def _check_not_empty(data: bytes, path: str | Path) -> None:
 
 def _open_pillow_rgb(data: bytes, path: str | Path, draft_size: int | None = None) -> Image.Image:
     """Open with Pillow, load every pixel, and convert to an RGB ``Image``."""
+    try:
+        image = Image.open(io.BytesIO(data))
+    except Exception as error:  # Pillow raises OSError, SyntaxError, ValueError, struct.error...
+        raise _classify(error, path, data) from None
+    return _load_pillow_rgb(image, data, path, draft_size)
+
+
+def _load_pillow_rgb(
+    image: Image.Image, data: bytes, path: str | Path, draft_size: int | None = None
+) -> Image.Image:
+    """Load every pixel of an opened Pillow image and convert it to an RGB ``Image``."""
     if ImageFile.LOAD_TRUNCATED_IMAGES:  # someone switched it on: it would hide broken files
         raise RuntimeError("PIL.ImageFile.LOAD_TRUNCATED_IMAGES must stay False")
     try:
-        image = Image.open(io.BytesIO(data))
         if image.format == "PNG" and data.rfind(b"IEND", -4096) == -1:
             raise ImageDecodeError(path, "truncated", "truncated PNG (no IEND chunk)", _FIX_RECOPY)
         if draft_size is not None and image.format == "JPEG":
@@ -230,6 +274,7 @@ def _pillow_to_rgb(image: Image.Image, path: str | Path) -> Image.Image:
 
 
 def _decode_tiff(data: bytes, path: str | Path) -> np.ndarray:
+    _check_first_ifd_in_file(data, path)
     try:
         with _quiet_tifffile(), tifffile.TiffFile(io.BytesIO(data)) as tif:
             page = tif.pages.first
@@ -244,7 +289,11 @@ def _decode_tiff(data: bytes, path: str | Path) -> np.ndarray:
             photometric = page.photometric
             if photometric not in _TIFF_PHOTOMETRICS:  # CMYK, CIELab...: Pillow converts them
                 return np.asarray(_open_pillow_rgb(data, path))
-            array = page.asarray()
+            if _for_pillow(page):
+                decoded = _decode_tiff_with_pillow(data, path)
+                if decoded is not None:
+                    return decoded
+            array = page.asarray()  # without imagecodecs, other compressions fail: unsupported
             axes = page.axes
             colormap = page.colormap if photometric == tifffile.PHOTOMETRIC.PALETTE else None
         return _tiff_array_to_rgb(array, axes, photometric, colormap, path)
@@ -252,6 +301,45 @@ def _decode_tiff(data: bytes, path: str | Path) -> np.ndarray:
         raise
     except Exception as error:  # tifffile raises TiffFileError, ValueError, codec errors...
         raise _classify(error, path, data) from None
+
+
+def _for_pillow(page: tifffile.TiffPage) -> bool:
+    """True if tifffile needs imagecodecs (or a slow pure-Python stand-in) for the page and
+    Pillow's libtiff can decode it."""
+    native = page.compression in _TIFFFILE_COMPRESSIONS and page.predictor in _TIFFFILE_PREDICTORS
+    return not native and page.compression in _PILLOW_TIFF_COMPRESSIONS
+
+
+def _check_first_ifd_in_file(data: bytes, path: str | Path) -> None:
+    """Raise ``truncated`` if the file ends before its first IFD (its tags) begins.
+
+    libtiff and the writers built on it put the IFD after the pixels, so a cut file loses it.
+    """
+    order = "<" if data[:2] == b"II" else ">"
+    fmt, start = ("Q", 8) if data[2:4] in (b"+\x00", b"\x00+") else ("I", 4)  # BigTIFF, TIFF
+    end = start + struct.calcsize(fmt)
+    if len(data) < end:
+        raise ImageDecodeError(path, "truncated", "truncated TIFF header", _FIX_RECOPY)
+    offset = struct.unpack(order + fmt, data[start:end])[0]
+    if offset >= len(data):
+        reason = f"truncated TIFF (ends at {len(data)} bytes, before its tags at {offset})"
+        raise ImageDecodeError(path, "truncated", reason, _FIX_RECOPY)
+
+
+def _decode_tiff_with_pillow(data: bytes, path: str | Path) -> np.ndarray | None:
+    """Decode with Pillow's libtiff; None where Pillow has no mode for the layout."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")  # Pillow warns "Truncated File Read" for cut-off tags
+        try:
+            image = Image.open(io.BytesIO(data))
+            return np.asarray(_load_pillow_rgb(image, data, path))
+        except Exception as error:
+            if any("truncated" in str(w.message).lower() for w in caught):
+                reason = "truncated TIFF (its tags end early)"
+                raise ImageDecodeError(path, "truncated", reason, _FIX_RECOPY) from None
+            if isinstance(error, UnidentifiedImageError):
+                return None  # float RGB, 12-bit JPEG...: tifffile reads them with imagecodecs
+            raise
 
 
 def _tiff_array_to_rgb(
@@ -340,7 +428,11 @@ def _classify(error: BaseException, path: str | Path, data: bytes) -> ImageDecod
         or isinstance(error, EOFError | struct.error)  # the header ends before it should
     ):
         return ImageDecodeError(path, "truncated", f"truncated image ({text})", _FIX_RECOPY)
-    if "imagecodecs" in lowered or "unsupported" in lowered or "not supported" in lowered:
+    # tifffile: "<COMPRESSION.WEBP: 50001> requires the 'imagecodecs' package", or the
+    # ImportError of its standard-library stand-in for a codec (zstd before Python 3.14).
+    if "imagecodecs" in lowered or isinstance(error, ImportError):
+        return ImageDecodeError(path, "unsupported", f"unsupported TIFF ({text})", _FIX_IMAGECODECS)
+    if "unsupported" in lowered or "not supported" in lowered or "not a known" in lowered:
         return ImageDecodeError(path, "unsupported", f"unsupported image ({text})", _FIX_RESAVE)
     return ImageDecodeError(path, "unreadable", f"corrupt image ({text})", _FIX_RECOPY)
 

@@ -156,6 +156,22 @@ def unusual_size_problems(
     ]
 
 
+def problems_path_for(manifest_path: str | Path) -> Path:
+    """The problem list that belongs to a manifest: beside it, named after it.
+
+    Each manifest keeps its own list, so several scans can write into one folder.
+
+    Examples
+    --------
+    >>> problems_path_for("data/a.csv").as_posix()
+    'data/a.problems.csv'
+    >>> problems_path_for("manifest.csv").as_posix()
+    'manifest.problems.csv'
+    """
+    path = Path(manifest_path)
+    return path.with_name(f"{path.stem}.problems.csv")
+
+
 def write_problems(problems: pd.DataFrame, csv_path: str | Path, absolute: bool = False) -> Path:
     """Write the problems table atomically; paths relative to the CSV's folder unless ``absolute``.
 

@@ -319,3 +319,49 @@ def _allocate(
             filled[donor] -= sizes[smallest]
             filled[name] += sizes[smallest]
     return {patient: name for name, group in members.items() for patient in group}
+
+
+def fold_numbers(frame: pd.DataFrame) -> list[int]:
+    """The cross-validation folds of a split file (``fold`` values >= 0), sorted."""
+    if "fold" not in frame.columns:
+        return []
+    return sorted(int(f) for f in pd.unique(frame["fold"]) if int(f) != NO_FOLD)
+
+
+def split_for_fold(
+    frame: pd.DataFrame, fold: int, test_fold: int | None = None, source: str = "the split file"
+) -> pd.DataFrame:
+    """The rows of a folded split file with the ``split`` column that fold ``fold`` trains on.
+
+    Fold ``fold`` is validation, ``test_fold`` (if given) is test, the other folds are train.
+    Rows outside the folds (fold -1: the val/test rows held out before folding) keep their
+    ``split``. The ``fold`` column stays, so the run's saved split shows both.
+    """
+    folds = fold_numbers(frame)
+    if not folds:
+        raise AmlcytoError(
+            f"{source}: has no fold column, so --fold cannot choose rows; make folds with "
+            "`amlcyto split MANIFEST --folds 5`, or leave --fold out."
+        )
+    for value, flag in ((fold, "--fold"), (test_fold, "--test-fold")):
+        if value is not None and value not in folds:
+            raise AmlcytoError(
+                f"{source}: {flag} {value} is not one of its folds ({', '.join(map(str, folds))})."
+            )
+    if test_fold is not None and test_fold == fold:
+        raise AmlcytoError(f"--fold and --test-fold are both {fold}; pick two different folds.")
+    if len(folds) - (test_fold is not None) < 2:
+        raise AmlcytoError(f"{source}: {len(folds)} folds leave none to train on; use more folds.")
+    fold_of = frame["fold"].astype(int)
+    outside = fold_of == NO_FOLD
+    split = np.where(fold_of == fold, "val", "train").astype(object)
+    if test_fold is not None:
+        split[(fold_of == test_fold).to_numpy()] = "test"
+    if "split" in frame.columns:
+        split[outside.to_numpy()] = frame.loc[outside, "split"].to_numpy()
+    elif outside.any():
+        raise AmlcytoError(
+            f"{source}: {int(outside.sum())} row(s) have fold -1 but no split; give every row a "
+            "fold, or a split for the rows outside the folds."
+        )
+    return frame.assign(split=split)

@@ -12,7 +12,6 @@ from torch.utils.data import DataLoader, Dataset
 from amlcyto.data.datasets import CellDataset, image_source
 from amlcyto.errors import AmlcytoError
 from amlcyto.runs import Run
-from amlcyto.training.module import CellClassifier
 from amlcyto.training.performance import tune_malloc
 
 
@@ -49,20 +48,14 @@ def predict_probabilities(
     workers = default_workers(len(paths)) if workers is None else workers
     source = image_source(list(paths), run.image_size, cache=cache, cache_dir=cache_dir)
     loader = DataLoader(_Checked(source), batch_size=batch_size, num_workers=workers)
-    device = next(run.model.parameters()).device
-    channels_last = device.type == "cuda" or bool(run.config.get("channels_last", False))
-    module = CellClassifier(
-        run.model, len(run.classes), run.mean, run.std, channels_last=channels_last
-    ).eval()
-    module.to(device)
-    if channels_last:
-        run.model.to(memory_format=torch.channels_last)
+    predictor = run.predictor.eval()
+    device = next(predictor.parameters()).device
     chunks = []
     for images, errors in loader:
         for error in errors:
             if error:
                 raise AmlcytoError(error)
-        chunks.append(module.probabilities(module(images.to(device))).cpu())
+        chunks.append(predictor(images.to(device)).cpu())
     return torch.cat(chunks).numpy()
 
 

@@ -7,6 +7,7 @@ import pandas as pd
 from sklearn.metrics import classification_report, confusion_matrix, roc_auc_score
 
 from amlcyto.evaluation.tables import probability_columns
+from amlcyto.models.outputs import positive_class
 
 
 def report_text(table: pd.DataFrame, classes: list[str], digits: int = 2) -> str:
@@ -90,8 +91,9 @@ def roc_auc(table: pd.DataFrame, classes: list[str]) -> float | None:
     if len(present) < 2:
         return None
     probabilities = table[probability_columns(classes)].to_numpy()
-    if len(classes) == 2:
-        return float(roc_auc_score(table["true"] == classes[1], probabilities[:, 1]))
+    positive = positive_class(classes)
+    if positive is not None:
+        return float(roc_auc_score(table["true"] == positive, probabilities[:, 1]))
     scores = [
         roc_auc_score(table["true"] == name, probabilities[:, i])
         for i, name in enumerate(classes)

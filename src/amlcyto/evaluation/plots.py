@@ -14,6 +14,7 @@ from sklearn.metrics import ConfusionMatrixDisplay, RocCurveDisplay  # noqa: E40
 
 from amlcyto.evaluation.tables import probability_columns  # noqa: E402
 from amlcyto.io import write_atomic  # noqa: E402
+from amlcyto.models.outputs import positive_class  # noqa: E402
 
 
 def _save(figure, path: Path) -> Path:
@@ -33,7 +34,8 @@ def plot_confusion(matrix: list[list[int]], classes: list[str], path: Path, titl
 
 def plot_roc(table: pd.DataFrame, classes: list[str], path: Path, title: str) -> Path | None:
     """One-vs-rest ROC curve per class (binary: the positive class only) with its AUC."""
-    shown = classes[1:] if len(classes) == 2 else classes
+    positive = positive_class(classes)
+    shown = [positive] if positive is not None else classes
     columns = dict(zip(classes, probability_columns(classes), strict=True))
     figure, ax = plt.subplots(figsize=(5.5, 5))
     drawn = 0

@@ -8,19 +8,25 @@ from __future__ import annotations
 
 from amlcyto.models import cnn as _cnn  # noqa: F401  (registers the CNNs)
 from amlcyto.models import resnet as _resnet  # noqa: F401  (registers the ResNets)
+from amlcyto.models.base import CellModel
 from amlcyto.models.cnn import POSTER_PRESETS, CompactCNN, PosterCNN
+from amlcyto.models.outputs import num_outputs_for, positive_class
+from amlcyto.models.predictor import CellInput, CellPredictor
 from amlcyto.models.registry import (
     create_model,
     list_models,
     model_config,
     model_defaults,
-    num_outputs_for,
+    model_options,
     register_model,
 )
 from amlcyto.models.resnet import ResNetClassifier
 
 __all__ = [
     "POSTER_PRESETS",
+    "CellInput",
+    "CellModel",
+    "CellPredictor",
     "CompactCNN",
     "PosterCNN",
     "ResNetClassifier",
@@ -28,6 +34,8 @@ __all__ = [
     "list_models",
     "model_config",
     "model_defaults",
+    "model_options",
     "num_outputs_for",
+    "positive_class",
     "register_model",
 ]

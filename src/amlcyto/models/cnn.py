@@ -9,7 +9,9 @@ import torch
 from torch import nn
 
 from amlcyto.errors import AmlcytoError
-from amlcyto.models.registry import num_outputs_for, register_model
+from amlcyto.models.base import CellModel
+from amlcyto.models.outputs import num_outputs_for
+from amlcyto.models.registry import register_model
 
 PADDINGS = ("valid", "same")
 POOLS = ("flatten", "avg")
@@ -57,7 +59,7 @@ def _smallest_size(fits: Any) -> int:
     return next(s for s in range(1, 1 << 16) if fits(s))
 
 
-class PosterCNN(nn.Module):
+class PosterCNN(CellModel):
     """A plain Keras-style CNN of the poster's family.
 
     Layers: Conv2d(3x3)+ReLU; per further width a block Conv2d(3x3)+ReLU+BatchNorm2d+MaxPool2d(2);
@@ -144,42 +146,27 @@ class PosterCNN(nn.Module):
         self.num_features = dense[-1] if dense else flat
         self.head = nn.Linear(self.num_features, self.num_outputs)
         self._init_keras_style()
-        self.default_cfg: dict[str, Any] = {
-            "name": "cnn",
-            "architecture": type(self).__name__,
-            "num_classes": num_classes,
-            "num_outputs": self.num_outputs,
-            "image_size": image_size,
-            "lr": None,
-            "kwargs": {
-                "widths": widths,
-                "dense": dense,
-                "in_chans": in_chans,
-                "dropout": dropout,
-                "padding": padding,
-                "pool": pool,
-            },
-        }
 
     def _init_keras_style(self) -> None:
         for module in self.modules():
             if isinstance(module, nn.Conv2d | nn.Linear):
-                nn.init.xavier_uniform_(module.weight)
-                nn.init.zeros_(module.bias)
+                self.init_head(module)
+
+    def init_head(self, head: nn.Linear) -> None:
+        """Glorot-uniform weights and zero biases (Keras' defaults)."""
+        nn.init.xavier_uniform_(head.weight)
+        nn.init.zeros_(head.bias)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Map images ``(B, C, H, W)`` to features ``(B, num_features)`` (last hidden layer)."""
         return self.neck(self.pool(self.blocks(self.stem(x))))
 
-    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
-        """Map features ``(B, num_features)`` to logits ``(B, num_outputs)``."""
-        return self.head(features)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
+    def gradcam_layer(self) -> nn.Module:
+        """The last block (its pooled map), or the first conv where there are no blocks."""
+        return self.blocks[-1] if len(self.blocks) else self.stem
 
 
-class CompactCNN(nn.Module):
+class CompactCNN(CellModel):
     """A small, fast CNN for CPU training: Conv-BN-ReLU stages, global average pool, linear head.
 
     Stage ``i`` is a 3x3 Conv2d (same padding, no bias) + BatchNorm2d + ReLU, preceded by a
@@ -235,15 +222,6 @@ class CompactCNN(nn.Module):
         for module in self.modules():
             if isinstance(module, nn.Conv2d):
                 nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
-        self.default_cfg: dict[str, Any] = {
-            "name": "cnn_small",
-            "architecture": type(self).__name__,
-            "num_classes": num_classes,
-            "num_outputs": self.num_outputs,
-            "image_size": image_size,
-            "lr": None,
-            "kwargs": {"widths": widths, "in_chans": in_chans, "dropout": dropout},
-        }
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Map images ``(B, C, H, W)`` to pooled features ``(B, num_features)``."""
@@ -253,8 +231,9 @@ class CompactCNN(nn.Module):
         """Map features ``(B, num_features)`` to logits ``(B, num_outputs)``."""
         return self.head(self.head_drop(features))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
+    def gradcam_layer(self) -> nn.Module:
+        """The last stage (Conv-BN-ReLU, before the global pool)."""
+        return self.stages[-1]
 
 
 POSTER_PRESETS: dict[str, dict[str, Any]] = {
@@ -264,52 +243,68 @@ POSTER_PRESETS: dict[str, dict[str, Any]] = {
     "poster_npm1": {"widths": (64, 256, 192, 192), "dense": (256,)},
 }
 
-CNN_DEFAULTS: dict[str, Any] = {
-    "widths": (32, 64, 128, 256),
-    "dense": (128,),
-    "dropout": 0.2,
-    "padding": "same",
-    "pool": "flatten",
-}
+
+def _register_poster(name: str, lr: float, doc: str) -> None:
+    preset = POSTER_PRESETS[name]
+
+    def builder(
+        num_classes: int = 2,
+        image_size: int = 64,
+        widths: Sequence[int] = preset["widths"],
+        dense: Sequence[int] = preset["dense"],
+        in_chans: int = 3,
+        dropout: float = 0.0,
+        padding: str = "valid",
+        pool: str = "flatten",
+    ) -> PosterCNN:
+        return PosterCNN(widths, dense, num_classes, image_size, in_chans, dropout, padding, pool)
+
+    builder.__doc__ = doc
+    register_model(builder, name=name, image_size=64, lr=lr)
 
 
-def _poster(name: str, num_classes: int, image_size: int, kwargs: dict[str, Any]) -> PosterCNN:
-    return PosterCNN(
-        num_classes=num_classes, image_size=image_size, **{**POSTER_PRESETS[name], **kwargs}
-    )
-
-
-@register_model(image_size=64, lr=1e-5)
-def poster_pml_rara(num_classes: int = 2, image_size: int = 64, **kwargs: Any) -> PosterCNN:
-    """Poster's PML::RARA model: Conv64; Conv128+BN+MP; Conv192+BN+MP; Dense128."""
-    return _poster("poster_pml_rara", num_classes, image_size, kwargs)
-
-
-@register_model(image_size=64, lr=1e-5)
-def poster_runx1_runx1t1(num_classes: int = 2, image_size: int = 64, **kwargs: Any) -> PosterCNN:
-    """Poster's RUNX1::RUNX1T1 model: Conv64; Conv256+BN+MP; Conv192+BN+MP; Dense256."""
-    return _poster("poster_runx1_runx1t1", num_classes, image_size, kwargs)
-
-
-@register_model(image_size=64, lr=1e-4)
-def poster_cbfb_myh11(num_classes: int = 2, image_size: int = 64, **kwargs: Any) -> PosterCNN:
-    """Poster's CBFB::MYH11 model: Conv32; Conv128/256/256 (+BN+MP each); Dense192."""
-    return _poster("poster_cbfb_myh11", num_classes, image_size, kwargs)
-
-
-@register_model(image_size=64, lr=1e-4)
-def poster_npm1(num_classes: int = 2, image_size: int = 64, **kwargs: Any) -> PosterCNN:
-    """Poster's NPM1 model: Conv64; Conv256/192/192 (+BN+MP each); Dense256."""
-    return _poster("poster_npm1", num_classes, image_size, kwargs)
+_register_poster(
+    "poster_pml_rara",
+    1e-5,
+    "Poster's PML::RARA model: Conv64; Conv128+BN+MP; Conv192+BN+MP; Dense128.",
+)
+_register_poster(
+    "poster_runx1_runx1t1",
+    1e-5,
+    "Poster's RUNX1::RUNX1T1 model: Conv64; Conv256+BN+MP; Conv192+BN+MP; Dense256.",
+)
+_register_poster(
+    "poster_cbfb_myh11",
+    1e-4,
+    "Poster's CBFB::MYH11 model: Conv32; Conv128/256/256 (+BN+MP each); Dense192.",
+)
+_register_poster(
+    "poster_npm1", 1e-4, "Poster's NPM1 model: Conv64; Conv256/192/192 (+BN+MP each); Dense256."
+)
 
 
 @register_model(image_size=64, lr=1e-3)
-def cnn(num_classes: int = 2, image_size: int = 64, **kwargs: Any) -> PosterCNN:
+def cnn(
+    num_classes: int = 2,
+    image_size: int = 64,
+    widths: Sequence[int] = (32, 64, 128, 256),
+    dense: Sequence[int] = (128,),
+    in_chans: int = 3,
+    dropout: float = 0.2,
+    padding: str = "same",
+    pool: str = "flatten",
+) -> PosterCNN:
     """Configurable poster-family CNN (widths, dense, dropout, padding, pool)."""
-    return PosterCNN(num_classes=num_classes, image_size=image_size, **{**CNN_DEFAULTS, **kwargs})
+    return PosterCNN(widths, dense, num_classes, image_size, in_chans, dropout, padding, pool)
 
 
 @register_model(image_size=64, lr=1e-3)
-def cnn_small(num_classes: int = 2, image_size: int = 64, **kwargs: Any) -> CompactCNN:
+def cnn_small(
+    num_classes: int = 2,
+    image_size: int = 64,
+    widths: Sequence[int] = (24, 48, 96, 192),
+    in_chans: int = 3,
+    dropout: float = 0.1,
+) -> CompactCNN:
     """Small fast CNN (Conv-BN-ReLU stages, global average pool) for CPU training and demos."""
-    return CompactCNN(num_classes=num_classes, image_size=image_size, **kwargs)
+    return CompactCNN(widths, num_classes, image_size, in_chans, dropout)

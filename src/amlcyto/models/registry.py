@@ -1,16 +1,29 @@
-"""A name -> builder table of models (timm-style) and the config that rebuilds a model exactly."""
+"""A name -> builder table of models (timm-style) and the config that rebuilds a model exactly.
+
+A builder is a plain function ``builder(num_classes, image_size, **options) -> nn.Module``
+whose signature is the model's options: :func:`create_model` binds the given options to it
+(unknown ones are refused, listing the known ones) and records every bound argument, defaults
+included, on the model as ``model.registry_config``. :func:`model_config` returns that record,
+and ``create_model(**model_config(model))`` rebuilds the architecture.
+"""
 
 from __future__ import annotations
 
 import copy
+import inspect
 from collections.abc import Callable
 from typing import Any
 
 from torch import nn
 
 from amlcyto.errors import AmlcytoError
+from amlcyto.models.outputs import num_outputs_for
 
 Builder = Callable[..., nn.Module]
+
+# Options that change how weights start, not the architecture: recorded by the run (where it
+# started from), never in the config that rebuilds the model (which would download again).
+START_OPTIONS = ("pretrained",)
 
 _BUILDERS: dict[str, Builder] = {}
 _DEFAULTS: dict[str, dict[str, Any]] = {}
@@ -19,11 +32,12 @@ _DEFAULTS: dict[str, dict[str, Any]] = {}
 def register_model(
     fn: Builder | None = None,
     *,
+    name: str | None = None,
     image_size: int = 64,
     lr: float = 1e-3,
     description: str = "",
 ) -> Builder | Callable[[Builder], Builder]:
-    """Add a model builder to the registry under the builder function's name.
+    """Add a model builder to the registry under ``name`` (default: the function's name).
 
     Usable bare (``@register_model``) or with the preset's defaults
     (``@register_model(image_size=64, lr=1e-5)``).
@@ -31,13 +45,16 @@ def register_model(
     Parameters
     ----------
     fn : callable, optional
-        ``fn(num_classes, image_size, **kwargs) -> nn.Module``.
+        ``fn(num_classes, image_size, **options) -> nn.Module``; its signature lists the
+        options (no ``**kwargs``: every option is named, with its default).
+    name : str, optional
+        Registry name; default ``fn.__name__``.
     image_size : int
         Side length, in pixels, the model is trained at unless told otherwise.
     lr : float
         Learning rate recommended for this model.
     description : str
-        One line shown by ``list_models`` users; defaults to the builder's docstring summary.
+        One line shown by ``amlcyto models``; defaults to the builder's docstring summary.
 
     Returns
     -------
@@ -46,25 +63,21 @@ def register_model(
     """
 
     def decorate(builder: Builder) -> Builder:
-        name = builder.__name__
-        if name in _BUILDERS:
-            raise ValueError(f"a model named {name!r} is already registered")
+        key = name or builder.__name__
+        if key in _BUILDERS:
+            raise ValueError(f"a model named {key!r} is already registered")
+        parameters = inspect.signature(builder).parameters
+        if any(p.kind is p.VAR_KEYWORD for p in parameters.values()):
+            raise ValueError(f"builder {key!r} takes **kwargs; name each option instead")
+        for needed in ("num_classes", "image_size"):
+            if needed not in parameters:
+                raise ValueError(f"builder {key!r} must take {needed}")
         summary = description or (builder.__doc__ or "").strip().split("\n")[0]
-        _BUILDERS[name] = builder
-        _DEFAULTS[name] = {"name": name, "image_size": image_size, "lr": lr, "description": summary}
+        _BUILDERS[key] = builder
+        _DEFAULTS[key] = {"name": key, "image_size": image_size, "lr": lr, "description": summary}
         return builder
 
     return decorate(fn) if fn is not None else decorate
-
-
-def num_outputs_for(num_classes: int) -> int:
-    """Return the number of logits a head needs: 1 for two classes (sigmoid), else one per class.
-
-    Raises ``AmlcytoError`` unless ``num_classes`` is an integer >= 2.
-    """
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
-        raise AmlcytoError(f"num_classes must be an integer >= 2, got {num_classes!r}")
-    return 1 if num_classes == 2 else num_classes
 
 
 def list_models() -> list[str]:
@@ -83,8 +96,20 @@ def model_defaults(name: str) -> dict[str, Any]:
     return dict(_DEFAULTS[name])
 
 
+def model_options(name: str) -> dict[str, Any]:
+    """The options ``name`` takes (besides ``num_classes`` and ``image_size``) and their
+    defaults, read from its builder's signature."""
+    _check_name(name)
+    parameters = inspect.signature(_BUILDERS[name]).parameters.values()
+    return {
+        p.name: p.default
+        for p in parameters
+        if p.name not in ("num_classes", "image_size") and p.default is not p.empty
+    }
+
+
 def create_model(
-    name: str, num_classes: int = 2, image_size: int | None = None, **kwargs: Any
+    name: str, num_classes: int = 2, image_size: int | None = None, **options: Any
 ) -> nn.Module:
     """Build a registered model with fresh (seeded) weights.
 
@@ -96,30 +121,37 @@ def create_model(
         2 builds a single-logit head (for BCE-with-logits); 3 or more a K-logit head.
     image_size : int, optional
         Input side length in pixels; ``None`` uses the model's default (see :func:`model_defaults`).
-    **kwargs
-        Architecture options of that model (e.g. ``widths``, ``dense``, ``dropout`` for CNNs,
-        ``pretrained`` for ResNets).
+    **options
+        Architecture options of that model (see :func:`model_options`), e.g. ``widths``,
+        ``dense``, ``dropout`` for CNNs, ``pretrained`` for ResNets.
 
     Returns
     -------
     torch.nn.Module
-        With ``forward_features``, ``forward_head``, ``num_features``, ``num_outputs`` and a
-        ``default_cfg`` dict that :func:`model_config` turns into these arguments again.
+        With ``forward_features``, ``forward_head``, ``num_features``, ``num_outputs``,
+        ``reset_classifier``, ``gradcam_layer`` and ``registry_config``.
     """
     _check_name(name)
-    defaults = _DEFAULTS[name]
     if image_size is None:
-        image_size = defaults["image_size"]
+        image_size = _DEFAULTS[name]["image_size"]
     num_outputs_for(num_classes)
     if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 1:
         raise AmlcytoError(f"image_size must be a positive integer, got {image_size!r}")
-    try:
-        model = _BUILDERS[name](num_classes=num_classes, image_size=image_size, **kwargs)
-    except TypeError as error:
-        if "unexpected keyword argument" not in str(error):
-            raise
-        raise AmlcytoError(f"model {name!r} does not take that option: {error}") from None
-    model.default_cfg = {**model.default_cfg, "name": name, "lr": defaults["lr"]}
+    builder = _BUILDERS[name]
+    known = model_options(name)
+    unknown = sorted(set(options) - set(known))
+    if unknown:
+        raise AmlcytoError(
+            f"model {name!r} does not take the option(s) {', '.join(unknown)}; it takes: "
+            f"{', '.join(known) or 'none'}"
+        )
+    bound = inspect.signature(builder).bind(
+        num_classes=num_classes, image_size=image_size, **options
+    )
+    bound.apply_defaults()
+    model = builder(**bound.arguments)
+    arguments = {k: _plain(v) for k, v in bound.arguments.items() if k not in START_OPTIONS}
+    model.registry_config = {"name": name, **arguments}
     return model
 
 
@@ -129,14 +161,19 @@ def model_config(model: nn.Module) -> dict[str, Any]:
     ``create_model(**model_config(model))`` builds a model whose ``state_dict`` loads strictly
     into ``model`` (weights are freshly initialised; ``pretrained`` is not part of the config).
     """
-    cfg = getattr(model, "default_cfg", None)
-    if not isinstance(cfg, dict) or "name" not in cfg or "kwargs" not in cfg:
+    cfg = getattr(model, "registry_config", None)
+    if not isinstance(cfg, dict) or "name" not in cfg:
         raise AmlcytoError(
-            f"{type(model).__name__} has no default_cfg; build it with amlcyto.models.create_model"
+            f"{type(model).__name__} was not built by amlcyto.models.create_model, so there is "
+            "no config that rebuilds it; build it with create_model"
         )
-    return {
-        "name": cfg["name"],
-        "num_classes": cfg["num_classes"],
-        "image_size": cfg["image_size"],
-        **copy.deepcopy(cfg["kwargs"]),
-    }
+    return copy.deepcopy(cfg)
+
+
+def _plain(value: Any) -> Any:
+    """JSON's view of an option: tuples become lists."""
+    if isinstance(value, tuple | list):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value

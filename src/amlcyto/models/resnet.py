@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 from torch import nn
 
 from amlcyto.errors import AmlcytoError
-from amlcyto.models.registry import num_outputs_for, register_model
+from amlcyto.models.base import CellModel
+from amlcyto.models.outputs import num_outputs_for
+from amlcyto.models.registry import register_model
 
 MIN_IMAGE_SIZE = 32
 
@@ -32,7 +32,7 @@ def load_imagenet_state_dict(arch: str) -> dict[str, torch.Tensor]:
         ) from None
 
 
-class ResNetClassifier(nn.Module):
+class ResNetClassifier(CellModel):
     """A torchvision ResNet whose ``fc`` is replaced by a separate ``head``.
 
     ``forward_features`` runs everything up to and including the global average pool.
@@ -82,27 +82,14 @@ class ResNetClassifier(nn.Module):
         backbone.fc = nn.Identity()
         self.backbone = backbone
         self.head = nn.Linear(self.num_features, self.num_outputs)
-        self.default_cfg: dict[str, Any] = {
-            "name": arch,
-            "architecture": type(self).__name__,
-            "num_classes": num_classes,
-            "num_outputs": self.num_outputs,
-            "image_size": image_size,
-            "lr": None,
-            "pretrained": bool(pretrained),
-            "kwargs": {"in_chans": in_chans},
-        }
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Map images ``(B, C, H, W)`` to globally pooled features ``(B, num_features)``."""
         return self.backbone(x)
 
-    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
-        """Map features ``(B, num_features)`` to logits ``(B, num_outputs)``."""
-        return self.head(features)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
+    def gradcam_layer(self) -> nn.Module:
+        """The last residual stage (``layer4``)."""
+        return self.backbone.layer4
 
 
 @register_model(image_size=144, lr=1e-3)

@@ -18,9 +18,9 @@ from amlcyto.evaluation.evaluate import evaluate
 from amlcyto.io import write_csv_atomic
 from amlcyto.models import create_model
 from amlcyto.poster.reference import POSTER_RESULTS, POSTER_TASKS
-from amlcyto.runs import CONFIG, WEIGHTS
+from amlcyto.runs import WEIGHTS, read_run_info
 from amlcyto.training import TrainConfig, train
-from amlcyto.training.config import MACHINE_SETTINGS
+from amlcyto.training.config import differing_settings
 from amlcyto.training.train import prepare_run_dir
 
 PROTOCOLS = {
@@ -150,23 +150,19 @@ def _check_same_split(split_file: Path, split: pd.DataFrame) -> None:
 
 def _finished(run: Path, config: TrainConfig) -> bool:
     """Whether ``run`` holds a finished run of ``config``; an error if it holds another's."""
-    try:
-        saved = json.loads((run / CONFIG).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
     if not (run / WEIGHTS).is_file():
         return False
-    if _experiment(saved.get("train_config", {})) != _experiment(config.to_dict()):
+    try:
+        info = read_run_info(run)
+    except AmlcytoError:
+        return False
+    differing = differing_settings(info.train_config, config.to_dict())
+    if differing:
         raise AmlcytoError(
-            f"{run}: trained with other settings; resume with the same ones, or start over "
-            "with --force."
+            f"{run}: trained with other settings ({'; '.join(differing)}); resume with the same "
+            "ones, or start over with --force."
         )
     return True
-
-
-def _experiment(settings: dict) -> dict:
-    """The settings that decide the results: all but the machine's."""
-    return json.loads(json.dumps({k: v for k, v in settings.items() if k not in MACHINE_SETTINGS}))
 
 
 def _metrics(run: Path) -> dict:

@@ -1,4 +1,4 @@
-"""Training: the Lightning module, the callbacks, and ``train(config) -> run directory``."""
+"""Training: the Lightning module, the callbacks, and ``train(data, out, config) -> RunInfo``."""
 
 from amlcyto.training.config import TrainConfig
 from amlcyto.training.train import train

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import math
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
@@ -32,6 +35,8 @@ class TrainConfig:
     patience: int = 5  # early stopping: epochs without a better validation loss
     test: float = 0.2  # fractions for the patient-level split made when given a plain manifest
     val: float = 0.1
+    fold: int | None = None  # a folded split file: this fold is validation, the others train
+    test_fold: int | None = None  # ... and this fold is test
     precision: str = "auto"  # "auto", "32-true", "bf16-mixed", "16-mixed"
     accelerator: str = "auto"  # "auto", "cpu", "gpu"
     devices: Any = "auto"  # Lightning devices: "auto", an int, or a list of GPU indices
@@ -60,8 +65,14 @@ class TrainConfig:
                 raise AmlcytoError(
                     f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}."
                 )
-        if self.lr is not None and self.lr <= 0:
-            raise AmlcytoError(f"--lr must be positive, got {self.lr}.")
+        if self.lr is not None and not (math.isfinite(self.lr) and self.lr > 0):
+            raise AmlcytoError(f"--lr must be a positive number, got {self.lr}.")
+        if self.test_fold is not None and self.fold is None:
+            raise AmlcytoError("--test-fold needs --fold (the validation fold) too.")
+        for name in ("fold", "test_fold"):
+            value = getattr(self, name)
+            if value is not None and value < 0:
+                raise AmlcytoError(f"--{name.replace('_', '-')} must be 0 or more, got {value}.")
         if self.max_per_class is not None and self.max_per_class < 1:
             raise AmlcytoError(f"--max-per-class must be at least 1, got {self.max_per_class}.")
         if self.precision not in ("auto", "32-true", "32", "bf16-mixed", "16-mixed"):
@@ -72,3 +83,26 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def experiment_settings(settings: dict[str, Any], ignore: Iterable[str] = ()) -> dict[str, Any]:
+    """The settings of a TrainConfig dict that decide its results: all but the machine's and
+    ``ignore``. Model options are flattened as ``model_options.<name>``, so one option (say,
+    ``model_options.dropout``) can be ignored alone. Values are as JSON holds them."""
+    ignored = set(MACHINE_SETTINGS) | set(ignore)
+    flat = {k: v for k, v in settings.items() if k != "model_options"}
+    flat.update({f"model_options.{k}": v for k, v in (settings.get("model_options") or {}).items()})
+    return json.loads(json.dumps({k: v for k, v in flat.items() if k not in ignored}))
+
+
+def differing_settings(
+    saved: dict[str, Any], wanted: dict[str, Any], ignore: Iterable[str] = ()
+) -> list[str]:
+    """The one "same experiment?" rule: ``'name: saved -> wanted'`` for each setting that
+    differs between two TrainConfig dicts (machine settings and ``ignore`` aside)."""
+    a, b = experiment_settings(saved, ignore), experiment_settings(wanted, ignore)
+    return [
+        f"{k}: {a.get(k)!r} there, {b.get(k)!r} here"
+        for k in sorted(a.keys() | b.keys())
+        if a.get(k) != b.get(k)
+    ]

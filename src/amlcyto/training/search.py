@@ -39,9 +39,9 @@ from sqlalchemy.engine import make_url
 from amlcyto.data.manifest import read_manifest
 from amlcyto.errors import AmlcytoError
 from amlcyto.io import write_csv_atomic, write_json_atomic
-from amlcyto.models import create_model, model_defaults
-from amlcyto.runs import CONFIG, HISTORY
-from amlcyto.training.config import MACHINE_SETTINGS, TrainConfig
+from amlcyto.models import model_defaults, model_options
+from amlcyto.runs import HISTORY
+from amlcyto.training.config import TrainConfig, differing_settings
 from amlcyto.training.train import NoFiniteValidationLoss, train
 
 STUDY_FILE = "search.json"
@@ -49,9 +49,9 @@ TRIALS = "trials.csv"
 BEST = "best.json"
 DATABASE = "search.db"
 
-# Settings a search tunes: like the machine's (MACHINE_SETTINGS), they need not agree between
-# the calls that share one study.
-TUNED = ("lr", "weight_decay", "batch_size")
+# Settings a search tunes: like the machine's, they need not agree between the calls that share
+# one study.
+SEARCHED = ("lr", "weight_decay", "batch_size", "model_options.dropout")
 
 
 @dataclass
@@ -93,15 +93,8 @@ def default_space(base: TrainConfig) -> SearchSpace:
 
 
 def takes_dropout(base: TrainConfig) -> bool:
-    """True if ``base.model`` (with ``base.model_options``) accepts a ``dropout`` option."""
-    options = {**base.model_options, "dropout": 0.0}
-    try:
-        create_model(base.model, num_classes=2, image_size=base.image_size, **options)
-    except AmlcytoError as error:
-        if "does not take that option" in str(error):
-            return False
-        raise
-    return True
+    """True if ``base.model`` has a ``dropout`` option (read from its builder's signature)."""
+    return "dropout" in model_options(base.model)
 
 
 def suggest_config(trial: optuna.Trial, base: TrainConfig, space: SearchSpace) -> TrainConfig:
@@ -259,22 +252,22 @@ def _run_trial(
     run = out / f"trial-{trial.number}"
     pruning = PruningCallback(trial)
     try:
-        train(data, run, config, force=force, callbacks=[pruning])
+        info = train(data, run, config, force=force, callbacks=[pruning])
     except NoFiniteValidationLoss as error:  # diverged or out of time: this trial failed,
         trial.set_user_attr("failed", str(error))  # the search goes on
         return math.nan  # Optuna records a NaN objective as a failed trial
-    summary = json.loads((run / CONFIG).read_text(encoding="utf-8"))
+    best_epoch = info.results["best_epoch"]
     history = pd.read_csv(run / HISTORY)
-    at_best = history[history["epoch"] == summary["best_epoch"]]
+    at_best = history[history["epoch"] == best_epoch]
     f1 = float(at_best["val_macro_f1"].iloc[0]) if len(at_best) else math.nan
     trial.set_user_attr("val_macro_f1", None if math.isnan(f1) else f1)
-    trial.set_user_attr("best_epoch", summary["best_epoch"])
+    trial.set_user_attr("best_epoch", best_epoch)
     trial.set_user_attr("run", str(run.resolve()))
     trial.set_user_attr("host", socket.gethostname())
     trial.set_user_attr("train_config", json.loads(json.dumps(config.to_dict())))
     if pruning.pruned:
         raise optuna.TrialPruned()
-    return float(summary["best_val_loss"])
+    return float(info.results["best_val_loss"])
 
 
 def _one_device(base: TrainConfig) -> int | list[int]:
@@ -338,21 +331,16 @@ def _open_study(url: str, study_name: str, prune: bool) -> optuna.Study:
 
 def _check_same_experiment(study: optuna.Study, base: TrainConfig) -> None:
     """Record ``base`` in a new study; refuse to add trials of other settings to an old one."""
-    settings = _experiment(base)
+    settings = json.loads(json.dumps(base.to_dict()))
     recorded = study.user_attrs.get("base")
     if recorded is None:
         study.set_user_attr("base", settings)
         return
-    differing = sorted(
-        k for k in settings.keys() | recorded.keys() if settings.get(k) != recorded.get(k)
-    )
+    differing = differing_settings(recorded, settings, ignore=SEARCHED)
     if differing:
-        details = ", ".join(
-            f"{k}: {recorded.get(k)!r} there, {settings.get(k)!r} here" for k in differing
-        )
         raise AmlcytoError(
-            f"study {study.study_name!r} was started with other settings ({details}); "
-            "use the same settings or another --study-name."
+            f"study {study.study_name!r} was started with other settings "
+            f"({'; '.join(differing)}); use the same settings or another --study-name."
         )
 
 
@@ -373,13 +361,6 @@ def _study_space(study: optuna.Study, space: SearchSpace, given: bool) -> Search
             "use its space or another study name."
         )
     return SearchSpace(**{k: None if v is None else tuple(v) for k, v in recorded.items()})
-
-
-def _experiment(base: TrainConfig) -> dict[str, Any]:
-    """The settings that make trials comparable: all but the tuned and the machine's."""
-    settings = {k: v for k, v in base.to_dict().items() if k not in TUNED + MACHINE_SETTINGS}
-    settings["model_options"] = {k: v for k, v in base.model_options.items() if k != "dropout"}
-    return json.loads(json.dumps(settings))
 
 
 def _sampler_seed(seed: int, existing_trials: int, shared: bool) -> int:

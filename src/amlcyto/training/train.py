@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-import itertools
 import logging
-import math
 import os
 import sys
 import time
@@ -17,18 +15,26 @@ import lightning as L
 import pandas as pd
 import torch
 from lightning.pytorch.callbacks import EarlyStopping, TQDMProgressBar
-from torch.utils.data import DataLoader, RandomSampler, Sampler, WeightedRandomSampler
-from torch.utils.data.distributed import DistributedSampler
 
-from amlcyto.data.datasets import CellDataset, channel_stats, image_source
 from amlcyto.data.manifest import read_manifest, write_manifest
-from amlcyto.data.splits import split_by_patient
+from amlcyto.data.splits import fold_numbers, split_by_patient, split_for_fold
 from amlcyto.data.transforms import CellAugment
 from amlcyto.errors import AmlcytoError
-from amlcyto.models import create_model, model_defaults
-from amlcyto.runs import HISTORY, SPLIT, clear_run, save_run
+from amlcyto.models import CellPredictor, create_model, model_defaults
+from amlcyto.runs import (
+    CELL_CLASSIFIER,
+    HISTORY,
+    SPLIT,
+    DataInfo,
+    InputSpec,
+    RunInfo,
+    clear_run,
+    file_sha256,
+    save_run,
+)
 from amlcyto.training.callbacks import BestWeights, EpochLog
 from amlcyto.training.config import TrainConfig
+from amlcyto.training.data import CellDataModule
 from amlcyto.training.module import CellClassifier
 from amlcyto.training.performance import (
     choose_precision,
@@ -36,7 +42,7 @@ from amlcyto.training.performance import (
     remembered_channels_last,
     tune_malloc,
 )
-from amlcyto.training.tasks import cap_per_class, rows_of_classes, task_classes
+from amlcyto.training.tasks import rows_of_classes, task_classes
 
 
 class NoFiniteValidationLoss(AmlcytoError):
@@ -66,11 +72,22 @@ def is_launch_rank_zero() -> bool:
 
 
 def load_split(data: str | Path, config: TrainConfig) -> pd.DataFrame:
-    """Read a split file, or a manifest that is then split by patient (seeded)."""
+    """The split a run trains on: a split file as it is; a folded split file with
+    ``config.fold`` as validation (and ``config.test_fold`` as test); a plain manifest split by
+    patient (seeded). Never re-splits a file that has a split or folds."""
     frame = read_manifest(data)
-    if "split" not in frame.columns:
-        frame = split_by_patient(frame, test=config.test, val=config.val, seed=config.seed)
-    return frame
+    folds = fold_numbers(frame)
+    if config.fold is not None:
+        return split_for_fold(frame, config.fold, config.test_fold, source=str(data))
+    if "split" in frame.columns:
+        return frame
+    if folds:
+        raise AmlcytoError(
+            f"{data}: has folds ({', '.join(map(str, folds))}) and no split column; pass "
+            f"--fold K to validate on fold K (e.g. --fold 0), or train every fold with "
+            f"`amlcyto cv {data}`."
+        )
+    return split_by_patient(frame, test=config.test, val=config.val, seed=config.seed)
 
 
 def train(
@@ -79,13 +96,14 @@ def train(
     config: TrainConfig,
     force: bool = False,
     callbacks: Sequence[L.Callback] = (),
-) -> Path:
+) -> RunInfo:
     """Train ``config.model`` on the ``train`` rows, pick the best epoch on the ``val`` rows.
 
     Parameters
     ----------
     data : path
-        A split file (with a ``split`` column) or a manifest, which is split by patient first.
+        A split file (with a ``split`` column), a folded split file (with ``config.fold``), or
+        a manifest, which is split by patient first (see :func:`load_split`).
     out : path
         The run directory to create (see :mod:`amlcyto.runs`).
     config : TrainConfig
@@ -97,9 +115,9 @@ def train(
 
     Returns
     -------
-    Path
-        The run directory, holding ``config.json``, ``model.safetensors``, ``split.csv`` and
-        ``history.csv``.
+    RunInfo
+        The run's record; ``info.path`` is the run directory, holding ``config.json``,
+        ``model.safetensors``, ``split.csv`` and ``history.csv``.
     """
     config.check()
     defaults = model_defaults(config.model)
@@ -111,9 +129,7 @@ def train(
         frame[frame["split"] == "train"], config.task, config.positive, config.negative
     )
     rows = rows_of_classes(frame, classes)
-    train_rows = cap_per_class(rows[rows["split"] == "train"], config.max_per_class, config.seed)
-    val_rows = rows[rows["split"] == "val"]
-    if val_rows.empty:
+    if not (rows["split"] == "val").any():
         raise AmlcytoError(
             f"{data}: no 'val' rows for classes {classes}; make a split with --val > 0."
         )
@@ -142,22 +158,16 @@ def train(
         write_manifest(frame, out / SPLIT)
 
     tune_malloc()
-    sources = {
-        name: image_source(part["path"].tolist(), image_size, config.cache, config.cache_dir)
-        for name, part in (("train", train_rows), ("val", val_rows))
-    }
-    mean, std = channel_stats(sources["train"], seed=config.seed)
+    datamodule = CellDataModule(frame, classes, config, image_size)
+    mean, std = datamodule.channel_stats()
+    predictor = CellPredictor(model, len(classes), mean, std, channels_last=channels_last)
     module = CellClassifier(
-        model,
-        len(classes),
-        mean,
-        std,
+        predictor,
         lr=lr,
         weight_decay=config.weight_decay,
         epochs=config.epochs,
         augment=CellAugment() if config.augment else None,
         seed=config.seed,
-        channels_last=channels_last,
     )
     best, history = BestWeights("val_loss"), EpochLog(out / HISTORY)
     callbacks = [best, history, EarlyStopping("val_loss", patience=config.patience), *callbacks]
@@ -184,103 +194,47 @@ def train(
             num_sanity_val_steps=0,
             log_every_n_steps=1,
         )
-        trainer.fit(
-            module,
-            _loader(sources["train"], train_rows, config, True),
-            _loader(sources["val"], val_rows, config, False),
-        )
+        trainer.fit(module, datamodule=datamodule)
     if best.best_state is None:  # every process sees the same validation passes
         raise NoFiniteValidationLoss(
             f"{out}: no epoch ended with a finite validation loss, so there is no model to "
             "save; give --max-minutes time for one epoch, or lower --lr if the loss diverged."
         )
+    info = RunInfo(
+        kind=CELL_CLASSIFIER,
+        classes=classes,
+        model={},  # filled in from the model by save_run
+        input=InputSpec(image_size=image_size, mean=mean, std=std),
+        task=config.task,
+        started_from={"kind": "imagenet", "model": config.model} if config.pretrained else None,
+        data=DataInfo(
+            split_sha256=file_sha256(out / SPLIT) if (out / SPLIT).is_file() else None,
+            train_images=len(datamodule.train_rows),
+            val_images=len(datamodule.val_rows),
+            test_images=int((rows["split"] == "test").sum()),
+            fold=config.fold,
+            test_fold=config.test_fold,
+        ),
+        training={
+            "config": config.to_dict(),
+            "lr": lr,
+            "precision": precision,
+            "channels_last": channels_last,
+        },
+        results={
+            "best_epoch": best.best_epoch,
+            "best_val_loss": best.best_score,
+            "epochs_run": trainer.current_epoch,
+            "train_seconds": round(time.perf_counter() - started, 2),
+        },
+        versions={"torch": torch.__version__, "lightning": L.__version__},
+        path=out,
+    )
     if trainer.is_global_zero:
         model.load_state_dict(best.best_state)
-        save_run(
-            out,
-            model,
-            {
-                "classes": classes,
-                "task": config.task,
-                "image_size": image_size,
-                "mean": mean,
-                "std": std,
-                "lr": lr,
-                "precision": precision,
-                "channels_last": channels_last,
-                "best_epoch": best.best_epoch,
-                "best_val_loss": best.best_score,
-                "epochs_run": trainer.current_epoch,
-                "train_images": len(train_rows),
-                "val_images": len(val_rows),
-                "train_seconds": round(time.perf_counter() - started, 2),
-                "train_config": config.to_dict(),
-                "versions": {"torch": torch.__version__, "lightning": L.__version__},
-            },
-        )
+        info = save_run(out, model, info)
     trainer.strategy.barrier()  # the other DDP processes return once the run is saved
-    return out
-
-
-def _loader(source, rows: pd.DataFrame, config: TrainConfig, train: bool) -> DataLoader:
-    dataset = CellDataset(source, rows["target"].to_numpy())
-    sampler = None
-    if train:
-        generator = torch.Generator().manual_seed(config.seed)
-        if config.balanced:
-            counts = rows["target"].value_counts()
-            weights = torch.tensor(
-                (1.0 / rows["target"].map(counts)).to_numpy(), dtype=torch.double
-            )
-            sampler = WeightedRandomSampler(
-                weights, len(rows), replacement=True, generator=generator
-            )
-        else:
-            sampler = RandomSampler(dataset, generator=generator)
-        sampler = _DealtSampler(sampler)
-    return DataLoader(
-        dataset,
-        batch_size=config.batch_size,
-        sampler=sampler,
-        shuffle=False,
-        num_workers=config.workers,
-        persistent_workers=config.workers > 0,
-        # BatchNorm cannot train on a last batch of one image (a 1x1 feature map in a ResNet at
-        # 32 px has one value per channel); the draws are random, so no image is always left out
-        drop_last=train and len(rows) > config.batch_size and len(rows) % config.batch_size == 1,
-    )
-
-
-class _DealtSampler(DistributedSampler):
-    """Deal one sampler's draws out to the processes of a distributed run, in turn.
-
-    Process ``r`` of ``n`` takes draws ``r, r + n, r + 2n, ...``, so global batch ``k`` holds
-    the images of batch ``k`` of one process with an ``n`` times larger batch: a DDP run
-    reproduces a single-device run. (Lightning would wrap a plain sampler in a
-    DistributedSamplerWrapper, which shuffles the draws again; it leaves DistributedSamplers
-    alone.) The ranks are read when iterating, after the processes have met.
-    """
-
-    def __init__(self, sampler: Sampler):
-        super().__init__(range(len(sampler)), num_replicas=1, rank=0, shuffle=False)
-        self.sampler = sampler
-
-    @staticmethod
-    def _ranks() -> tuple[int, int]:
-        if torch.distributed.is_available() and torch.distributed.is_initialized():
-            return torch.distributed.get_world_size(), torch.distributed.get_rank()
-        return 1, 0
-
-    def __iter__(self):
-        world, rank = self._ranks()
-        draws = list(self.sampler)
-        padded = itertools.islice(
-            itertools.cycle(draws), len(self) * world
-        )  # as DistributedSampler
-        return itertools.islice(padded, rank, None, world)
-
-    def __len__(self) -> int:
-        return math.ceil(len(self.sampler) / self._ranks()[0])
+    return info
 
 
 class _quiet_lightning:

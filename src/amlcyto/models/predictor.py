@@ -1,0 +1,99 @@
+"""Plain ``nn.Module``s around a cell model: uint8 pixels in, probabilities out.
+
+``CellInput`` turns a batch of ``(B, S, S, 3)`` uint8 cells into the normalised
+``(B, 3, S, S)`` floats a model takes; ``CellPredictor`` chains it with the model and the head
+rule. Training (with augmentation between the two input steps), inference, embedding and export
+all use these, so normalisation is written once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from amlcyto.errors import AmlcytoError
+from amlcyto.models.outputs import Probabilities
+
+
+def check_normalisation(mean: Sequence[float], std: Sequence[float]) -> None:
+    """Refuse a mean or std that is not three finite numbers (std positive)."""
+    values = {"mean": list(mean), "std": list(std)}
+    for name, numbers in values.items():
+        if len(numbers) != 3 or not all(isinstance(v, int | float) for v in numbers):
+            raise AmlcytoError(f"{name} must be three numbers (R, G, B), got {numbers!r}")
+        if not torch.isfinite(torch.tensor(numbers, dtype=torch.float64)).all():
+            raise AmlcytoError(f"{name} must be finite, got {numbers!r}")
+    if min(values["std"]) <= 0:
+        raise AmlcytoError(f"std must be positive, got {values['std']!r}")
+
+
+class CellInput(nn.Module):
+    """``(B, S, S, 3)`` uint8 -> ``(B, 3, S, S)`` float, scaled to [0, 1] then normalised.
+
+    ``to_unit`` and ``normalise`` are the two steps (training augments between them);
+    ``forward`` runs both.
+    """
+
+    def __init__(self, mean: Sequence[float], std: Sequence[float], channels_last: bool = False):
+        super().__init__()
+        check_normalisation(mean, std)
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1))
+        self.channels_last = channels_last
+
+    def to_unit(self, images: torch.Tensor) -> torch.Tensor:
+        """uint8 NHWC -> float NCHW in [0, 1] (NHWC strides, no copy of the layout)."""
+        return images.permute(0, 3, 1, 2).float().div(255.0)
+
+    def normalise(self, x: torch.Tensor) -> torch.Tensor:
+        x = (x - self.mean) / self.std
+        fmt = torch.channels_last if self.channels_last else torch.contiguous_format
+        return x.contiguous(memory_format=fmt)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.normalise(self.to_unit(images))
+
+
+class CellPredictor(nn.Module):
+    """A cell model with its input step and head rule: uint8 cells in, class probabilities out.
+
+    Parameters
+    ----------
+    model : nn.Module
+        A registry model (``forward_features``, ``forward_head``).
+    num_classes : int
+        Number of classes (2 means the model has one sigmoid logit).
+    mean, std : three floats each
+        Per-channel normalisation in [0, 1] units.
+    channels_last : bool
+        Hand the model NHWC-strided tensors.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        num_classes: int,
+        mean: Sequence[float],
+        std: Sequence[float],
+        channels_last: bool = False,
+    ):
+        super().__init__()
+        self.input = CellInput(mean, std, channels_last)
+        self.model = model
+        self.to_probabilities = Probabilities(num_classes)
+
+    @property
+    def num_classes(self) -> int:
+        return self.to_probabilities.num_classes
+
+    def logits(self, images: torch.Tensor) -> torch.Tensor:
+        return self.model(self.input(images))
+
+    def features(self, images: torch.Tensor) -> torch.Tensor:
+        """``(B, num_features)`` features of uint8 cells (the input of the model's head)."""
+        return self.model.forward_features(self.input(images))
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.to_probabilities(self.logits(images))

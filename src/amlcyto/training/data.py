@@ -1,0 +1,142 @@
+"""The DataModule: the train and val loaders of one saved split, which it never re-splits."""
+
+from __future__ import annotations
+
+import itertools
+import math
+from pathlib import Path
+
+import lightning as L
+import pandas as pd
+import torch
+from torch.utils.data import DataLoader, RandomSampler, Sampler, WeightedRandomSampler
+from torch.utils.data.distributed import DistributedSampler
+
+from amlcyto.data.datasets import CellDataset, channel_stats, image_source
+from amlcyto.data.manifest import read_manifest
+from amlcyto.errors import AmlcytoError
+from amlcyto.training.config import TrainConfig
+from amlcyto.training.tasks import cap_per_class, rows_of_classes
+
+
+class CellDataModule(L.LightningDataModule):
+    """Loaders over the ``train`` and ``val`` rows of a split, for ``classes``.
+
+    Parameters
+    ----------
+    split : DataFrame or path
+        A split (rows with a ``split`` column, e.g. a run's ``split.csv``), used as it is.
+    classes : list of str
+        The classes in index order; rows of other classes are left out.
+    config : TrainConfig
+        Batch size, workers, caching, class balance, ``max_per_class`` and seed.
+    image_size : int
+        Side length the images are decoded to.
+    """
+
+    def __init__(
+        self,
+        split: pd.DataFrame | str | Path,
+        classes: list[str],
+        config: TrainConfig,
+        image_size: int,
+    ):
+        super().__init__()
+        frame = split if isinstance(split, pd.DataFrame) else read_manifest(split)
+        if "split" not in frame.columns:
+            raise AmlcytoError(f"{split}: has no split column; make one with `amlcyto split`.")
+        rows = rows_of_classes(frame, classes)
+        self.config, self.image_size, self.classes = config, image_size, classes
+        self.train_rows = cap_per_class(
+            rows[rows["split"] == "train"], config.max_per_class, config.seed
+        )
+        self.val_rows = rows[rows["split"] == "val"].reset_index(drop=True)
+        self.sources: dict = {}
+
+    def setup(self, stage: str | None = None) -> None:
+        """Open (building where needed) the image sources of both parts; idempotent."""
+        if self.sources:
+            return
+        config = self.config
+        for name, rows in (("train", self.train_rows), ("val", self.val_rows)):
+            paths = rows["path"].tolist()
+            self.sources[name] = image_source(
+                paths, self.image_size, config.cache, config.cache_dir
+            )
+
+    def channel_stats(self) -> tuple[list[float], list[float]]:
+        """Per-channel mean and std of the training images (seeded sample)."""
+        self.setup()
+        return channel_stats(self.sources["train"], seed=self.config.seed)
+
+    def train_dataloader(self) -> DataLoader:
+        self.setup()
+        return self._loader(self.sources["train"], self.train_rows, train=True)
+
+    def val_dataloader(self) -> DataLoader:
+        self.setup()
+        return self._loader(self.sources["val"], self.val_rows, train=False)
+
+    def _loader(self, source, rows: pd.DataFrame, train: bool) -> DataLoader:
+        config = self.config
+        dataset = CellDataset(source, rows["target"].to_numpy())
+        sampler = None
+        if train:
+            generator = torch.Generator().manual_seed(config.seed)
+            if config.balanced:
+                counts = rows["target"].value_counts()
+                weights = torch.tensor(
+                    (1.0 / rows["target"].map(counts)).to_numpy(), dtype=torch.double
+                )
+                sampler = WeightedRandomSampler(
+                    weights, len(rows), replacement=True, generator=generator
+                )
+            else:
+                sampler = RandomSampler(dataset, generator=generator)
+            sampler = _DealtSampler(sampler)
+        return DataLoader(
+            dataset,
+            batch_size=config.batch_size,
+            sampler=sampler,
+            shuffle=False,
+            num_workers=config.workers,
+            persistent_workers=config.workers > 0,
+            # BatchNorm cannot train on a last batch of one image (a 1x1 feature map in a ResNet
+            # at 32 px has one value per channel); the draws are random, so no image is always
+            # left out
+            drop_last=train
+            and len(rows) > config.batch_size
+            and len(rows) % config.batch_size == 1,
+        )
+
+
+class _DealtSampler(DistributedSampler):
+    """Deal one sampler's draws out to the processes of a distributed run, in turn.
+
+    Process ``r`` of ``n`` takes draws ``r, r + n, r + 2n, ...``, so global batch ``k`` holds
+    the images of batch ``k`` of one process with an ``n`` times larger batch: a DDP run
+    reproduces a single-device run. (Lightning would wrap a plain sampler in a
+    DistributedSamplerWrapper, which shuffles the draws again; it leaves DistributedSamplers
+    alone.) The ranks are read when iterating, after the processes have met.
+    """
+
+    def __init__(self, sampler: Sampler):
+        super().__init__(range(len(sampler)), num_replicas=1, rank=0, shuffle=False)
+        self.sampler = sampler
+
+    @staticmethod
+    def _ranks() -> tuple[int, int]:
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            return torch.distributed.get_world_size(), torch.distributed.get_rank()
+        return 1, 0
+
+    def __iter__(self):
+        world, rank = self._ranks()
+        draws = list(self.sampler)
+        padded = itertools.islice(
+            itertools.cycle(draws), len(self) * world
+        )  # as DistributedSampler
+        return itertools.islice(padded, rank, None, world)
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.sampler) / self._ranks()[0])
