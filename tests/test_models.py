@@ -32,10 +32,6 @@ def _images(size: int, batch: int = 2) -> torch.Tensor:
     return torch.randn(batch, 3, size, size)
 
 
-def test_all_expected_models_are_registered():
-    assert list_models() == sorted(ALL_MODELS)
-
-
 @pytest.mark.parametrize("name", ALL_MODELS)
 @pytest.mark.parametrize(("num_classes", "num_outputs"), [(2, 1), (5, 5)])
 def test_forward_at_default_size_gives_one_logit_per_output(name, num_classes, num_outputs):
@@ -62,17 +58,6 @@ def test_forward_at_the_data_size_of_144_px(name):
     model = create_model(name, num_classes=5, image_size=144).eval()
     with torch.no_grad():
         assert model(_images(144)).shape == (2, 5)
-
-
-def test_presets_have_the_poster_learning_rates_and_64_px():
-    lrs = {name: model_defaults(name)["lr"] for name in POSTERS}
-    assert lrs == {
-        "poster_pml_rara": 1e-5,
-        "poster_runx1_runx1t1": 1e-5,
-        "poster_cbfb_myh11": 1e-4,
-        "poster_npm1": 1e-4,
-    }
-    assert {model_defaults(name)["image_size"] for name in POSTERS} == {64}
 
 
 def test_poster_pml_rara_parameter_count_matches_hand_calculation():
@@ -131,8 +116,14 @@ def test_model_config_round_trip_rebuilds_the_architecture(name, kwargs):
     assert type(rebuilt) is type(original)
     assert model_config(rebuilt) == config
     original.load_state_dict(rebuilt.state_dict(), strict=True)
-    for key, value in rebuilt.state_dict().items():
-        assert torch.equal(original.state_dict()[key], value)
+    # with the same weights the two compute the same function, dropout included (same seed)
+    size, channels = config["image_size"], config.get("in_chans", 3)
+    x = torch.randn(2, channels, size, size)
+    outputs = []
+    for model in (original, rebuilt):
+        torch.manual_seed(2)
+        outputs.append(model.train()(x))
+    torch.testing.assert_close(outputs[0], outputs[1], rtol=0, atol=0)
 
 
 def test_a_model_built_outside_the_registry_has_no_config_to_save():

@@ -340,3 +340,34 @@ def test_reproduce_poster_command_runs_chosen_tasks_and_resumes(tiny_data: Path,
     _ok(again)
     assert "finished earlier, kept" in again.stderr
     assert "control vs PML_RARA" in again.stdout
+
+
+# ---------------------------------------------------------------- shared training options
+
+
+def _options_of(command: str) -> set[str]:
+    import typer
+
+    click_command = typer.main.get_command(app).commands[command]
+    return {param.name for param in click_command.params}
+
+
+def test_every_training_command_takes_the_same_training_options():
+    from amlcyto.cli.train_options import FOLDS, OPTIONS, TASK
+
+    everything = set(OPTIONS)
+    assert everything <= _options_of("train")
+    assert everything <= _options_of("search")  # --batch-size, --lr, --seed, --accelerator ...
+    assert everything - set(FOLDS) <= _options_of("cv")
+    poster = _options_of("reproduce-poster")
+    assert everything - set(TASK) - set(FOLDS) - {"pretrained"} <= poster
+    assert not (set(TASK) | set(FOLDS)) & poster  # it sets the task and splits itself
+
+
+@pytest.mark.parametrize("command", ["train", "cv", "search", "reproduce-poster"])
+def test_a_bad_training_option_is_refused_alike_by_every_command(
+    command, tiny_split: Path, tmp_path
+):
+    result = _invoke(command, tiny_split, "--out", tmp_path / "out", "--epochs", "0")
+    _one_line_error(result, "--epochs must be at least 1")
+    assert not (tmp_path / "out").exists()

@@ -13,7 +13,7 @@ from safetensors.torch import load_file
 
 from amlcyto.data.manifest import read_manifest
 from amlcyto.errors import AmlcytoError
-from amlcyto.models import create_model, model_defaults
+from amlcyto.models import create_model, list_models, model_defaults
 from amlcyto.runs import CONFIG, HISTORY, SPLIT, WEIGHTS, RunInfo, load_run, read_run_info
 from amlcyto.training import TrainConfig, train
 from amlcyto.training.tasks import cap_per_class, rows_of_classes, task_classes
@@ -70,6 +70,60 @@ def test_binary_poster_preset_trains_at_small_size(tiny_split: Path, tmp_path: P
     assert loaded.positive == "PML_RARA"
     # only control and PML_RARA rows were trained on (NPM1 left out)
     assert saved.data.train_images == 12 and saved.data.val_images == 12
+
+
+# The learning rates the poster trained its four models with (each at 64 px).
+POSTER_LRS = {
+    "poster_pml_rara": 1e-5,
+    "poster_runx1_runx1t1": 1e-5,
+    "poster_cbfb_myh11": 1e-4,
+    "poster_npm1": 1e-4,
+}
+
+
+@pytest.mark.parametrize(("preset", "lr"), POSTER_LRS.items())
+def test_a_poster_preset_trains_at_its_own_rate_and_64_px_unless_told(
+    preset, lr, tiny_split, tmp_path, tiny_config
+):
+    """Neither --lr nor --image-size given: the run trains with the preset's rate and size,
+    and records both."""
+    config = tiny_config(
+        tmp_path / "cache", model=preset, lr=None, image_size=None, epochs=1, max_per_class=2
+    )
+    info = _check_run_dir(train(tiny_split, tmp_path / "run", config).path)
+    # the rate the optimiser trained the (only) epoch with, as history.csv logged it
+    assert pd.read_csv(tmp_path / "run" / HISTORY)["lr"].tolist() == pytest.approx([lr])
+    assert info.training["lr"] == pytest.approx(lr)
+    assert info.input.image_size == 64 and info.model["options"]["image_size"] == 64
+    run = load_run(tmp_path / "run")
+    with torch.no_grad():
+        cells = torch.randint(0, 256, (2, 64, 64, 3), dtype=torch.uint8)
+        assert run.predictor(cells).shape == (2, 3)
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_every_listed_model_trains_saves_and_loads(name, tiny_split, tmp_path, tiny_config):
+    """Each name `amlcyto models` lists can be trained (at 32 px, the smallest size they all
+    take), and its saved run loads back as that model with the trained weights."""
+    settings = dict(model=name, image_size=32, epochs=1, batch_size=6, max_per_class=2)
+    info = _check_run_dir(
+        train(tiny_split, tmp_path / "run", tiny_config(tmp_path / "cache", **settings)).path
+    )
+    L.seed_everything(0, verbose=False)  # the seed train() starts from (TrainConfig.seed)
+    untrained = create_model(name, num_classes=3, image_size=32)
+    assert info.model["name"] == name
+    saved = load_file(str(tmp_path / "run" / WEIGHTS))
+    run = load_run(tmp_path / "run")
+    assert run.info.model == info.model and run.classes == ["NPM1", "PML_RARA", "control"]
+    state = run.model.state_dict()
+    assert saved.keys() == state.keys() == untrained.state_dict().keys()
+    for key, tensor in saved.items():
+        assert torch.equal(state[key], tensor), key
+    assert not torch.equal(saved["head.weight"], untrained.state_dict()["head.weight"])
+    with torch.no_grad():
+        probabilities = run.predictor(torch.randint(0, 256, (2, 32, 32, 3), dtype=torch.uint8))
+    assert probabilities.shape == (2, 3)
+    torch.testing.assert_close(probabilities.sum(dim=1), torch.ones(2))
 
 
 def test_plain_manifest_is_split_by_patient_and_saved(
@@ -209,9 +263,11 @@ def test_cap_per_class_is_seeded_and_caps_each_label():
     assert cap_per_class(frame, None, seed=1) is frame
 
 
-def test_train_config_round_trips_through_dict():
-    config = TrainConfig(model="cnn", epochs=3, model_options={"dropout": 0.3})
-    assert TrainConfig(**config.to_dict()) == config
+def test_a_run_records_every_setting_it_was_trained_with(trained_run, tiny_config, isolated_cache):
+    """config.json holds the whole TrainConfig: read back from disk it rebuilds the settings
+    that made the run (what a rerun or a resume compares against)."""
+    recorded = read_run_info(trained_run).train_config
+    assert TrainConfig(**recorded) == tiny_config(isolated_cache)
 
 
 def test_a_last_batch_of_one_image_does_not_break_batchnorm(tiny_split, tmp_path, tiny_config):
@@ -222,3 +278,24 @@ def test_a_last_batch_of_one_image_does_not_break_batchnorm(tiny_split, tmp_path
     )
     run = train(tiny_split, tmp_path / "run", config).path
     assert (run / WEIGHTS).is_file()
+
+
+def test_datamodule_reads_a_saved_split_as_it_is(trained_run: Path, tiny_config, tmp_path: Path):
+    from amlcyto.training.data import CellDataModule
+
+    info = read_run_info(trained_run)
+    config = tiny_config(tmp_path / "cache", max_per_class=None)
+    data = CellDataModule(info.split_file, info.classes, config, info.input.image_size)
+    saved = read_manifest(info.split_file)
+    assert sorted(data.train_rows["path"]) == sorted(saved.loc[saved["split"] == "train", "path"])
+    assert sorted(data.val_rows["path"]) == sorted(saved.loc[saved["split"] == "val", "path"])
+    assert len(data.train_rows) == info.data.train_images
+    # the targets follow the run's class order
+    expected = data.train_rows["label"].map(info.classes.index)
+    assert data.train_rows["target"].tolist() == expected.tolist()
+    # the same normalisation as the run computed from its training images
+    assert data.channel_stats() == (info.input.mean, info.input.std)
+    images, labels = next(iter(data.val_dataloader()))
+    assert images.dtype == torch.uint8 and images.shape[1:] == (16, 16, 3)
+    with pytest.raises(AmlcytoError, match="has no split column"):
+        CellDataModule(saved.drop(columns="split"), info.classes, config, 16)

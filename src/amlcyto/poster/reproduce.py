@@ -139,9 +139,17 @@ def reproduce_poster(
 
 
 def _check_same_split(split_file: Path, split: pd.DataFrame) -> None:
-    """Refuse to resume where the saved split differs from the one these settings make."""
-    saved = read_manifest(split_file)[["path", "split"]].reset_index(drop=True)
-    if not saved.equals(split[["path", "split"]].reset_index(drop=True)):
+    """Refuse to resume where the saved split differs from the one these settings make.
+
+    Compared by content (each row's path and split, as text): a reloaded column's dtype may
+    differ from a freshly made one's (``str`` against ``object`` under pandas 3).
+    """
+    saved = read_manifest(split_file)
+
+    def rows(frame: pd.DataFrame) -> list[tuple[str, str]]:
+        return list(zip(frame["path"].astype(str), frame["split"].astype(str), strict=True))
+
+    if rows(saved) != rows(split):
         raise AmlcytoError(
             f"{split_file}: made from other data or settings (seed, test/val shares); resume "
             "with the same ones, or start over with --force."
