@@ -106,9 +106,9 @@ def test_refuses_a_non_empty_folder_without_force(tmp_path):
         make_demo_dataset(out, 1, 1, image_size=32)
     assert str(out) in str(error.value)
     assert _images(out) == [out / "notes.txt"]  # nothing written
-    make_demo_dataset(out, 1, 1, image_size=32, force=True)
-    assert (out / "notes.txt").read_text() == "mine"  # force deletes nothing
-    assert len(_images(out)) == 6
+    with pytest.raises(AmlcytoError, match="notes.txt, which is not part of a demo dataset"):
+        make_demo_dataset(out, 1, 1, image_size=32, force=True)
+    assert _images(out) == [out / "notes.txt"]  # force deletes nothing that is not a demo's
     make_demo_dataset(tmp_path / "empty", 1, 1, image_size=32)  # an empty folder is fine
     (tmp_path / "empty_dir").mkdir()
     assert len(_images(make_demo_dataset(tmp_path / "empty_dir", 1, 1, image_size=32))) == 5

@@ -259,8 +259,11 @@ def test_predict_files_and_folders(trained_run: Path, tiny_data: Path, tmp_path:
     root = _unlabelled(tmp_path, tiny_data)
     single = tiny_data / "PML_RARA" / "PML_RARA_P2" / "cell_0.png"
     table, passed_over = predict(trained_run, [root, single])
-    assert passed_over == [str((root / "slide1" / "notes.txt").resolve())]
-    assert list(table.columns) == ["kind", "path", "images", "predicted", *P_COLUMNS]
+    assert passed_over == [
+        str((root / "slide1" / n).resolve()) for n in ("notes.txt", ".hidden.png")
+    ]
+    assert list(table.columns) == ["kind", "path", "images", "predicted", *P_COLUMNS, "problem"]
+    assert (table["problem"] == "").all()
     images = table[table["kind"] == "image"]
     folders = table[table["kind"] == "folder"]
     assert len(images) == 6 + 6 + 1

@@ -200,7 +200,42 @@ def test_run_info_records_where_the_data_came_from(trained_run: Path):
 def test_weights_of_another_architecture(run_copy: Path):
     other = create_model("cnn", num_classes=3, image_size=16, widths=(8, 16), dense=(8,))
     save_file({k: v.contiguous() for k, v in other.state_dict().items()}, str(run_copy / WEIGHTS))
-    with pytest.raises(AmlcytoError, match="do not fit the config"):
+    with pytest.raises(AmlcytoError, match="does not match the checksum"):
+        load_run(run_copy)
+    _edit_config(run_copy, lambda c: c.update(weights_sha256=None))  # a hand-edited record
+    with pytest.raises(AmlcytoError, match="do not fit the config") as caught:
+        load_run(run_copy)
+    message = str(caught.value)
+    assert "missing stages.0.0.weight" in message and "unexpected " in message
+    assert "\n" not in message
+
+
+def test_a_flipped_bit_in_the_weights_is_refused(run_copy: Path):
+    data = bytearray((run_copy / WEIGHTS).read_bytes())
+    data[-5] ^= 0x10  # inside the last tensor's values: the file still parses
+    (run_copy / WEIGHTS).write_bytes(bytes(data))
+    with pytest.raises(AmlcytoError, match="does not match the checksum") as caught:
+        load_run(run_copy)
+    assert "\n" not in str(caught.value)
+
+
+def test_non_finite_weights_are_refused(run_copy: Path):
+    state = {k: v.clone() for k, v in load_file(str(run_copy / WEIGHTS)).items()}
+    state["head.weight"][0, 0] = float("nan")
+    save_file(state, str(run_copy / "nan.safetensors"))
+    os.replace(run_copy / "nan.safetensors", run_copy / WEIGHTS)
+    _edit_config(run_copy, lambda c: c.update(weights_sha256=file_sha256(run_copy / WEIGHTS)))
+    with pytest.raises(AmlcytoError, match=r"1 weight tensor\(s\) hold NaN") as caught:
+        load_run(run_copy)
+    assert "head.weight" in str(caught.value)
+
+
+def test_a_pickle_named_model_safetensors_is_named_as_such(run_copy: Path):
+    state = {k: v.clone() for k, v in load_file(str(run_copy / WEIGHTS)).items()}
+    torch.save(state, run_copy / "pickle.pt")  # not over the (memory-mapped) file itself
+    os.replace(run_copy / "pickle.pt", run_copy / WEIGHTS)
+    _edit_config(run_copy, lambda c: c.update(weights_sha256=None))
+    with pytest.raises(AmlcytoError, match="a pickle .* not a safetensors file"):
         load_run(run_copy)
 
 
@@ -242,3 +277,14 @@ def test_manifest_row_without_a_path_is_a_one_line_error(tmp_path: Path):
     csv.write_text("path,label,patient\na.tif,control,P1\nb.tif,NPM1,\n")
     with pytest.raises(AmlcytoError, match=r"m\.csv: line 3 has no patient"):
         read_manifest(csv)
+
+
+def test_weights_follow_the_umask_like_every_other_output(trained_run: Path, tmp_path: Path):
+    old = os.umask(0o022)
+    try:
+        run = load_run(trained_run)
+        saved = save_run(tmp_path / "again", run.model, run.info)
+    finally:
+        os.umask(old)
+    assert (saved.path / WEIGHTS).stat().st_mode & 0o777 == 0o644
+    assert (saved.path / CONFIG).stat().st_mode & 0o777 == 0o644

@@ -193,8 +193,8 @@ def messy(tmp_path) -> Path:
     _truncated(root / "NPM1" / "P02" / "cut.tif", "TIFF")
     (root / "NPM1" / "P02" / "notes.txt").write_text("to do")
     (root / "NPM1" / "P02" / "text.jpg").write_text("not a picture")
-    (root / "NPM1" / "P02" / ".DS_Store").write_bytes(b"\0\1")  # hidden: ignored
-    (root / "NPM1" / "P02" / "._ok_0.tif").write_bytes(b"\0\5\26\7")  # macOS fork: ignored
+    (root / "NPM1" / "P02" / ".DS_Store").write_bytes(b"\0\1")  # hidden: listed, not read
+    (root / "NPM1" / "P02" / "._ok_0.tif").write_bytes(b"\0\5\26\7")  # macOS fork: hidden
     _image(root / "NPM1" / "P02" / "extra" / "deep.tif")  # unexpected-nesting
     (root / "NPM1" / "P04").mkdir()  # empty-patient
     (root / "RUNX1_RUNX1T1").mkdir()  # empty-class
@@ -209,6 +209,8 @@ EXPECTED_MESSY = {
     ("NPM1/P02/cut.tif", "truncated", "skipped"),
     ("NPM1/P02/notes.txt", "non-image-file", "skipped"),
     ("NPM1/P02/text.jpg", "not-an-image", "skipped"),
+    ("NPM1/P02/.DS_Store", "hidden", "skipped"),
+    ("NPM1/P02/._ok_0.tif", "hidden", "skipped"),
     ("NPM1/P02/extra/deep.tif", "unexpected-nesting", "skipped"),
     ("NPM1/P04", "empty-patient", "skipped"),
     ("RUNX1_RUNX1T1", "empty-class", "skipped"),

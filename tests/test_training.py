@@ -14,9 +14,19 @@ from safetensors.torch import load_file
 from amlcyto.data.manifest import read_manifest
 from amlcyto.errors import AmlcytoError
 from amlcyto.models import create_model, list_models, model_defaults
-from amlcyto.runs import CONFIG, HISTORY, SPLIT, WEIGHTS, RunInfo, load_run, read_run_info
+from amlcyto.runs import (
+    CONFIG,
+    HISTORY,
+    SPLIT,
+    WEIGHTS,
+    RunInfo,
+    file_sha256,
+    load_run,
+    read_run_info,
+)
 from amlcyto.training import TrainConfig, train
 from amlcyto.training.tasks import cap_per_class, rows_of_classes, task_classes
+from amlcyto.training.train import work_dir
 
 RUN_FILES = (CONFIG, WEIGHTS, SPLIT, HISTORY)
 
@@ -203,12 +213,28 @@ def test_refuses_non_empty_run_dir_without_force(tiny_split: Path, tmp_path: Pat
     assert (out / WEIGHTS).is_file()
 
 
-def test_forced_retrain_that_fails_leaves_no_old_model(
+def test_forced_retrain_that_fails_keeps_the_old_run(
     trained_run, tiny_split, tmp_path, tiny_config
 ):
-    """--force clears the old run first: a retrain that stops early cannot leave the old weights
-    (and their evaluations) beside the new split. A run without one finished validation pass is
-    an error, not a saved model."""
+    """--force replaces a run only once the new one has finished: a retrain that fails (here
+    it diverges, so no epoch has a finite validation loss) leaves the old run as it was, and no
+    working folder behind."""
+    run = shutil.copytree(trained_run, tmp_path / "run")
+    (run / "eval-test").mkdir()
+    (run / "eval-test" / "metrics.json").write_text("{}")
+    before = {name: (run / name).read_bytes() for name in RUN_FILES}
+    config = tiny_config(tmp_path / "cache", epochs=1, lr=1e20)  # diverges: NaN losses
+    with pytest.raises(AmlcytoError, match="no epoch ended with a finite validation loss"):
+        train(tiny_split, run, config, force=True)
+    assert {name: (run / name).read_bytes() for name in RUN_FILES} == before
+    assert (run / "eval-test" / "metrics.json").is_file()
+    assert not work_dir(run).exists()
+    load_run(run)  # still whole: its checksum holds
+
+
+def test_forced_retrain_replaces_the_run_and_its_evaluations(
+    trained_run, tiny_split, tmp_path, tiny_config
+):
     run = shutil.copytree(trained_run, tmp_path / "run")
     (run / "eval-test").mkdir()
     (run / "eval-test" / "metrics.json").write_text("{}")
@@ -216,11 +242,14 @@ def test_forced_retrain_that_fails_leaves_no_old_model(
     kept.mkdir(parents=True)
     (kept / "metrics.json").write_text("{}")
     (run / "eval-old").symlink_to(kept)
-    config = tiny_config(tmp_path / "cache", epochs=1, lr=1e20)  # diverges: NaN losses
-    with pytest.raises(AmlcytoError, match="no epoch ended with a finite validation loss"):
-        train(tiny_split, run, config, force=True)
-    assert not (run / WEIGHTS).exists() and not (run / "eval-test").exists()
-    assert not (run / "eval-old").exists() and (kept / "metrics.json").is_file()
+    (run / "notes.txt").write_text("mine")  # not the run's: stays
+    old_weights = (run / WEIGHTS).read_bytes()
+    info = train(tiny_split, run, tiny_config(tmp_path / "cache", epochs=1, seed=9), force=True)
+    assert info.path == run and (run / WEIGHTS).read_bytes() != old_weights
+    assert not (run / "eval-test").exists() and not (run / "eval-old").exists()
+    assert (kept / "metrics.json").is_file() and (run / "notes.txt").read_text() == "mine"
+    assert not work_dir(run).exists()
+    assert read_run_info(run).weights_sha256 == file_sha256(run / WEIGHTS)
 
 
 def test_max_per_class_caps_training_images(tiny_split: Path, tmp_path: Path, tiny_config):

@@ -1,5 +1,13 @@
-"""The one exception type the command line turns into a one-line error message."""
+"""The exception types the command line turns into a one-line error message."""
 
 
 class AmlcytoError(Exception):
     """A problem the user can fix: the message names the file or value and says how to fix it."""
+
+    exit_code = 2
+
+
+class Interrupted(AmlcytoError):
+    """The user stopped the command (Ctrl-C, SIGINT); the message says what was kept."""
+
+    exit_code = 130

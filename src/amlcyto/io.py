@@ -23,6 +23,25 @@ def check_writable(path: str | Path, force: bool = False) -> Path:
     return path
 
 
+def check_output_dir(out: str | Path, force: bool) -> Path:
+    """Refuse a folder that already holds files unless ``force``; create nothing."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise AmlcytoError(f"{out} is a file, not a folder; choose another --out.")
+    if out.is_dir() and any(out.iterdir()) and not force:
+        raise AmlcytoError(
+            f"{out} already holds files; choose another --out or pass --force to overwrite."
+        )
+    return out
+
+
+def prepare_output_dir(out: str | Path, force: bool) -> Path:
+    """Create the output folder ``out``; refuse one that already holds files unless ``force``."""
+    out = check_output_dir(out, force)
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
 def write_atomic(path: str | Path, write: Callable[[Path], None]) -> Path:
     """Call ``write(tmp_path)`` on a temporary file beside ``path``, then rename it into place.
 
@@ -33,8 +52,13 @@ def write_atomic(path: str | Path, write: Callable[[Path], None]) -> Path:
     # Not tempfile.mkstemp: it makes the file private (0600). Mode 0666 lets the umask decide.
     tmp = path.parent / f".{path.name}.{uuid.uuid4().hex}.tmp"
     os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
+    mode = os.stat(tmp).st_mode & 0o777
     try:
         write(Path(tmp))
+        # a writer that replaces the file (safetensors writes a private 0600 one) gets the
+        # umask's mode back, as every other output has
+        if os.stat(tmp).st_mode & 0o777 != mode:
+            os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +28,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from amlcyto.errors import AmlcytoError
-from amlcyto.io import remove_outputs, write_atomic, write_json_atomic
+from amlcyto.io import write_atomic, write_json_atomic
 from amlcyto.models import CellPredictor, create_model, model_config
 from amlcyto.models.outputs import positive_class
 from amlcyto.models.predictor import check_normalisation
@@ -94,6 +95,8 @@ class RunInfo:
         ``best_epoch``, ``best_val_loss``, ``epochs_run``, ``train_seconds``, ...
     versions : dict
         Library versions that trained it.
+    weights_sha256 : str or None
+        SHA-256 of ``model.safetensors``, checked on load (a damaged file never predicts).
     format_version : int
     path : Path or None
         The run directory it was read from or written to (not saved).
@@ -109,6 +112,7 @@ class RunInfo:
     training: dict[str, Any] = field(default_factory=dict)
     results: dict[str, Any] = field(default_factory=dict)
     versions: dict[str, str] = field(default_factory=dict)
+    weights_sha256: str | None = None
     format_version: int = FORMAT_VERSION
     path: Path | None = None
 
@@ -166,6 +170,7 @@ class RunInfo:
                 training=dict(record.get("training") or {}),
                 results=dict(record.get("results") or {}),
                 versions=dict(record.get("versions") or {}),
+                weights_sha256=record.get("weights_sha256"),
                 format_version=version,
             )
         except (KeyError, TypeError, ValueError) as error:
@@ -247,28 +252,47 @@ def model_record(model: torch.nn.Module) -> dict[str, Any]:
 
 
 def save_run(run_dir: str | Path, model: torch.nn.Module, info: RunInfo) -> RunInfo:
-    """Write ``model.safetensors`` and ``config.json`` atomically; return ``info`` with its
-    path and the model's architecture filled in."""
+    """Write ``model.safetensors`` and then ``config.json`` (holding the weights' SHA-256)
+    atomically; return ``info`` with its path, architecture and checksum filled in."""
     run_dir = Path(run_dir)
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    bad = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:
+        raise AmlcytoError(
+            f"{run_dir}: the weights hold NaN or infinite values ({', '.join(bad[:3])}); the "
+            "training diverged: lower --lr."
+        )
     info = dataclasses.replace(info, model=model_record(model), path=run_dir)
     info.check(run_dir / CONFIG)
-    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     write_atomic(run_dir / WEIGHTS, lambda tmp: save_file(state, str(tmp)))
+    info.weights_sha256 = file_sha256(run_dir / WEIGHTS)
     write_json_atomic(run_dir / CONFIG, info.to_dict())
     return info
 
 
-def clear_run(run_dir: str | Path) -> None:
-    """Remove a run's weights, config, history and ``eval-*`` folders from ``run_dir`` (before a
-    forced retrain: an interrupted one must not leave old weights beside the new split).
-    ``split.csv`` stays: it is replaced atomically next, and may be the data being read."""
-    run_dir = Path(run_dir)
-    remove_outputs(run_dir, (CONFIG, WEIGHTS, HISTORY))
-    for folder in run_dir.glob("eval-*"):
+def remove_evaluations(run_dir: str | Path) -> None:
+    """Remove the ``eval-*`` folders of a run whose weights are being replaced: they scored the
+    old weights. A linked folder loses only the link; folders not made by ``evaluate`` stay."""
+    for folder in Path(run_dir).glob("eval-*"):
         if folder.is_symlink():
             folder.unlink()  # the link only, never what it points to
         elif (folder / "metrics.json").is_file():  # made by `amlcyto evaluate`
             shutil.rmtree(folder)
+
+
+def publish_run(work: str | Path, out: str | Path) -> Path:
+    """Move a finished run from its working folder ``work`` into ``out``, replacing the run
+    there (other files in ``out`` stay). ``config.json`` goes last: until it is in place, the
+    old record's checksum refuses the new weights, so no mix of the two ever loads."""
+    work, out = Path(work), Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    for name in (SPLIT, HISTORY, WEIGHTS):
+        if (work / name).exists():
+            os.replace(work / name, out / name)
+    remove_evaluations(out)
+    os.replace(work / CONFIG, out / CONFIG)
+    shutil.rmtree(work, ignore_errors=True)
+    return out
 
 
 def read_run_info(run_dir: str | Path) -> RunInfo:
@@ -306,21 +330,71 @@ def build_model(info: RunInfo, source: str | Path = CONFIG) -> torch.nn.Module:
     return model
 
 
-def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> Run:
-    """Rebuild a run's model from ``config.json`` and load its safetensors weights (no pickle)."""
-    info = read_run_info(run_dir)
-    weights_file = info.path / WEIGHTS
+def read_weights(weights_file: Path, expected_sha256: str | None, device: str) -> dict:
+    """The tensors of a safetensors file whose SHA-256 is ``expected_sha256``; one-line errors
+    for a missing, damaged, replaced or non-finite file."""
     if not weights_file.is_file():
         raise AmlcytoError(
-            f"{weights_file}: missing; {info.path} is not a finished run "
+            f"{weights_file}: missing; {weights_file.parent} is not a finished run "
             "(train one with `amlcyto train`)."
         )
-    model = build_model(info, info.path / CONFIG)
+    if expected_sha256 is not None and file_sha256(weights_file) != expected_sha256:
+        raise AmlcytoError(
+            f"{weights_file}: does not match the checksum in {CONFIG} (damaged or replaced "
+            "since training); restore the file or retrain the run."
+        )
+    head = weights_file.read_bytes()[:2]
+    if head[:1] == b"\x80" or head == b"PK":
+        raise AmlcytoError(
+            f"{weights_file}: a pickle (torch.save) file, not a safetensors file; amlcyto never "
+            "unpickles weights: retrain the run, or convert the file with safetensors."
+        )
     try:
-        model.load_state_dict(load_file(str(weights_file), device=str(device)), strict=True)
-    except (RuntimeError, OSError, SafetensorError) as error:
-        first = str(error).strip().splitlines()[0]
-        raise AmlcytoError(f"{weights_file}: weights do not fit the config ({first}).") from None
+        state = load_file(str(weights_file), device=str(device))
+    except (OSError, SafetensorError) as error:
+        first = str(error).strip().splitlines()[0] if str(error).strip() else "unreadable"
+        raise AmlcytoError(
+            f"{weights_file}: not a readable safetensors file ({first}); retrain the run."
+        ) from None
+    bad = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:
+        raise AmlcytoError(
+            f"{weights_file}: {len(bad)} weight tensor(s) hold NaN or infinite values "
+            f"({', '.join(bad[:3])}); retrain the run."
+        )
+    return state
+
+
+def _fit(model: torch.nn.Module, state: dict, weights_file: Path) -> None:
+    """Load ``state`` strictly, naming the missing, unexpected and misshapen tensors."""
+    own = model.state_dict()
+    missing = sorted(own.keys() - state.keys())
+    unexpected = sorted(state.keys() - own.keys())
+    misshapen = sorted(
+        f"{k} {tuple(state[k].shape)} for {tuple(own[k].shape)}"
+        for k in own.keys() & state.keys()
+        if own[k].shape != state[k].shape
+    )
+    parts = [
+        f"{label} {', '.join(names[:4])}{' ...' if len(names) > 4 else ''}"
+        for label, names in (("missing", missing), ("unexpected", unexpected), ("shape", misshapen))
+        if names
+    ]
+    if parts:
+        raise AmlcytoError(
+            f"{weights_file}: weights do not fit the config ({'; '.join(parts)}); retrain the run."
+        )
+    model.load_state_dict(state, strict=True)
+
+
+def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> Run:
+    """Rebuild a run's model from ``config.json`` and load its safetensors weights (no pickle),
+    after checking them against the record's checksum."""
+    info = read_run_info(run_dir)
+    weights_file = info.path / WEIGHTS
+    state = read_weights(weights_file, info.weights_sha256, str(device))
+    model = build_model(info, info.path / CONFIG)
+    _fit(model, state, weights_file)
     channels_last = torch.device(device).type == "cuda" or bool(
         info.training.get("channels_last", False)
     )

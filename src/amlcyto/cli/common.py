@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Iterator
 from typing import TypeVar
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 
-from amlcyto.errors import AmlcytoError
+from amlcyto.errors import AmlcytoError, Interrupted
 
 # Progress and messages go to stderr; results go to stdout or files.
 err_console = Console(stderr=True)
@@ -20,16 +22,40 @@ F = TypeVar("F", bound=Callable)
 
 
 def reports_errors(command: F) -> F:
-    """Turn an AmlcytoError raised by ``command`` into one line on stderr and exit code 2."""
+    """Turn an AmlcytoError raised by ``command`` into one line on stderr and its exit code (2;
+    130 for an interruption), and Ctrl-C anywhere else into one line and 130."""
 
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
         try:
-            return command(*args, **kwargs)
+            with _warnings_as_lines():
+                return command(*args, **kwargs)
         except AmlcytoError as error:
-            err_console.print(
-                f"[bold red]error:[/] {escape(str(error))}", highlight=False, soft_wrap=True
-            )
-            raise typer.Exit(code=2) from None
+            _error_line(str(error))
+            raise typer.Exit(code=error.exit_code) from None
+        except KeyboardInterrupt:
+            _error_line("interrupted (outputs are written whole or not at all).")
+            raise typer.Exit(code=Interrupted.exit_code) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+@contextlib.contextmanager
+def _warnings_as_lines() -> Iterator[None]:
+    """Show each warning as one ``warning: ...`` line on stderr (not Python's two-line form
+    with a file name and source line)."""
+
+    def show(message, category, filename, lineno, file=None, line=None) -> None:
+        text = str(message).strip().splitlines()[0] if str(message).strip() else category.__name__
+        err_console.print(f"[yellow]warning:[/] {escape(text)}", highlight=False, soft_wrap=True)
+
+    original = warnings.showwarning
+    warnings.showwarning = show
+    try:
+        yield
+    finally:
+        warnings.showwarning = original
+
+
+def _error_line(message: str) -> None:
+    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)

@@ -23,7 +23,9 @@ def demo_data_command(
     patients: Annotated[int, typer.Option(help="Patients per class.")] = 4,
     cells: Annotated[int, typer.Option(help="Cell images per patient.")] = 40,
     seed: Annotated[int, typer.Option(help="Random seed (same seed, same files).")] = 0,
-    force: Annotated[bool, typer.Option("--force", help="Write into a non-empty folder.")] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Replace an earlier demo-data folder (nothing else).")
+    ] = False,
 ) -> None:
     """Write a small SYNTHETIC dataset in the real layout (5 classes, procedurally drawn cells)."""
     folder = make_demo_dataset(

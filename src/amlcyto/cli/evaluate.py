@@ -53,8 +53,9 @@ def evaluate_command(
     if len(result.problems):
         err_console.print(
             f"{m['unreadable_images']} unreadable images left out; all {len(result.problems)} "
-            f"problems of the folder are listed in {result.out / 'problems.csv'}",
+            f"problems of the data are listed in {result.out / 'problems.csv'}",
             markup=False,
+            soft_wrap=True,
         )
     for label, count in result.left_out.items():
         err_console.print(
@@ -64,4 +65,5 @@ def evaluate_command(
         "wrote report.txt, metrics.json, predictions.csv, patients.csv and figures to "
         f"{result.out}",
         markup=False,
+        soft_wrap=True,
     )

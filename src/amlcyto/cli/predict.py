@@ -34,16 +34,27 @@ def predict_command(
     ] = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite the CSV.")] = False,
 ) -> None:
-    """Predict each image's class; folder rows hold the mean cell probabilities of their images."""
+    """Predict each image's class; folder rows hold the mean cell probabilities of their images.
+
+    Images that cannot be read get a row of kind 'unreadable' (with the problem) and are left
+    out of the folder rows; the others are predicted.
+    """
     check_writable(out, force)
     table, passed_over = predict(run, paths, batch_size=batch_size, workers=workers)
     for path in passed_over:
-        err_console.print(f"passed over {path}: not an image file", markup=False)
+        why = "hidden" if Path(path).name.startswith(".") else "not an image file"
+        err_console.print(f"passed over {path}: {why}", markup=False, soft_wrap=True)
+    failed = table[table["kind"] == "unreadable"]
+    for row in failed.itertuples():
+        err_console.print(f"unreadable {row.path}: {row.problem}", markup=False, soft_wrap=True)
     write_manifest(rounded(table), out)
     folders = table[table["kind"] == "folder"]
     for row in folders.itertuples():
         print(f"{row.path}\t{row.images} images\t{row.predicted}")
     images = int((table["kind"] == "image").sum())
     err_console.print(
-        f"wrote {images} image rows and {len(folders)} folder rows to {out}", markup=False
+        f"wrote {images} image rows, {len(folders)} folder rows and {len(failed)} unreadable "
+        f"rows to {out}; passed over {len(passed_over)} entries that are not images",
+        markup=False,
+        soft_wrap=True,
     )

@@ -30,13 +30,20 @@ def train_command(
     ],
     out: Annotated[Path, typer.Option("--out", "-o", help="Run directory to create.")],
     force: Annotated[
-        bool, typer.Option("--force", help="Overwrite a run directory that holds files.")
+        bool,
+        typer.Option("--force", help="Replace the run in --out once the new one has finished."),
+    ] = False,
+    resume: Annotated[
+        bool,
+        typer.Option(
+            "--resume", help="Continue an interrupted training of --out from its last epoch."
+        ),
     ] = False,
     *,
     config: TrainConfig,
 ) -> None:
     """Train a model; the best epoch by validation loss is saved as safetensors + config.json."""
-    info = train(data, out, config, force=force)
+    info = train(data, out, config, force=force, resume=resume)
     if not is_launch_rank_zero():  # under DDP the other processes stay quiet
         return
     results = info.results

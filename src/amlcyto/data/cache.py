@@ -4,7 +4,10 @@ The first run decodes every image once (in parallel) into ``<key>.u8``, an ``(N,
 uint8 array; later epochs and later runs read rows back with ``pread``, which costs
 microseconds instead of a decode and keeps the cache out of the process's resident memory.
 The key hashes the image size and each file's path, size and modification time, so a changed
-manifest or a changed file builds a new cache.
+manifest or a changed file builds a new cache. A cache file whose size does not match its
+metadata (a copy or a build cut short), or whose metadata cannot be read, is rebuilt with a
+warning, never read. The build can be interrupted (Ctrl-C): its workers are stopped and its
+temporary file removed.
 """
 
 from __future__ import annotations
@@ -13,10 +16,11 @@ import contextlib
 import fcntl
 import hashlib
 import json
+import multiprocessing
 import os
+import signal
 import warnings
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -26,11 +30,12 @@ from amlcyto.errors import AmlcytoError
 from amlcyto.io import write_text_atomic
 
 CHUNK = 256
+CACHE_ENV = "AMLCYTO_CACHE"
 
 
 def default_cache_dir() -> Path:
-    """``$AMLCYTO_CACHE``, else ``~/.cache/amlcyto``."""
-    return Path(os.environ.get("AMLCYTO_CACHE", Path.home() / ".cache" / "amlcyto"))
+    """``$AMLCYTO_CACHE`` (where set and not empty), else ``~/.cache/amlcyto``."""
+    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "amlcyto")
 
 
 class FileImages:
@@ -108,21 +113,73 @@ def open_or_build_cache(
         Decoding processes; default all cores.
     progress : callable, optional
         Called as ``progress(done, total)`` while building.
+
+    Raises
+    ------
+    AmlcytoError
+        The cache folder is a file or cannot be created or written to, an image is missing
+        or cannot be decoded.
     """
-    cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    cache_dir.mkdir(parents=True, exist_ok=True)
+    folder = _cache_folder(cache_dir)
     key = cache_key(paths, size)
-    file, meta = cache_dir / f"{key}.u8", cache_dir / f"{key}.json"
+    file, meta = folder / f"{key}.u8", folder / f"{key}.json"
 
     def built() -> bool:
-        return file.is_file() and meta.is_file()
+        return _is_complete(file, meta, len(paths), size)
 
     if not built():  # one process builds; the others (DDP ranks, parallel runs) wait, then read
-        with _locked(cache_dir / f"{key}.lock"):
+        _check_can_write(folder, cache_dir)
+        with _locked(folder / f"{key}.lock"):
             if not built():
+                if file.exists():
+                    warnings.warn(
+                        f"{file}: the image cache is incomplete or its metadata {meta.name} is "
+                        "unreadable; rebuilding it.",
+                        stacklevel=2,
+                    )
                 _build(list(paths), size, file, workers, progress)
                 write_text_atomic(meta, json.dumps({"count": len(paths), "size": size}))
     return ImageCache(file, len(paths), size)
+
+
+def _is_complete(file: Path, meta: Path, count: int, size: int) -> bool:
+    """True if ``meta`` reads as ``count`` images of ``size`` px and ``file`` holds exactly
+    that many bytes: a file cut short (a full disk, a copy stopped half-way) is not."""
+    try:
+        info = json.loads(meta.read_text(encoding="utf-8"))
+        length = file.stat().st_size
+    except (OSError, ValueError):  # missing, unreadable, not JSON
+        return False
+    described = isinstance(info, dict) and info.get("count") == count and info.get("size") == size
+    return described and length == count * size * size * 3
+
+
+def _cache_folder(cache_dir: str | Path | None) -> Path:
+    """The cache folder, created if missing; a one-line error if it cannot be."""
+    folder = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    if folder.exists() and not folder.is_dir():
+        raise _folder_error(folder, cache_dir, "it is a file")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise _folder_error(folder, cache_dir, error.strerror or type(error).__name__) from None
+    return folder
+
+
+def _check_can_write(folder: Path, cache_dir: str | Path | None) -> None:
+    """Refuse, before decoding anything, a cache folder this process cannot write to."""
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise _folder_error(folder, cache_dir, "cannot write there")
+
+
+def _folder_error(folder: Path, cache_dir: str | Path | None, reason: str) -> AmlcytoError:
+    """The one-line error for an unusable cache folder, naming $AMLCYTO_CACHE where it came
+    from there."""
+    where = f"${CACHE_ENV}={folder}" if cache_dir is None and os.environ.get(CACHE_ENV) else folder
+    return AmlcytoError(
+        f"{where}: cannot use it as the image cache folder ({reason.lower()}); set "
+        f"${CACHE_ENV} to a folder you may write to, or train with --no-cache."
+    )
 
 
 @contextlib.contextmanager
@@ -159,26 +216,50 @@ def _decode_chunk(paths: list[str], size: int) -> bytes:
 
 def _build(paths: list[str], size: int, file: Path, workers: int | None, progress) -> None:
     tmp = file.with_suffix(f".{os.getpid()}.tmp")
-    chunks = [paths[i : i + CHUNK] for i in range(0, len(paths), CHUNK)]
-    workers = workers or os.cpu_count() or 1
+    chunks = [(paths[i : i + CHUNK], size) for i in range(0, len(paths), CHUNK)]
+    workers = min(workers or os.cpu_count() or 1, len(chunks))
     try:
         with open(tmp, "wb") as out:
-            if workers == 1 or len(chunks) == 1:
-                results = (_decode_chunk(c, size) for c in chunks)
+            if workers <= 1:
+                results = (_decode_chunk(*chunk) for chunk in chunks)
                 _write_all(out, results, len(paths), progress, chunks)
             else:
-                with ProcessPoolExecutor(workers) as pool:
-                    results = pool.map(_decode_chunk, chunks, [size] * len(chunks))
+                with _worker_pool(workers) as pool:
+                    results = pool.imap(_decode_chunk_star, chunks)  # in order
                     _write_all(out, results, len(paths), progress, chunks)
         os.replace(tmp, file)
-    except BaseException:
+    except BaseException:  # Ctrl-C too: no temporary file is left behind
         tmp.unlink(missing_ok=True)
         raise
 
 
+@contextlib.contextmanager
+def _worker_pool(workers: int) -> Iterator[multiprocessing.pool.Pool]:
+    """A process pool whose workers ignore Ctrl-C (the main process handles it); on any error
+    in the block, KeyboardInterrupt included, the workers are killed and reaped before the
+    error goes on, so none is left running or waiting on a pipe."""
+    pool = multiprocessing.Pool(workers, initializer=_ignore_sigint)
+    try:
+        yield pool
+        pool.close()
+    except BaseException:
+        pool.terminate()
+        raise
+    finally:
+        pool.join()
+
+
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _decode_chunk_star(chunk: tuple[list[str], int]) -> bytes:
+    return _decode_chunk(*chunk)
+
+
 def _write_all(out, results, total: int, progress, chunks) -> None:
     done = 0
-    for chunk, data in zip(chunks, results, strict=True):
+    for (chunk, _), data in zip(chunks, results, strict=True):
         out.write(data)
         done += len(chunk)
         if progress is not None:

@@ -19,6 +19,10 @@ code ``unsupported``. Which decoder reads a file depends on the file alone, not 
 installed, so a file always gives the same pixels. All other formats are read with Pillow, fully
 loaded so a truncated file fails instead of yielding a half-grey image. The decoder is chosen by
 the file's first bytes, so a mis-named file still decodes.
+
+Every decoder checks the image's width x height, read from its header, against one limit,
+``MAX_IMAGE_PIXELS``, before it decodes a pixel: a file of a few kilobytes can declare
+40,000 x 40,000 pixels (a decompression bomb), and is refused with code ``too-large``.
 """
 
 from __future__ import annotations
@@ -80,16 +84,27 @@ _PILLOW_TIFF_COMPRESSIONS = frozenset(
 _FIX_RECOPY = "copy the file again from its source or delete it"
 _FIX_RESAVE = "re-save it as an 8-bit RGB TIFF, PNG or JPEG"
 _FIX_IMAGECODECS = f"install the imagecodecs package (pip install imagecodecs) or {_FIX_RESAVE}"
+_FIX_TOO_LARGE = "crop it to the cell (single-cell images are a few hundred pixels wide)"
 
+# The most pixels (width x height) an image may declare: Pillow's default decompression-bomb
+# limit, about 9,459 x 9,459 (a 256 MB RGB array), for tifffile and Pillow alike.
+MAX_IMAGE_PIXELS = 89_478_485
 
-DECODE_PROBLEMS = ("zero-byte", "truncated", "not-an-image", "unsupported", "unreadable")
+DECODE_PROBLEMS = (
+    "zero-byte",
+    "truncated",
+    "not-an-image",
+    "unsupported",
+    "too-large",
+    "unreadable",
+)
 
 
 class ImageDecodeError(AmlcytoError):
     """An image file that cannot be decoded; ``code`` is the short problem code.
 
     Codes (``DECODE_PROBLEMS``): ``zero-byte``, ``truncated``, ``not-an-image``,
-    ``unsupported``, ``unreadable``.
+    ``unsupported``, ``too-large`` (more than ``MAX_IMAGE_PIXELS``), ``unreadable``.
     """
 
     def __init__(self, path: str | Path, code: str, reason: str, fix: str) -> None:
@@ -121,7 +136,8 @@ def read_rgb(path: str | Path) -> np.ndarray:
     Raises
     ------
     ImageDecodeError
-        The file is empty, truncated, not an image, of an unsupported kind, or unreadable.
+        The file is empty, truncated, not an image, of an unsupported kind, larger than
+        ``MAX_IMAGE_PIXELS``, or unreadable.
     """
     return decode_rgb(read_bytes(path), path)
 
@@ -172,7 +188,7 @@ def read_size(data: bytes, path: str | Path = "<bytes>") -> tuple[int, int]:
     Raises
     ------
     ImageDecodeError
-        The header cannot be parsed.
+        The header cannot be parsed, or declares more than ``MAX_IMAGE_PIXELS``.
     """
     _check_not_empty(data, path)
     if data[:4] in _TIFF_MAGIC:
@@ -181,11 +197,14 @@ def read_size(data: bytes, path: str | Path = "<bytes>") -> tuple[int, int]:
         if data[:4] in _TIFF_MAGIC:
             with _quiet_tifffile(), tifffile.TiffFile(io.BytesIO(data)) as tif:
                 page = tif.pages.first
-                return int(page.imagewidth), int(page.imagelength)
-        with Image.open(io.BytesIO(data)) as image:
-            return image.size
+                size = int(page.imagewidth), int(page.imagelength)
+        else:
+            with _pillow_open(data) as image:
+                size = image.size
     except Exception as error:  # a broken header can raise almost anything
         raise _classify(error, path, data) from None
+    _check_pixels(path, *size)
+    return size
 
 
 def read_rgb_resized(path: str | Path, size: int) -> np.ndarray:
@@ -226,10 +245,31 @@ def _check_not_empty(data: bytes, path: str | Path) -> None:
         raise ImageDecodeError(path, "zero-byte", "empty file (0 bytes)", _FIX_RECOPY)
 
 
+def _check_pixels(path: str | Path, width: int, height: int, depth: int = 1) -> None:
+    """Raise ``too-large`` if the header declares more than ``MAX_IMAGE_PIXELS`` pixels."""
+    pixels = int(width) * int(height) * max(1, int(depth))
+    if pixels > MAX_IMAGE_PIXELS:
+        reason = (
+            f"image too large ({width} x {height}{f' x {depth}' if depth > 1 else ''} = "
+            f"{pixels:,} pixels, over the limit of {MAX_IMAGE_PIXELS:,}; a decompression bomb "
+            "or not a single-cell image)"
+        )
+        raise ImageDecodeError(path, "too-large", reason, _FIX_TOO_LARGE)
+
+
+def _pillow_open(data: bytes) -> Image.Image:
+    """``Image.open`` (header only) without Pillow's decompression-bomb warning: the callers
+    check the size against ``MAX_IMAGE_PIXELS`` themselves (Pillow still raises above twice
+    its own limit, which ``_classify`` names ``too-large`` too)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        return Image.open(io.BytesIO(data))
+
+
 def _open_pillow_rgb(data: bytes, path: str | Path, draft_size: int | None = None) -> Image.Image:
     """Open with Pillow, load every pixel, and convert to an RGB ``Image``."""
     try:
-        image = Image.open(io.BytesIO(data))
+        image = _pillow_open(data)
     except Exception as error:  # Pillow raises OSError, SyntaxError, ValueError, struct.error...
         raise _classify(error, path, data) from None
     return _load_pillow_rgb(image, data, path, draft_size)
@@ -242,6 +282,7 @@ def _load_pillow_rgb(
     if ImageFile.LOAD_TRUNCATED_IMAGES:  # someone switched it on: it would hide broken files
         raise RuntimeError("PIL.ImageFile.LOAD_TRUNCATED_IMAGES must stay False")
     try:
+        _check_pixels(path, *image.size)
         if image.format == "PNG" and data.rfind(b"IEND", -4096) == -1:
             raise ImageDecodeError(path, "truncated", "truncated PNG (no IEND chunk)", _FIX_RECOPY)
         if draft_size is not None and image.format == "JPEG":
@@ -278,6 +319,7 @@ def _decode_tiff(data: bytes, path: str | Path) -> np.ndarray:
     try:
         with _quiet_tifffile(), tifffile.TiffFile(io.BytesIO(data)) as tif:
             page = tif.pages.first
+            _check_pixels(path, page.imagewidth, page.imagelength, page.imagedepth)
             ends = [o + n for o, n in zip(page.dataoffsets, page.databytecounts, strict=False)]
             if ends and max(ends) > len(data):
                 raise ImageDecodeError(
@@ -331,7 +373,7 @@ def _decode_tiff_with_pillow(data: bytes, path: str | Path) -> np.ndarray | None
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")  # Pillow warns "Truncated File Read" for cut-off tags
         try:
-            image = Image.open(io.BytesIO(data))
+            image = _pillow_open(data)
             return np.asarray(_load_pillow_rgb(image, data, path))
         except Exception as error:
             if any("truncated" in str(w.message).lower() for w in caught):
@@ -410,6 +452,8 @@ def _classify(error: BaseException, path: str | Path, data: bytes) -> ImageDecod
     """Map a decoder's exception to a problem code and a one-line reason."""
     text = str(error).splitlines()[0] if str(error) else type(error).__name__
     lowered = text.lower()
+    if isinstance(error, Image.DecompressionBombError):  # more than twice Pillow's own limit
+        return ImageDecodeError(path, "too-large", f"image too large ({text})", _FIX_TOO_LARGE)
     unidentified = isinstance(error, UnidentifiedImageError) or "not a tiff" in lowered
     if unidentified and data.startswith(_IMAGE_SIGNATURES):
         return ImageDecodeError(

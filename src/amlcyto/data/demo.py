@@ -12,7 +12,10 @@ All lengths in this module are in pixels of a 144-px image and scale with ``imag
 from __future__ import annotations
 
 import functools
+import os
 import re
+import shutil
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 
@@ -21,7 +24,6 @@ import tifffile
 
 from amlcyto.data.labels import CANONICAL_CLASSES
 from amlcyto.errors import AmlcytoError
-from amlcyto.io import write_atomic
 
 DEMO_CLASSES = CANONICAL_CLASSES
 DEMO_CELL_KINDS = {"n": "normal", "l": "leukemic"}
@@ -515,7 +517,8 @@ def make_demo_dataset(
     Parameters
     ----------
     out
-        Folder to create (or an empty one).
+        Folder to create (or an empty one). The images are drawn into a hidden folder beside
+        it, then moved into place, so an interrupted run leaves no half dataset.
     patients_per_class
         Patients drawn for each class.
     cells_per_patient
@@ -525,7 +528,9 @@ def make_demo_dataset(
     seed
         Random seed: the same arguments give byte-identical files (on the same numpy).
     force
-        Write into a non-empty ``out``; same-named files are replaced, nothing is deleted.
+        Replace an earlier demo dataset in ``out`` (a folder holding nothing but what this
+        function writes); any other non-empty folder is refused, so no file of yours is
+        deleted and old images are never mixed with new ones.
     progress
         Called as ``progress(done, total)`` after each image.
 
@@ -537,8 +542,8 @@ def make_demo_dataset(
     Raises
     ------
     AmlcytoError
-        If ``out`` is a file, or a non-empty folder without ``force``, or an argument is out of
-        range.
+        If ``out`` is a file, a non-empty folder without ``force``, a folder holding more than
+        a demo dataset, or an argument is out of range.
     """
     out = Path(out)
     if not 1 <= patients_per_class <= 26**3 // len(DEMO_CLASSES):
@@ -547,12 +552,76 @@ def make_demo_dataset(
         raise AmlcytoError(f"cells per patient {cells_per_patient}: use 1 to 1000.")
     if not 32 <= image_size <= 1024:
         raise AmlcytoError(f"image size {image_size}: use 32 to 1024 pixels (the cohort's: 144).")
+    _check_replaceable(out, force)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    # Drawn into a folder beside ``out``, then swapped in: never old and new images mixed.
+    tmp = out.parent / f".{out.name}.{uuid.uuid4().hex}.tmp"
+    tmp.mkdir()
+    try:
+        _draw_dataset(tmp, patients_per_class, cells_per_patient, image_size, seed, progress)
+        _swap_in(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
+
+
+def _check_replaceable(out: Path, force: bool) -> None:
+    """Refuse a file, a non-empty folder without ``force``, and with ``force`` any folder that
+    holds more than an earlier demo dataset: ``force`` deletes only demo images."""
     if out.exists() and not out.is_dir():
         raise AmlcytoError(f"{out} is a file; choose a folder for the demo dataset.")
-    if out.is_dir() and any(out.iterdir()) and not force:
+    if not out.is_dir() or not any(out.iterdir()):
+        return
+    if not force:
         raise AmlcytoError(
-            f"{out} is not empty; choose a new folder or pass --force to write the demo into it."
+            f"{out} is not empty; choose a new folder or pass --force to replace an earlier "
+            "demo dataset there."
         )
+    foreign = _first_foreign_entry(out)
+    if foreign is not None:
+        raise AmlcytoError(
+            f"{out} holds {foreign.relative_to(out)}, which is not part of a demo dataset; "
+            "--force replaces only an earlier demo-data folder: choose a new folder or empty it."
+        )
+
+
+def _first_foreign_entry(folder: Path) -> Path | None:
+    """The first entry under ``folder`` that :func:`make_demo_dataset` would not have written
+    (``class/ABC/ABC_nnn_k.tif``), or None when there is none."""
+    for path in folder.rglob("*"):
+        parts = path.relative_to(folder).parts
+        if parts[0] not in DEMO_CLASSES or len(parts) > 3:
+            return path
+        if len(parts) >= 2 and not re.fullmatch(r"[A-Z]{3}", parts[1]):
+            return path
+        if len(parts) == 3:
+            named = _FILE_NAME.match(parts[2]) and parts[2].startswith(f"{parts[1]}_")
+            if path.is_dir() or not named:
+                return path
+        elif not path.is_dir():
+            return path
+    return None
+
+
+def _swap_in(new: Path, out: Path) -> None:
+    """Put the folder ``new`` in the place of ``out``, deleting the earlier ``out``."""
+    old = out.parent / f".{out.name}.{uuid.uuid4().hex}.old"
+    if out.exists():
+        os.replace(out, old)
+    os.replace(new, out)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _draw_dataset(
+    out: Path,
+    patients_per_class: int,
+    cells_per_patient: int,
+    image_size: int,
+    seed: int,
+    progress: Callable[[int, int], None] | None,
+) -> None:
+    """Draw every image of the demo dataset into the existing empty folder ``out``."""
     total, done = len(DEMO_CLASSES) * patients_per_class * cells_per_patient, 0
     names = _patient_names(len(DEMO_CLASSES) * patients_per_class, np.random.default_rng([seed, 0]))
     for class_index, label in enumerate(DEMO_CLASSES):
@@ -565,19 +634,14 @@ def make_demo_dataset(
                 normal = int(round(rng.uniform(0.2, 0.3) * cells_per_patient))
                 leukemic[rng.permutation(cells_per_patient)[normal:]] = True
             folder = out / label / name
-            folder.mkdir(parents=True, exist_ok=True)
+            folder.mkdir(parents=True)
             for cell in range(cells_per_patient):
                 image = _draw_image(label, bool(leukemic[cell]), stain, image_size, rng)
                 path = folder / f"{name}_{cell:03d}_{'l' if leukemic[cell] else 'n'}.tif"
-                write_atomic(path, functools.partial(_write_tiff, image=image))
+                tifffile.imwrite(path, image, photometric="rgb")
                 done += 1
                 if progress is not None:
                     progress(done, total)
-    return out
-
-
-def _write_tiff(path: Path, image: np.ndarray) -> None:
-    tifffile.imwrite(path, image, photometric="rgb")
 
 
 def demo_cell_kind(path: str | Path) -> str:

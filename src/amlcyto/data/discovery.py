@@ -8,8 +8,9 @@ Two layouts are understood, decided per class folder:
   its own group.
 
 Hidden files and folders (name starting with ``.``: ``.DS_Store``, macOS ``._x.jpg``
-resource forks, ``.ipynb_checkpoints``) are ignored silently; every other file that is not an
-image, or not where an image belongs, is reported as a :class:`Problem`.
+resource forks, ``.ipynb_checkpoints``) are not read, and each is reported as a skipped
+:class:`Problem` (code ``hidden``; a hidden folder once, not the files inside it), like every
+other file that is not an image, or not where an image belongs.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ FLAT_LAYOUT = "class/image"
 
 SKIPPED = "skipped"  # not in the manifest
 KEPT = "kept"  # in the manifest, but worth a look
+HIDDEN = "hidden"  # the problem code of a hidden file or folder
 
 
 @dataclass(frozen=True)
@@ -95,8 +97,9 @@ def discover(data_dir: str | Path) -> Discovery:
         images belong.
     """
     root = check_data_dir(data_dir)
-    class_dirs, top_files = _list_dir(root)
-    problems = [
+    problems: list[Problem] = []
+    class_dirs, top_files = _list_dir(root, problems)
+    problems += [
         Problem(
             str(f),
             "stray-file",
@@ -162,15 +165,31 @@ def check_data_dir(data_dir: str | Path) -> Path:
     return root.resolve()
 
 
-def _list_dir(folder: Path) -> tuple[list[Path], list[Path]]:
-    """Sorted non-hidden subfolders and files of ``folder`` (symbolic links followed)."""
-    dirs, files = [], []
+def _list_dir(folder: Path, problems: list[Problem]) -> tuple[list[Path], list[Path]]:
+    """Sorted non-hidden subfolders and files of ``folder`` (symbolic links followed); the
+    hidden ones go to ``problems``."""
+    dirs, files, hidden = [], [], []
     with os.scandir(folder) as entries:
         for entry in entries:
             if entry.name.startswith("."):
+                hidden.append((Path(entry.path), entry.is_dir()))
                 continue
             (dirs if entry.is_dir() else files).append(Path(entry.path))
+    problems += [hidden_problem(path, is_dir) for path, is_dir in sorted(hidden)]
     return sorted(dirs), sorted(files)
+
+
+def hidden_problem(path: Path, is_dir: bool) -> Problem:
+    """The ``hidden`` problem of a file or folder whose name starts with a dot (not read)."""
+    what = "folder" if is_dir else "file"
+    inside = "; nothing in it was read" if is_dir else ""
+    return Problem(
+        str(path),
+        HIDDEN,
+        f"hidden {what} (its name starts with '.'){inside}; not in the manifest: rename it "
+        "without the dot if it holds images of the dataset, else ignore it",
+        SKIPPED,
+    )
 
 
 def _read_class_folder(
@@ -180,7 +199,7 @@ def _read_class_folder(
     patient_folders: dict[str, list[tuple[str, Path]]],
 ) -> tuple[list[dict[str, str]], str | None]:
     """Records of one class folder and its layout (None when it holds no images)."""
-    sub_dirs, files = _list_dir(folder)
+    sub_dirs, files = _list_dir(folder, problems)
     images = _images_and_report_others(files, problems)
     records = [{"path": str(p), "label": label, "patient": image_group_id(str(p))} for p in images]
     if images and sub_dirs:
@@ -218,9 +237,9 @@ def _read_class_folder(
 
 
 def _read_patient_folder(folder: Path, problems: list[Problem]) -> list[Path]:
-    sub_dirs, files = _list_dir(folder)
+    sub_dirs, files = _list_dir(folder, problems)
     images = _images_and_report_others(files, problems)
-    nested = [p for sub in sub_dirs for p in _images_below(sub)]
+    nested = [p for sub in sub_dirs for p in _images_below(sub, problems)]
     for path in nested:
         problems.append(
             Problem(
@@ -245,9 +264,13 @@ def _read_patient_folder(folder: Path, problems: list[Problem]) -> list[Path]:
     return images
 
 
-def _images_below(folder: Path) -> list[Path]:
+def _images_below(folder: Path, problems: list[Problem]) -> list[Path]:
+    """Images anywhere below ``folder``; the hidden entries there go to ``problems``."""
     found = []
     for dirpath, dirnames, filenames in os.walk(folder):
+        for names, is_dir in ((dirnames, True), (filenames, False)):
+            hidden = sorted(n for n in names if n.startswith("."))
+            problems += [hidden_problem(Path(dirpath, n), is_dir) for n in hidden]
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         found += [
             Path(dirpath, f)

@@ -21,7 +21,7 @@ from rich.table import Table
 from rich.text import Text
 
 from amlcyto.data.decoding import ImageDecodeError, decode_rgb, read_bytes, read_size
-from amlcyto.data.discovery import FLAT_LAYOUT, KEPT, SKIPPED, Problem, discover
+from amlcyto.data.discovery import FLAT_LAYOUT, HIDDEN, KEPT, SKIPPED, Problem, discover
 from amlcyto.data.manifest import MANIFEST_COLUMNS
 from amlcyto.io import write_csv_atomic
 
@@ -186,10 +186,10 @@ def write_problems(problems: pd.DataFrame, csv_path: str | Path, absolute: bool 
 
 
 def format_summary(result: ScanResult) -> Group:
-    """A Rich renderable: one row per class (patients, images), totals, and a layout note.
+    """A Rich renderable: one row per class (patients, images), totals, and notes.
 
-    The note says when the dataset has no patient folders, because patient-level splits are
-    then image-level.
+    One note says when the dataset has no patient folders, because patient-level splits are
+    then image-level; another counts the hidden files and folders that were not read.
     """
     summary = result.summary
     renamed = any(row.folders != row.label for row in summary.itertuples(index=False))
@@ -216,6 +216,14 @@ def format_summary(result: ScanResult) -> Group:
             Text(
                 "no patient folders: each image is its own group; patient-level splits are "
                 "image-level here."
+            )
+        )
+    hidden = int((result.problems["problem"] == HIDDEN).sum())
+    if hidden:
+        parts.append(
+            Text(
+                f"{hidden:,} hidden files or folders (names starting with '.') not read; "
+                "listed as skipped in the problem list."
             )
         )
     return Group(*parts)

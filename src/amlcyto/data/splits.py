@@ -23,6 +23,10 @@ _FILL_ORDER = ("train", "test", "val")
 NO_FOLD = -1  # fold of rows left out of cross-validation (held-out val/test rows)
 
 
+class SmallClassWarning(UserWarning):
+    """A class has too few patients for every split: some splits get none of its rows."""
+
+
 class PatientLeakWarning(UserWarning):
     """Images of one patient ended up in more than one split."""
 
@@ -86,6 +90,17 @@ def split_by_patient(
         shuffled = members.iloc[order]
         sizes = dict(zip(shuffled["patient"], shuffled["images"], strict=True))
         assignment.update(_allocate(list(sizes), sizes, fractions, wanted))
+        given = {assignment[p] for p in sizes}
+        lacking = [name for name in wanted if name not in given]
+        if lacking:
+            label = members["label"].iloc[0]
+            warnings.warn(
+                f"class {label!r} has {len(sizes)} patient(s), too few for every split: no "
+                f"{' or '.join(lacking)} rows (a class needs a patient in each split to be "
+                "validated and tested).",
+                SmallClassWarning,
+                stacklevel=2,
+            )
     out = frame.copy()
     out["split"] = groups["patient"].map(assignment)
     return out
@@ -365,3 +380,17 @@ def split_for_fold(
             "fold, or a split for the rows outside the folds."
         )
     return frame.assign(split=split)
+
+
+def same_split(a: pd.DataFrame, b: pd.DataFrame) -> bool:
+    """Whether two splits hold the same rows (path, label, split) in the same order.
+
+    Compared as text: a reloaded column's dtype may differ from a freshly made one's (``str``
+    against ``object`` under pandas 3), which ``DataFrame.equals`` would call a difference.
+    """
+
+    def rows(frame: pd.DataFrame) -> list[tuple[str, ...]]:
+        columns = [c for c in ("path", "label", "split") if c in frame.columns]
+        return list(frame[columns].astype(str).itertuples(index=False, name=None))
+
+    return len(a) == len(b) and rows(a) == rows(b)

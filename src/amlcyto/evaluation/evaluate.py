@@ -8,11 +8,11 @@ from pathlib import Path
 import pandas as pd
 
 from amlcyto.data.decoding import DECODE_PROBLEMS
-from amlcyto.data.discovery import SKIPPED
+from amlcyto.data.discovery import SKIPPED, Problem
 from amlcyto.data.manifest import read_manifest, write_manifest
 from amlcyto.data.scan import PROBLEM_COLUMNS, scan, write_problems
 from amlcyto.errors import AmlcytoError
-from amlcyto.evaluation.inference import inference_device, predict_probabilities
+from amlcyto.evaluation.inference import check_some_readable, inference_device, predict_readable
 from amlcyto.evaluation.metrics import compute_metrics, report_text
 from amlcyto.evaluation.plots import plot_confusion, plot_history, plot_roc
 from amlcyto.evaluation.tables import aggregate, predictions_table, rounded
@@ -47,7 +47,8 @@ class Evaluation:
     left_out: dict[str, int] = field(
         default_factory=dict
     )  # label -> images not in the run's classes
-    problems: pd.DataFrame = field(default_factory=pd.DataFrame)  # of a scanned folder
+    # the files left out: a scanned folder's problems and every image that could not be read
+    problems: pd.DataFrame = field(default_factory=pd.DataFrame)
 
 
 def evaluation_rows(
@@ -102,6 +103,11 @@ def evaluate(
 ) -> Evaluation:
     """Score a run: cell-level and patient-level reports, metrics, predictions and figures.
 
+    Every image is read in one pass: those that cannot be decoded are listed in
+    ``problems.csv`` (with a scanned folder's problems) and counted in ``metrics.json``
+    (``unreadable_images``), and the rest are scored. The output folder is made only once the
+    results are ready, so a failed evaluation leaves none behind.
+
     Parameters
     ----------
     run_dir : path
@@ -119,37 +125,49 @@ def evaluate(
     Returns
     -------
     Evaluation
+
+    Raises
+    ------
+    AmlcytoError
+        No rows of the run's classes, none of them readable, or ``out`` holds files and
+        ``force`` is not set.
     """
     run = load_run(run_dir, device=inference_device())
     frame, problems = evaluation_rows(run, data, split)
+    source = str(data or run.split_file)
     known = frame["label"].isin(run.classes)
     left_out = frame.loc[~known, "label"].value_counts().to_dict()
     rows = frame[known].reset_index(drop=True)
     if rows.empty:
         found = ", ".join(sorted(map(str, frame["label"].unique()))) or "none"
         raise AmlcytoError(
-            f"{data or run.split_file}: no images of this run's classes "
+            f"{source}: no images of this run's classes "
             f"({', '.join(run.classes)}; found: {found}); name the class folders or labels "
             "as the run does."
         )
-    has_split = "split" in frame.columns
-    out = prepare_run_dir(out or default_out(run, data, split, has_split), force)
-    earlier = _file_versions(out, EVALUATION_FILES)  # with --force: an earlier evaluation's
+    target = Path(out or default_out(run, data, split, "split" in frame.columns))
+    if target.exists():
+        prepare_run_dir(target, force)  # refuse an earlier evaluation now, not after scoring
 
-    probabilities = predict_probabilities(
+    probabilities, unreadable = predict_readable(
         run, rows["path"].tolist(), batch_size=batch_size, workers=workers
     )
-    cells = predictions_table(rows, probabilities, run.classes)
+    check_some_readable(unreadable, len(rows), source)
+    problems = _with_problems(problems, list(unreadable.values()))
+    readable = ~rows.index.isin(list(unreadable))
+    cells = predictions_table(rows[readable], probabilities[readable], run.classes)
     patients = aggregate(cells, "patient", run.classes)
     metrics = compute_metrics(cells, run.classes)
     metrics["patients"] = compute_metrics(patients, run.classes)
     metrics["left_out"] = left_out
-    # images in the folder that could not be decoded (other problems: stray files, empty folders)
-    unreadable = problems["action"].eq(SKIPPED) & problems["problem"].isin(DECODE_PROBLEMS)
-    metrics["unreadable_images"] = int(unreadable.sum())
+    # images that could not be decoded (other problems of a folder: stray files, empty folders)
+    unreadable_rows = problems["action"].eq(SKIPPED) & problems["problem"].isin(DECODE_PROBLEMS)
+    metrics["unreadable_images"] = int(unreadable_rows.sum())
     report = report_text(cells, run.classes)
     patient_report = report_text(patients, run.classes)
 
+    out = prepare_run_dir(target, force)  # made only now that the results are ready
+    earlier = _file_versions(out, EVALUATION_FILES)  # with --force: an earlier evaluation's
     if len(problems):
         write_problems(problems, out / PROBLEMS)
     write_manifest(rounded(cells), out / "predictions.csv")
@@ -176,6 +194,15 @@ def evaluate(
     now = _file_versions(out, EVALUATION_FILES)
     remove_outputs(out, [name for name, version in earlier.items() if now.get(name) == version])
     return Evaluation(out, metrics, report, patient_report, cells, patients, left_out, problems)
+
+
+def _with_problems(problems: pd.DataFrame, more: list[Problem]) -> pd.DataFrame:
+    """``problems`` and ``more`` in one table, sorted by path."""
+    if not more:
+        return problems
+    added = pd.DataFrame([vars(p) for p in more], columns=PROBLEM_COLUMNS)
+    table = pd.concat([problems, added], ignore_index=True) if len(problems) else added
+    return table.sort_values(["path", "problem"], ignore_index=True)
 
 
 def _file_versions(folder: Path, names) -> dict[str, tuple[int, int]]:

@@ -10,6 +10,8 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from amlcyto.data.datasets import CellDataset, image_source
+from amlcyto.data.decoding import ImageDecodeError
+from amlcyto.data.discovery import SKIPPED, Problem
 from amlcyto.errors import AmlcytoError
 from amlcyto.runs import Run
 from amlcyto.training.performance import tune_malloc
@@ -32,7 +34,6 @@ def default_workers(count: int) -> int:
     return min(os.cpu_count() or 1, 8)
 
 
-@torch.inference_mode()
 def predict_probabilities(
     run: Run,
     paths: Sequence[str],
@@ -41,28 +42,72 @@ def predict_probabilities(
     cache: bool = False,
     cache_dir: str | None = None,
 ) -> np.ndarray:
-    """``(N, K)`` class probabilities of ``paths``; columns follow ``run.classes``."""
+    """``(N, K)`` class probabilities of ``paths``; columns follow ``run.classes``.
+
+    A file that cannot be decoded is a one-line ``AmlcytoError`` (the first such file); use
+    :func:`predict_readable` to list every one and score the rest.
+    """
+    probabilities, unreadable = predict_readable(run, paths, batch_size, workers, cache, cache_dir)
+    if unreadable:
+        first = next(iter(unreadable.values()))
+        raise AmlcytoError(f"{first.path}: {first.detail}")
+    return probabilities
+
+
+@torch.inference_mode()
+def predict_readable(
+    run: Run,
+    paths: Sequence[str],
+    batch_size: int = 256,
+    workers: int | None = None,
+    cache: bool = False,
+    cache_dir: str | None = None,
+) -> tuple[np.ndarray, dict[int, Problem]]:
+    """Class probabilities of every image that decodes, and why each other one does not.
+
+    Returns
+    -------
+    probabilities : numpy.ndarray
+        ``(N, K)``, columns following ``run.classes``; NaN in the rows of unreadable files.
+    unreadable : dict
+        Index into ``paths`` -> a skipped :class:`~amlcyto.data.discovery.Problem` with the
+        decoder's problem code (``truncated``, ``too-large``...), in the order of ``paths``.
+    """
     if len(paths) == 0:
-        return np.zeros((0, len(run.classes)), dtype=np.float32)
+        return np.zeros((0, len(run.classes)), dtype=np.float32), {}
     tune_malloc()
     workers = default_workers(len(paths)) if workers is None else workers
     source = image_source(list(paths), run.image_size, cache=cache, cache_dir=cache_dir)
     loader = DataLoader(_Checked(source), batch_size=batch_size, num_workers=workers)
     predictor = run.predictor.eval()
     device = next(predictor.parameters()).device
-    chunks = []
-    for images, errors in loader:
-        for error in errors:
-            if error:
-                raise AmlcytoError(error)
-        chunks.append(predictor(images.to(device)).cpu())
-    return torch.cat(chunks).numpy()
+    chunks, unreadable, start = [], {}, 0
+    for images, codes, details in loader:
+        probabilities = predictor(images.to(device)).cpu()
+        for offset, (code, detail) in enumerate(zip(codes, details, strict=True)):
+            if code:
+                index = start + offset
+                unreadable[index] = Problem(paths[index], code, detail, SKIPPED)
+                probabilities[offset] = float("nan")
+        chunks.append(probabilities)
+        start += len(codes)
+    return torch.cat(chunks).numpy(), unreadable
+
+
+def check_some_readable(unreadable: dict[int, Problem], count: int, source: str) -> None:
+    """A one-line error when every one of the ``count`` images of ``source`` is unreadable."""
+    if count and len(unreadable) == count:
+        first = next(iter(unreadable.values()))
+        raise AmlcytoError(
+            f"{source}: none of its {count} images can be read (the first: {first.path}: "
+            f"{first.detail})."
+        )
 
 
 class _Checked(Dataset):
-    """``dataset[i] -> (uint8 image, "")``, or ``(zeros, message)`` for a file that cannot be
-    decoded: the message reaches the main process whole (an exception raised in a DataLoader
-    worker would arrive as a traceback), and is raised there as a one-line error."""
+    """``dataset[i] -> (uint8 image, "", "")``, or ``(zeros, code, detail)`` for a file that
+    cannot be decoded: the problem reaches the main process whole (an exception raised in a
+    DataLoader worker would arrive as a traceback), which lists it and scores the rest."""
 
     def __init__(self, source):
         self.cells = CellDataset(source)
@@ -70,9 +115,14 @@ class _Checked(Dataset):
     def __len__(self) -> int:
         return len(self.cells)
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, str]:
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, str, str]:
         try:
-            return self.cells[index][0], ""
+            return self.cells[index][0], "", ""
+        except ImageDecodeError as error:
+            return self._blank(), error.code, f"{error.reason}; {error.fix}"
         except AmlcytoError as error:
-            size = self.cells.source.size
-            return torch.zeros(size, size, 3, dtype=torch.uint8), str(error)
+            return self._blank(), "unreadable", str(error)
+
+    def _blank(self) -> torch.Tensor:
+        size = self.cells.source.size
+        return torch.zeros(size, size, 3, dtype=torch.uint8)

@@ -6,40 +6,40 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from amlcyto.data.decoding import is_image_file
+from amlcyto.data.discovery import Problem
 from amlcyto.errors import AmlcytoError
-from amlcyto.evaluation.inference import inference_device, predict_probabilities
-from amlcyto.evaluation.tables import aggregate, predictions_table
+from amlcyto.evaluation.inference import check_some_readable, inference_device, predict_readable
+from amlcyto.evaluation.tables import aggregate, predictions_table, probability_columns
 from amlcyto.runs import load_run
 
 
 def collect_images(inputs: Sequence[str | Path]) -> tuple[list[str], list[str]]:
     """Image files named or found (recursively, following symbolic links) under ``inputs``, and
-    the other entries passed over (other files, broken links, pipes). Each file is listed once,
-    under the first path it was reached by.
-
-    Hidden files and folders (names starting with a dot) are not listed.
+    the other entries passed over (other files, broken links, pipes, and hidden files and
+    folders: names starting with a dot, not entered). Each entry is listed once, under the
+    first path it was reached by.
     """
     images, others, seen = [], [], set()
     for item in map(Path, inputs):
         if item.is_dir():
-            files = sorted(_files_under(item))
+            files, hidden = _files_under(item)
+            files = sorted(files)
         elif item.is_file():
-            files = [item]
+            files, hidden = [item], []
         else:
             raise AmlcytoError(
                 f"{item}: no such file or folder; give image files or folders of images."
             )
-        for file in files:
+        for file in [*files, *sorted(hidden)]:
             real = os.path.realpath(file)
             if real not in seen:
                 seen.add(real)
-                regular = os.path.isfile(file)
-                (images if regular and is_image_file(file) else others).append(
-                    os.path.abspath(file)
-                )
+                image = file not in hidden and os.path.isfile(file) and is_image_file(file)
+                (images if image else others).append(os.path.abspath(file))
     if not images:
         raise AmlcytoError(
             f"no images (.tif .tiff .png .jpg .jpeg .bmp) in {', '.join(map(str, inputs))}."
@@ -47,19 +47,20 @@ def collect_images(inputs: Sequence[str | Path]) -> tuple[list[str], list[str]]:
     return images, others
 
 
-def _files_under(folder: Path) -> list[Path]:
+def _files_under(folder: Path) -> tuple[list[Path], list[Path]]:
     """Entries under ``folder``, through linked folders too, each folder entered once (a link
-    back to a parent would otherwise loop)."""
-    files, entered = [], set()
+    back to a parent would otherwise loop), and the hidden files and folders (not entered)."""
+    files, hidden, entered = [], [], set()
     for root, dirs, names in os.walk(folder, followlinks=True):
         status = os.stat(root)
         if (status.st_dev, status.st_ino) in entered:
             dirs[:] = []
             continue
         entered.add((status.st_dev, status.st_ino))
+        hidden += [Path(root, name) for name in [*dirs, *names] if name.startswith(".")]
         dirs[:] = [d for d in dirs if not d.startswith(".")]
         files += [Path(root, name) for name in names if not name.startswith(".")]
-    return files
+    return files, hidden
 
 
 def predict(
@@ -68,23 +69,54 @@ def predict(
     batch_size: int = 256,
     workers: int | None = None,
 ) -> tuple[pd.DataFrame, list[str]]:
-    """Predict every image under ``inputs``.
+    """Predict every image under ``inputs``; list the ones that cannot be read, score the rest.
 
     Returns
     -------
     table : DataFrame
-        ``kind, path, images, predicted, p_<class>...``: one ``image`` row per image, then one
-        ``folder`` row per folder with the mean cell probabilities of its images.
+        ``kind, path, images, predicted, p_<class>..., problem``: one ``image`` row per image
+        that decodes, then one ``folder`` row per folder with the mean cell probabilities of
+        its images, then one ``unreadable`` row per image that does not (``images`` 0, no
+        prediction; ``problem`` says why and how to fix it, and is empty in the other rows).
     passed_over : list of str
-        Files under the folders that are not images.
+        Entries under the folders that are not images (hidden ones included).
+
+    Raises
+    ------
+    AmlcytoError
+        No image was found, or none of them can be read.
     """
     run = load_run(run_dir, device=inference_device())
     images, others = collect_images(inputs)
-    probabilities = predict_probabilities(run, images, batch_size=batch_size, workers=workers)
-    cells = predictions_table(pd.DataFrame({"path": images}), probabilities, run.classes)
-    cells["folder"] = [str(Path(p).parent) for p in images]
+    probabilities, unreadable = predict_readable(
+        run, images, batch_size=batch_size, workers=workers
+    )
+    check_some_readable(unreadable, len(images), ", ".join(map(str, inputs)))
+    readable = np.ones(len(images), dtype=bool)
+    readable[list(unreadable)] = False
+    paths = [path for path, ok in zip(images, readable, strict=True) if ok]
+    cells = predictions_table(pd.DataFrame({"path": paths}), probabilities[readable], run.classes)
+    cells["folder"] = [str(Path(p).parent) for p in paths]
     folders = aggregate(cells, "folder", run.classes).rename(columns={"folder": "path"})
     cells = cells.drop(columns="folder").assign(kind="image", images=1)
     folders = folders.assign(kind="folder")
-    columns = ["kind", "path", "images", "predicted", *[c for c in cells if c.startswith("p_")]]
-    return pd.concat([cells[columns], folders[columns]], ignore_index=True), others
+    columns = ["kind", "path", "images", "predicted", *probability_columns(run.classes)]
+    parts = [cells[columns], folders[columns]]
+    if unreadable:
+        parts.append(_unreadable_rows(unreadable))
+    table = pd.concat(parts, ignore_index=True).reindex(columns=[*columns, "problem"])
+    return table.fillna({"problem": ""}), others
+
+
+def _unreadable_rows(unreadable: dict[int, Problem]) -> pd.DataFrame:
+    """One ``unreadable`` row per file that cannot be decoded: no prediction, its problem."""
+    problems = list(unreadable.values())
+    return pd.DataFrame(
+        {
+            "kind": "unreadable",
+            "path": [p.path for p in problems],
+            "images": 0,
+            "predicted": "",
+            "problem": [f"{p.problem}: {p.detail}" for p in problems],
+        }
+    )

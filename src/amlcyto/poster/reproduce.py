@@ -12,16 +12,20 @@ import pandas as pd
 
 from amlcyto.data.manifest import read_manifest, write_manifest
 from amlcyto.data.scan import scan
-from amlcyto.data.splits import PatientLeakWarning, split_by_image, split_by_patient
+from amlcyto.data.splits import (
+    PatientLeakWarning,
+    same_split,
+    split_by_image,
+    split_by_patient,
+)
 from amlcyto.errors import AmlcytoError
 from amlcyto.evaluation.evaluate import evaluate
-from amlcyto.io import write_csv_atomic
-from amlcyto.models import create_model
+from amlcyto.io import prepare_output_dir, write_csv_atomic
 from amlcyto.poster.reference import POSTER_RESULTS, POSTER_TASKS
-from amlcyto.runs import WEIGHTS, read_run_info
+from amlcyto.runs import WEIGHTS, load_run, read_run_info
 from amlcyto.training import TrainConfig, train
 from amlcyto.training.config import differing_settings
-from amlcyto.training.train import prepare_run_dir
+from amlcyto.training.train import plan_training, work_dir
 
 PROTOCOLS = {
     "patient": "split by patient (no leakage)",
@@ -87,50 +91,50 @@ def reproduce_poster(
     tasks = tasks or tuple(t for t in POSTER_TASKS if t in labels)
     if not tasks:
         raise AmlcytoError(f"{data}: none of the subtypes {', '.join(POSTER_TASKS)} is present.")
-    for subtype in tasks:  # fail before hours of training, not after: e.g. a too small image size
+    for subtype in tasks:
         if subtype not in POSTER_TASKS or subtype not in labels:
             raise AmlcytoError(
                 f"task {subtype!r}: not a poster subtype present in {data}; "
                 f"use some of {', '.join(t for t in POSTER_TASKS if t in labels)}."
             )
-        preset = POSTER_TASKS[subtype]
-        try:
-            create_model(preset, num_classes=2, image_size=base.image_size, **base.model_options)
-        except AmlcytoError as error:
-            raise AmlcytoError(f"control vs {subtype} ({preset}): {error}") from None
+    splits = {}
+    for protocol in protocols:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", PatientLeakWarning)
+            splitter = split_by_patient if protocol == "patient" else split_by_image
+            splits[protocol] = splitter(frame, test=base.test, val=base.val, seed=base.seed)
+        for subtype in tasks:  # fail before hours of training, and before writing anything
+            try:
+                plan_training(splits[protocol], _task_config(base, subtype))
+            except AmlcytoError as error:
+                preset = POSTER_TASKS[subtype]
+                raise AmlcytoError(f"control vs {subtype} ({preset}): {error}") from None
     if resume and not force and Path(out).is_dir() and any(Path(out).iterdir()):
         if not any(Path(out).glob("split_by_*.csv")):
             raise AmlcytoError(
                 f"{out}: not a reproduce-poster folder, nothing to resume; choose another --out."
             )
-    out = prepare_run_dir(out, force or resume)
+    out = prepare_output_dir(out, force or resume)
 
     rows = []
     for protocol in protocols:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", PatientLeakWarning)
-            splitter = split_by_patient if protocol == "patient" else split_by_image
-            split = splitter(frame, test=base.test, val=base.val, seed=base.seed)
+        split = splits[protocol]
         split_file = out / f"split_by_{protocol}.csv"
         if resume and not force and split_file.is_file():
             _check_same_split(split_file, split)
         else:
             write_manifest(split, split_file)
         for subtype in tasks:
-            config = replace(
-                base,
-                model=POSTER_TASKS[subtype],
-                task="binary",
-                positive=subtype,
-                negative="control",
-            )
+            config = _task_config(base, subtype)
             run = out / f"{subtype}-{protocol}"
-            if resume and not force and _finished(run, config):
+            if resume and not force and _finished(run, config, log):
                 log(f"[{protocol}] control vs {subtype}: finished earlier, kept")
                 metrics = _metrics(run)
             else:
-                log(f"[{protocol}] control vs {subtype}: training {POSTER_TASKS[subtype]}")
-                train(split_file, run, config, force=force or resume)
+                interrupted = resume and not force and work_dir(run).is_dir()
+                doing = "resuming" if interrupted else "training"
+                log(f"[{protocol}] control vs {subtype}: {doing} {POSTER_TASKS[subtype]}")
+                train(split_file, run, config, force=not interrupted, resume=interrupted)
                 metrics = evaluate(run, force=True).metrics
             rows.extend(_rows(subtype, protocol, metrics))
     table = pd.DataFrame(rows)
@@ -138,31 +142,31 @@ def reproduce_poster(
     return table
 
 
+def _task_config(base: TrainConfig, subtype: str) -> TrainConfig:
+    """The settings of the poster's task control against ``subtype``: its preset, binary."""
+    return replace(
+        base, model=POSTER_TASKS[subtype], task="binary", positive=subtype, negative="control"
+    )
+
+
 def _check_same_split(split_file: Path, split: pd.DataFrame) -> None:
-    """Refuse to resume where the saved split differs from the one these settings make.
-
-    Compared by content (each row's path and split, as text): a reloaded column's dtype may
-    differ from a freshly made one's (``str`` against ``object`` under pandas 3).
-    """
-    saved = read_manifest(split_file)
-
-    def rows(frame: pd.DataFrame) -> list[tuple[str, str]]:
-        return list(zip(frame["path"].astype(str), frame["split"].astype(str), strict=True))
-
-    if rows(saved) != rows(split):
+    """Refuse to resume where the saved split differs from the one these settings make."""
+    if not same_split(read_manifest(split_file), split):
         raise AmlcytoError(
             f"{split_file}: made from other data or settings (seed, test/val shares); resume "
             "with the same ones, or start over with --force."
         )
 
 
-def _finished(run: Path, config: TrainConfig) -> bool:
-    """Whether ``run`` holds a finished run of ``config``; an error if it holds another's."""
+def _finished(run: Path, config: TrainConfig, log: Callable[[str], None]) -> bool:
+    """Whether ``run`` holds a finished run of ``config`` that loads; an error if it holds
+    another's. A damaged one (bad record, weights that fail their checksum) is trained again."""
     if not (run / WEIGHTS).is_file():
         return False
     try:
         info = read_run_info(run)
-    except AmlcytoError:
+    except AmlcytoError as error:
+        log(f"{run}: cannot be kept ({error}); training it again")
         return False
     differing = differing_settings(info.train_config, config.to_dict())
     if differing:
@@ -170,6 +174,11 @@ def _finished(run: Path, config: TrainConfig) -> bool:
             f"{run}: trained with other settings ({'; '.join(differing)}); resume with the same "
             "ones, or start over with --force."
         )
+    try:
+        load_run(run)
+    except AmlcytoError as error:
+        log(f"{run}: cannot be kept ({error}); training it again")
+        return False
     return True
 
 

@@ -38,9 +38,9 @@ class BestWeights(L.Callback):
 class EpochLog(L.Callback):
     """Write one CSV row per epoch: losses, metrics, learning rate, training images per second."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, rows: list[dict] | None = None):
         self.path = Path(path)
-        self.rows: list[dict] = []
+        self.rows: list[dict] = list(rows or [])  # a resumed run's earlier epochs
         self._reset()
 
     def _reset(self) -> None:

@@ -16,6 +16,15 @@ MACHINE_SETTINGS = ("precision", "accelerator", "devices", "num_nodes", "strateg
 MACHINE_SETTINGS += ("channels_last", "workers", "cache", "cache_dir", "progress")
 
 
+MAX_IMAGE_SIZE = 1024  # pixels; a 10,000 px input would ask for tens of GB per batch
+# Model options that other settings decide, with what decides them.
+RESERVED_OPTIONS = {
+    "num_classes": "the classes come from the data and --task",
+    "image_size": "use --image-size",
+    "pretrained": "use --pretrained",
+}
+
+
 @dataclass
 class TrainConfig:
     model: str = "cnn_small"  # a name from amlcyto.models.list_models()
@@ -79,6 +88,47 @@ class TrainConfig:
             raise AmlcytoError(
                 f"--precision {self.precision!r}: use auto, 32-true, bf16-mixed or 16-mixed."
             )
+        if self.task != "binary" and self.positive is not None:
+            raise AmlcytoError(
+                f"--positive {self.positive} only applies to --task binary; add --task binary "
+                "or leave --positive out."
+            )
+        if isinstance(self.seed, bool) or not 0 <= self.seed < 2**32:
+            raise AmlcytoError(f"--seed must be from 0 to {2**32 - 1}, got {self.seed}.")
+        size = self.image_size
+        if size is not None and not 1 <= size <= MAX_IMAGE_SIZE:
+            raise AmlcytoError(
+                f"--image-size must be from 1 to {MAX_IMAGE_SIZE} pixels, got {size} (the "
+                "dataset's cells are 144 px)."
+            )
+        if self.patience < 0:
+            raise AmlcytoError(f"--patience must be 0 or more, got {self.patience}.")
+        if self.max_minutes is not None and not (
+            math.isfinite(self.max_minutes) and self.max_minutes > 0
+        ):
+            raise AmlcytoError(
+                f"--max-minutes must be a positive number, got {self.max_minutes}; leave it "
+                "out for no time limit."
+            )
+        if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
+            raise AmlcytoError(f"--weight-decay must be 0 or more, got {self.weight_decay}.")
+        if self.workers < 0:
+            raise AmlcytoError(f"--workers must be 0 or more, got {self.workers}.")
+        if self.num_nodes < 1:
+            raise AmlcytoError(f"--num-nodes must be at least 1, got {self.num_nodes}.")
+        if not isinstance(self.model_options, dict):
+            raise AmlcytoError(
+                f"--options must be a JSON object of model options, got {self.model_options!r}."
+            )
+        reserved = sorted(set(self.model_options) & set(RESERVED_OPTIONS))
+        if reserved:
+            name = reserved[0]
+            raise AmlcytoError(
+                f"--options cannot set {name}: {RESERVED_OPTIONS[name]}; take it out of --options."
+            )
+        from amlcyto.training.performance import check_machine  # imports torch and Lightning
+
+        check_machine(self.accelerator, self.devices, self.num_nodes, self.strategy)
         return self
 
     def to_dict(self) -> dict[str, Any]:

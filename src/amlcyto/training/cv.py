@@ -29,9 +29,9 @@ from amlcyto.data.manifest import read_manifest, write_manifest
 from amlcyto.data.splits import NO_FOLD, assign_folds, fold_numbers
 from amlcyto.errors import AmlcytoError
 from amlcyto.evaluation.evaluate import evaluate
-from amlcyto.io import write_csv_atomic, write_json_atomic
+from amlcyto.io import prepare_output_dir, write_csv_atomic, write_json_atomic
 from amlcyto.training.config import TrainConfig
-from amlcyto.training.train import prepare_run_dir, train
+from amlcyto.training.train import train
 
 FOLDS_FILE = "folds.csv"
 SCORES = ("accuracy", "macro_f1", "auc", "patient_accuracy", "patient_macro_f1")
@@ -104,7 +104,7 @@ def cross_validate(
             f"{data}: {len(numbers)} folds and no held-out test rows leave no fold to train on "
             "once one tests and one validates; use at least 3 folds."
         )
-    out = prepare_run_dir(out, force)
+    out = prepare_output_dir(out, force)
     split_file = write_manifest(frame, out / FOLDS_FILE) if made_here else Path(data)
     protocol = (
         "every fold's model scored on the held-out test rows; fold k validates"

@@ -52,6 +52,8 @@ class CellDataModule(L.LightningDataModule):
         )
         self.val_rows = rows[rows["split"] == "val"].reset_index(drop=True)
         self.sources: dict = {}
+        # draws the training batches; a resumed run sets its state back
+        self.sampler_generator = torch.Generator().manual_seed(config.seed)
 
     def setup(self, stage: str | None = None) -> None:
         """Open (building where needed) the image sources of both parts; idempotent."""
@@ -82,7 +84,7 @@ class CellDataModule(L.LightningDataModule):
         dataset = CellDataset(source, rows["target"].to_numpy())
         sampler = None
         if train:
-            generator = torch.Generator().manual_seed(config.seed)
+            generator = self.sampler_generator
             if config.balanced:
                 counts = rows["target"].value_counts()
                 weights = torch.tensor(

@@ -7,6 +7,7 @@ import ctypes
 import ctypes.util
 import functools
 import json
+import os
 import time
 from pathlib import Path
 
@@ -52,6 +53,55 @@ def cpu_has_native_bf16() -> bool:
 def on_gpu(accelerator: str) -> bool:
     """Whether a Trainer with this ``accelerator`` setting will run on a GPU."""
     return accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
+
+
+ACCELERATORS = ("auto", "cpu", "gpu", "cuda")
+
+
+def check_machine(accelerator: str, devices, num_nodes: int, strategy: str) -> None:
+    """Refuse settings this machine cannot run, before anything is started: an unknown
+    accelerator or strategy, a GPU where there is none, more devices than it has (on a CPU,
+    more processes than cores: each is a full trainer)."""
+    from lightning.pytorch.strategies import StrategyRegistry
+
+    from amlcyto.errors import AmlcytoError
+
+    if accelerator not in ACCELERATORS:
+        raise AmlcytoError(f"--accelerator {accelerator!r}: use {', '.join(ACCELERATORS)}.")
+    strategies = ["auto", "ddp", *StrategyRegistry.available_strategies()]
+    if strategy not in strategies:
+        raise AmlcytoError(
+            f"--strategy {strategy!r}: not a Lightning strategy; use auto, ddp, ddp_spawn or "
+            "another of `lightning.pytorch.strategies.StrategyRegistry`."
+        )
+    gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if accelerator in ("gpu", "cuda") and gpus == 0:
+        raise AmlcytoError(
+            f"--accelerator {accelerator}: this machine has no GPU that torch can use; use "
+            "--accelerator cpu (or auto)."
+        )
+    if devices == "auto":
+        return
+    gpu = on_gpu(accelerator)
+    have = gpus if gpu else os.cpu_count() or 1
+    unit = "GPU(s)" if gpu else "CPU core(s), one training process each"
+    if isinstance(devices, list | tuple):
+        if not devices or len(set(devices)) != len(devices):
+            raise AmlcytoError(f"--devices {devices}: list each device index once.")
+        if not gpu:
+            raise AmlcytoError("--devices with indices names GPUs; on a CPU give a count.")
+        wrong = [d for d in devices if not 0 <= d < gpus]
+        if wrong:
+            raise AmlcytoError(f"--devices {devices}: no GPU {wrong[0]}; this machine has {gpus}.")
+        return
+    if isinstance(devices, bool) or not isinstance(devices, int) or devices < 1:
+        raise AmlcytoError(
+            f"--devices must be auto, a positive number or indices, got {devices!r}."
+        )
+    if devices > have:
+        raise AmlcytoError(
+            f"--devices {devices}: this machine has {have} {unit}; use --devices {have} or fewer."
+        )
 
 
 def choose_precision(precision: str, accelerator: str) -> str:

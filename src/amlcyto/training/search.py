@@ -36,13 +36,12 @@ import pandas as pd
 import sqlalchemy
 from sqlalchemy.engine import make_url
 
-from amlcyto.data.manifest import read_manifest
 from amlcyto.errors import AmlcytoError
 from amlcyto.io import write_csv_atomic, write_json_atomic
 from amlcyto.models import model_defaults, model_options
 from amlcyto.runs import HISTORY
 from amlcyto.training.config import TrainConfig, differing_settings
-from amlcyto.training.train import NoFiniteValidationLoss, train
+from amlcyto.training.train import NoFiniteValidationLoss, plan_training, train
 
 STUDY_FILE = "search.json"
 TRIALS = "trials.csv"
@@ -169,7 +168,7 @@ def search(
     base = dataclasses.replace(base, devices=_one_device(base))
     study_name = study_name or _default_study_name(base)
     out = Path(out)
-    read_manifest(data)  # a missing or malformed file fails here, not in every trial
+    plan_training(data, base)  # bad data or settings fail here, before the study is made
     _check_folder(out, study_name, force)
     if storage is None:
         out.mkdir(parents=True, exist_ok=True)

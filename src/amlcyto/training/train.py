@@ -1,14 +1,24 @@
-"""``train(data, out, config)``: from a manifest or split file to a run directory."""
+"""``train(data, out, config)``: from a manifest or split file to a run directory.
+
+Everything is checked first (settings, classes, the model, every image decoded into the cache)
+before anything is written. The run then trains in a working folder beside ``out``
+(``.<name>.partial``), which holds the state after each finished epoch; only a finished run
+replaces what ``out`` held. An interrupted run says how far it got, and ``resume=True``
+continues it from the next epoch.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import logging
 import os
+import shutil
+import signal
 import sys
 import time
 import warnings
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import lightning as L
@@ -17,9 +27,11 @@ import torch
 from lightning.pytorch.callbacks import EarlyStopping, TQDMProgressBar
 
 from amlcyto.data.manifest import read_manifest, write_manifest
-from amlcyto.data.splits import fold_numbers, split_by_patient, split_for_fold
+from amlcyto.data.splits import fold_numbers, same_split, split_by_patient, split_for_fold
 from amlcyto.data.transforms import CellAugment
-from amlcyto.errors import AmlcytoError
+from amlcyto.errors import AmlcytoError, Interrupted
+from amlcyto.io import check_output_dir
+from amlcyto.io import prepare_output_dir as prepare_run_dir
 from amlcyto.models import CellPredictor, create_model, model_defaults
 from amlcyto.runs import (
     CELL_CLASSIFIER,
@@ -28,12 +40,19 @@ from amlcyto.runs import (
     DataInfo,
     InputSpec,
     RunInfo,
-    clear_run,
     file_sha256,
+    publish_run,
     save_run,
 )
 from amlcyto.training.callbacks import BestWeights, EpochLog
-from amlcyto.training.config import TrainConfig
+from amlcyto.training.checkpoint import (
+    Checkpoint,
+    EpochCheckpoint,
+    ResumeFrom,
+    read_checkpoint,
+    restore_callbacks,
+)
+from amlcyto.training.config import TrainConfig, differing_settings
 from amlcyto.training.data import CellDataModule
 from amlcyto.training.module import CellClassifier
 from amlcyto.training.performance import (
@@ -44,20 +63,21 @@ from amlcyto.training.performance import (
 )
 from amlcyto.training.tasks import rows_of_classes, task_classes
 
+CHECKPOINT = "checkpoint"
+
 
 class NoFiniteValidationLoss(AmlcytoError):
     """Training ended without one epoch whose validation loss is a finite number."""
 
 
-def prepare_run_dir(out: str | Path, force: bool) -> Path:
-    """Create ``out``; refuse a folder that already holds a run unless ``force``."""
+class TrainingInterrupted(Interrupted):
+    """Training was stopped (Ctrl-C, SIGINT) before it finished."""
+
+
+def work_dir(out: str | Path) -> Path:
+    """The folder beside ``out`` that a run trains in until it is finished."""
     out = Path(out)
-    if out.exists() and any(out.iterdir()) and not force:
-        raise AmlcytoError(
-            f"{out} already holds files; choose another --out or pass --force to overwrite."
-        )
-    out.mkdir(parents=True, exist_ok=True)
-    return out
+    return out.parent / f".{out.name}.partial"
 
 
 def is_launch_rank_zero() -> bool:
@@ -71,11 +91,11 @@ def is_launch_rank_zero() -> bool:
     return all(os.environ.get(key, "0") == "0" for key in keys)
 
 
-def load_split(data: str | Path, config: TrainConfig) -> pd.DataFrame:
+def load_split(data: str | Path | pd.DataFrame, config: TrainConfig) -> pd.DataFrame:
     """The split a run trains on: a split file as it is; a folded split file with
     ``config.fold`` as validation (and ``config.test_fold`` as test); a plain manifest split by
     patient (seeded). Never re-splits a file that has a split or folds."""
-    frame = read_manifest(data)
+    frame = data.copy() if isinstance(data, pd.DataFrame) else read_manifest(data)
     folds = fold_numbers(frame)
     if config.fold is not None:
         return split_for_fold(frame, config.fold, config.test_fold, source=str(data))
@@ -90,12 +110,64 @@ def load_split(data: str | Path, config: TrainConfig) -> pd.DataFrame:
     return split_by_patient(frame, test=config.test, val=config.val, seed=config.seed)
 
 
+@dataclass
+class TrainingPlan:
+    """What :func:`plan_training` checked: the split, the classes and the settings resolved."""
+
+    frame: pd.DataFrame
+    classes: list[str]
+    rows: pd.DataFrame  # the rows of those classes, with a ``target`` index
+    image_size: int
+    lr: float
+
+
+def plan_training(data: str | Path | pd.DataFrame, config: TrainConfig) -> TrainingPlan:
+    """Check that ``config`` can train on ``data`` without writing anything: the settings, the
+    split, the task's classes and their validation rows, the model and its options, and that
+    every image file is there. Commands that write before they train (search, reproduce-poster)
+    call this first."""
+    config.check()
+    defaults = model_defaults(config.model)
+    image_size = config.image_size or defaults["image_size"]
+    frame = load_split(data, config)
+    source = data if not isinstance(data, pd.DataFrame) else "the split"
+    empty = frame["split"].isna()
+    if empty.any():
+        line = int(empty.to_numpy().argmax()) + 2
+        raise AmlcytoError(
+            f"{source}: {int(empty.sum())} row(s) have no split (first on line {line}); fill "
+            "them in (train, val or test) or remove those rows."
+        )
+    classes = task_classes(
+        frame[frame["split"] == "train"], config.task, config.positive, config.negative
+    )
+    rows = rows_of_classes(frame, classes)
+    _check_val_rows(rows, classes, source)
+    options = {"pretrained": False} if config.pretrained else {}  # no download to check
+    create_model(
+        config.model,
+        num_classes=len(classes),
+        image_size=image_size,
+        **options,
+        **config.model_options,
+    )
+    missing = [p for p in rows["path"] if not os.path.isfile(p)]
+    if missing:
+        raise AmlcytoError(
+            f"{missing[0]}: no such image ({len(missing)} of the {len(rows)} images are "
+            "missing); the images moved or were deleted since the manifest was made: re-run "
+            "`amlcyto scan` (and `amlcyto split`)."
+        )
+    return TrainingPlan(frame, classes, rows, image_size, config.lr or defaults["lr"])
+
+
 def train(
     data: str | Path,
     out: str | Path,
     config: TrainConfig,
     force: bool = False,
     callbacks: Sequence[L.Callback] = (),
+    resume: bool = False,
 ) -> RunInfo:
     """Train ``config.model`` on the ``train`` rows, pick the best epoch on the ``val`` rows.
 
@@ -109,9 +181,13 @@ def train(
     config : TrainConfig
         All settings; saved into ``out/config.json``.
     force : bool
-        Overwrite a run directory that already holds files.
+        Replace the run (or other files) in ``out`` once the new run has finished, and start
+        over where an interrupted run left its working folder.
     callbacks : sequence of lightning.Callback
         Extra callbacks for the Trainer (e.g. the hyperparameter search's pruning).
+    resume : bool
+        Continue the interrupted training of ``out`` from its last finished epoch (same data
+        and settings, the machine's aside).
 
     Returns
     -------
@@ -119,20 +195,12 @@ def train(
         The run's record; ``info.path`` is the run directory, holding ``config.json``,
         ``model.safetensors``, ``split.csv`` and ``history.csv``.
     """
-    config.check()
-    defaults = model_defaults(config.model)
-    image_size = config.image_size or defaults["image_size"]
-    lr = config.lr or defaults["lr"]
-    frame = load_split(data, config)
-
-    classes = task_classes(
-        frame[frame["split"] == "train"], config.task, config.positive, config.negative
-    )
-    rows = rows_of_classes(frame, classes)
-    if not (rows["split"] == "val").any():
-        raise AmlcytoError(
-            f"{data}: no 'val' rows for classes {classes}; make a split with --val > 0."
-        )
+    plan = plan_training(data, config)
+    frame, classes, rows, image_size = plan.frame, plan.classes, plan.rows, plan.image_size
+    lr = plan.lr
+    out, work = Path(out), work_dir(out)
+    lead = is_launch_rank_zero()  # the other DDP processes re-run this with the same arguments
+    checkpoint = _checkpoint_to_resume(out, work, frame, config, force, resume, lead)
 
     L.seed_everything(config.seed, workers=True, verbose=False)
     model = create_model(
@@ -150,16 +218,14 @@ def train(
         )
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
-    # Only now, with the settings checked, is the run directory made (a refused run leaves none).
-    out = Path(out)
-    if is_launch_rank_zero():  # the other DDP processes re-run this with the same arguments
-        prepare_run_dir(out, force)
-        clear_run(out)  # with --force: no weights or evaluations of the old run stay behind
-        write_manifest(frame, out / SPLIT)
 
     tune_malloc()
     datamodule = CellDataModule(frame, classes, config, image_size)
-    mean, std = datamodule.channel_stats()
+    mean, std = datamodule.channel_stats()  # every image is decoded (cached) by now
+    if lead and checkpoint is None:  # only now, with everything checked, is anything written
+        shutil.rmtree(work, ignore_errors=True)
+        work.mkdir(parents=True)
+        write_manifest(frame, work / SPLIT)
     predictor = CellPredictor(model, len(classes), mean, std, channels_last=channels_last)
     module = CellClassifier(
         predictor,
@@ -169,33 +235,53 @@ def train(
         augment=CellAugment() if config.augment else None,
         seed=config.seed,
     )
-    best, history = BestWeights("val_loss"), EpochLog(out / HISTORY)
-    callbacks = [best, history, EarlyStopping("val_loss", patience=config.patience), *callbacks]
+    generators = {"augment": module.generator, "sampler": datamodule.sampler_generator}
+    best = BestWeights("val_loss")
+    stopping = EarlyStopping("val_loss", patience=config.patience)
+    earlier = None
+    if checkpoint is not None:  # the epochs the checkpoint holds (a later row may be logged)
+        logged = pd.read_csv(work / HISTORY)
+        earlier = logged[logged["epoch"] < checkpoint.epochs_done].to_dict("records")
+    history = EpochLog(work / HISTORY, rows=earlier)
+    saver = EpochCheckpoint(
+        work / CHECKPOINT, best, stopping, generators, {"train_config": config.to_dict()}
+    )
+    callbacks = [best, history, stopping, saver, *callbacks]
+    if checkpoint is not None:
+        restore_callbacks(checkpoint, best, stopping)
+        callbacks.append(ResumeFrom(checkpoint, generators))
     if config.progress:
         callbacks.append(TQDMProgressBar(leave=True))
     started = time.perf_counter()
-    # Lightning's progress bar writes to stdout; stdout is for results, so send it to stderr.
-    with _quiet_lightning(), contextlib.redirect_stdout(sys.stderr):
-        trainer = L.Trainer(
-            max_epochs=config.epochs,
-            max_time={"minutes": config.max_minutes} if config.max_minutes else None,
-            accelerator=config.accelerator,
-            devices=config.devices,
-            num_nodes=config.num_nodes,
-            strategy=config.strategy,
-            precision=precision,
-            callbacks=callbacks,
-            logger=False,
-            enable_checkpointing=False,
-            enable_progress_bar=config.progress,
-            enable_model_summary=False,
-            deterministic="warn",
-            sync_batchnorm=on_gpu(config.accelerator),  # torch's SyncBatchNorm is GPU-only
-            num_sanity_val_steps=0,
-            log_every_n_steps=1,
-        )
-        trainer.fit(module, datamodule=datamodule)
+    try:
+        # Lightning's progress bar writes to stdout; stdout is for results: send it to stderr.
+        with _quiet_lightning(), contextlib.redirect_stdout(sys.stderr):
+            trainer = L.Trainer(
+                max_epochs=config.epochs,
+                max_time={"minutes": config.max_minutes} if config.max_minutes else None,
+                accelerator=config.accelerator,
+                devices=config.devices,
+                num_nodes=config.num_nodes,
+                strategy=config.strategy,
+                precision=precision,
+                callbacks=callbacks,
+                logger=False,
+                enable_checkpointing=False,
+                enable_progress_bar=config.progress,
+                enable_model_summary=False,
+                deterministic="warn",
+                sync_batchnorm=on_gpu(config.accelerator),  # torch's SyncBatchNorm is GPU-only
+                num_sanity_val_steps=0,
+                log_every_n_steps=1,
+            )
+            _fit(trainer, module, datamodule, out, work, best, lead)
+    except BaseException:
+        if lead and not (work / CHECKPOINT).is_dir():  # nothing worth resuming
+            shutil.rmtree(work, ignore_errors=True)
+        raise
     if best.best_state is None:  # every process sees the same validation passes
+        if lead:
+            shutil.rmtree(work, ignore_errors=True)
         raise NoFiniteValidationLoss(
             f"{out}: no epoch ended with a finite validation loss, so there is no model to "
             "save; give --max-minutes time for one epoch, or lower --lr if the loss diverged."
@@ -208,7 +294,7 @@ def train(
         task=config.task,
         started_from={"kind": "imagenet", "model": config.model} if config.pretrained else None,
         data=DataInfo(
-            split_sha256=file_sha256(out / SPLIT) if (out / SPLIT).is_file() else None,
+            split_sha256=file_sha256(work / SPLIT) if (work / SPLIT).is_file() else None,
             train_images=len(datamodule.train_rows),
             val_images=len(datamodule.val_rows),
             test_images=int((rows["split"] == "test").sum()),
@@ -225,16 +311,95 @@ def train(
             "best_epoch": best.best_epoch,
             "best_val_loss": best.best_score,
             "epochs_run": trainer.current_epoch,
-            "train_seconds": round(time.perf_counter() - started, 2),
+            "train_seconds": round(time.perf_counter() - started, 2),  # of this call
+            "resumed_after_epochs": checkpoint.epochs_done if checkpoint else None,
         },
         versions={"torch": torch.__version__, "lightning": L.__version__},
         path=out,
     )
     if trainer.is_global_zero:
         model.load_state_dict(best.best_state)
-        info = save_run(out, model, info)
+        info = save_run(work, model, info)
+        publish_run(work, out)
+        info.path = out
     trainer.strategy.barrier()  # the other DDP processes return once the run is saved
     return info
+
+
+def _check_val_rows(rows: pd.DataFrame, classes: list[str], data) -> None:
+    """Every class needs validation rows; name the classes that have none, and why."""
+    lacking = [c for c in classes if not ((rows["label"] == c) & (rows["split"] == "val")).any()]
+    if not lacking:
+        return
+    details = []
+    for name in lacking:
+        patients = rows.loc[rows["label"] == name, "patient"].nunique()
+        details.append(f"{name} ({patients} patient(s))")
+    raise AmlcytoError(
+        f"{data}: no 'val' rows for class(es) {', '.join(details)}; a class needs a patient in "
+        "val: give it more patients, or make a split with a larger --val."
+    )
+
+
+def _checkpoint_to_resume(
+    out: Path,
+    work: Path,
+    frame: pd.DataFrame,
+    config: TrainConfig,
+    force: bool,
+    resume: bool,
+    lead: bool,
+) -> Checkpoint | None:
+    """The checkpoint a resumed run continues from; refuse an ``out`` it may not replace."""
+    checkpoint = read_checkpoint(work / CHECKPOINT) if resume and not force else None
+    if resume and not force and checkpoint is None:
+        raise AmlcytoError(
+            f"{work}: no interrupted training of {out} to resume; run without --resume."
+        )
+    if checkpoint is not None:
+        differing = differing_settings(checkpoint.state["train_config"], config.to_dict())
+        if differing:
+            raise AmlcytoError(
+                f"{out}: the interrupted run had other settings ({'; '.join(differing)}); "
+                "resume with the same ones, or start over with --force."
+            )
+        if not same_split(read_manifest(work / SPLIT), frame):
+            raise AmlcytoError(
+                f"{out}: the interrupted run trained on another split; resume with the same "
+                "data, or start over with --force."
+            )
+        return checkpoint
+    if lead:
+        check_output_dir(out, force)
+        if work.exists() and not force:
+            raise AmlcytoError(
+                f"{work}: an interrupted training of {out} is there; pass --resume to continue "
+                "it, or --force to start over."
+            )
+    return None
+
+
+def _fit(trainer, module, datamodule, out: Path, work: Path, best: BestWeights, lead: bool):
+    """``trainer.fit``, with an interruption turned into one line saying what was kept."""
+    try:
+        trainer.fit(module, datamodule=datamodule)
+    except (KeyboardInterrupt, SystemExit) as stop:
+        if isinstance(stop, SystemExit) and not trainer.interrupted:
+            raise
+        # Lightning ignores SIGINT from the first one on; the next command may want it back
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        checkpoint = read_checkpoint(work / CHECKPOINT) if lead else None
+        if checkpoint is None:
+            raise TrainingInterrupted(
+                f"{out}: training interrupted before its first epoch finished; nothing was "
+                "saved (a run that was there is untouched)."
+            ) from None
+        raise TrainingInterrupted(
+            f"{out}: training interrupted after {checkpoint.epochs_done} finished epoch(s) "
+            f"(best so far: epoch {checkpoint.state['best_epoch']}, validation loss "
+            f"{checkpoint.state['best_score']:.4f}); the same command with --resume continues "
+            f"from epoch {checkpoint.epochs_done} (a run that was there is untouched)."
+        ) from None
 
 
 class _quiet_lightning:
@@ -258,6 +423,8 @@ class _quiet_lightning:
 
 __all__ = [
     "train",
+    "work_dir",
+    "TrainingInterrupted",
     "prepare_run_dir",
     "load_split",
     "is_launch_rank_zero",
