@@ -22,7 +22,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from amlcyto.evaluation.inference import predict_probabilities
 from amlcyto.models import create_model
-from amlcyto.runs import load_run, save_run
+from amlcyto.runs import CELL_CLASSIFIER, InputSpec, RunInfo, load_run, save_run
 from amlcyto.training.performance import tune_malloc
 from bench.common import MODELS, OUT, pbc_manifest, save_json
 
@@ -88,11 +88,13 @@ def model_speeds(
 def end_to_end(model: torch.nn.Module, size: int, paths: list[str]) -> float:
     """Images per second of predict_probabilities over files (decode + resize + model)."""
     with tempfile.TemporaryDirectory() as tmp:
-        save_run(
-            tmp,
-            model,
-            {"classes": ["a", "b"], "image_size": size, "mean": [0.5] * 3, "std": [0.25] * 3},
+        record = RunInfo(
+            kind=CELL_CLASSIFIER,
+            classes=["a", "b"],
+            model={},
+            input=InputSpec(image_size=size, mean=[0.5] * 3, std=[0.25] * 3),
         )
+        save_run(tmp, model, record)
         run = load_run(tmp)
         predict_probabilities(run, paths[:256])
         started = time.perf_counter()

@@ -22,7 +22,7 @@ from amlcyto.data.splits import split_by_patient
 from amlcyto.models import create_model
 from amlcyto.runs import read_run_info
 from amlcyto.training.data import _DealtSampler
-from amlcyto.training.train import is_launch_rank_zero
+from amlcyto.training.fit import is_launch_rank_zero
 
 # No BatchNorm (one conv, no blocks): torch's SyncBatchNorm runs on GPUs only, so on CPU each
 # process would normalise with its own half-batch statistics. No dropout: its masks are drawn

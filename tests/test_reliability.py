@@ -24,7 +24,7 @@ from amlcyto.errors import AmlcytoError
 from amlcyto.poster import reproduce_poster
 from amlcyto.runs import CONFIG, HISTORY, SPLIT, WEIGHTS, load_run
 from amlcyto.training import TrainConfig, train
-from amlcyto.training.train import TrainingInterrupted, work_dir
+from amlcyto.training.fit import TrainingInterrupted, work_dir
 
 FAST = ["--epochs", "1", "--image-size", "16", "--batch-size", "8", "--accelerator", "cpu"]
 FAST += ["--precision", "32-true", "--lr", "0.003", "--no-channels-last"]
@@ -344,3 +344,92 @@ def test_split_warns_in_one_line_when_a_class_is_too_small(tiny_data: Path, tmp_
     assert result.exit_code == 0, result.output
     warned = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
     assert len(warned) == 1 and "no test or val rows" in warned[0]
+
+
+def test_non_finite_outputs_are_an_error_not_a_prediction(trained_run: Path, tiny_data: Path):
+    from amlcyto.evaluation.inference import predict_readable
+
+    run = load_run(trained_run)
+    with torch.no_grad():  # weights that load (finite) but overflow: an exploded model
+        run.model.head.weight.fill_(3e38)
+        run.model.head.bias.fill_(3e38)
+    paths = [str(p) for p in sorted((tiny_data / "NPM1").rglob("*.png"))[:4]]
+    with pytest.raises(AmlcytoError, match="NaN or infinite outputs") as caught:
+        predict_readable(run, paths)
+    assert "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize("content", ["{not json", "[1, 2]", '{"k": "fast"}'])
+def test_a_malformed_memory_formats_file_is_measured_again(tmp_path: Path, content: str):
+    from amlcyto.models import create_model
+    from amlcyto.training.performance import remembered_channels_last
+
+    (tmp_path / "memory_formats.json").write_text(content)
+    model = create_model("cnn_small", num_classes=2, image_size=16, widths=[4, 8])
+    choice = remembered_channels_last(model, 16, 4, tmp_path)
+    saved = json.loads((tmp_path / "memory_formats.json").read_text())
+    assert isinstance(saved, dict) and list(saved.values()) == [choice]
+
+
+def test_train_on_a_folder_says_to_scan_it_into_a_csv_beside_it(tiny_data: Path, tmp_path):
+    message = _one_line_error(_invoke("train", tiny_data, "--out", tmp_path / "run"))
+    assert "a folder, not a manifest CSV" in message
+    assert f"--out {tiny_data.parent / 'data.csv'}" in message  # beside the folder, not in it
+
+
+# ------------------------------------------------------------------ the same cases, via the CLI
+
+
+def _holey_split(tiny_split: Path, tmp_path: Path, _run: Path) -> list:
+    frame = read_manifest(tiny_split)
+    frame.loc[3, "split"] = None
+    return ["train", write_manifest(frame, tmp_path / "holey.csv"), "--out", tmp_path / "r"]
+
+
+def _no_val_class(tiny_split: Path, tmp_path: Path, _run: Path) -> list:
+    frame = read_manifest(tiny_split)
+    frame.loc[(frame["label"] == "NPM1") & (frame["split"] == "val"), "split"] = "train"
+    return ["train", write_manifest(frame, tmp_path / "s.csv"), "--out", tmp_path / "r"]
+
+
+def _pickled_weights(tiny_split: Path, tmp_path: Path, trained_run: Path) -> list:
+    run = Path(shutil.copytree(trained_run, tmp_path / "run"))
+    state = {k: v.clone() for k, v in load_file(str(run / WEIGHTS)).items()}
+    torch.save(state, run / "p.pt")
+    os.replace(run / "p.pt", run / WEIGHTS)
+    return ["predict", run, tiny_split.parent / "data", "--out", tmp_path / "p.csv"]
+
+
+def _missing_images_force(tiny_split: Path, tmp_path: Path, trained_run: Path) -> list:
+    run = Path(shutil.copytree(trained_run, tmp_path / "run"))
+    frame = read_manifest(tiny_split)
+    frame.loc[0, "path"] = str(tmp_path / "gone.png")
+    moved = write_manifest(frame, tmp_path / "moved.csv")
+    return ["train", moved, "--out", run, "--force", *FAST]
+
+
+@pytest.mark.parametrize(
+    ("make", "fragment"),
+    [
+        (_holey_split, "have no split"),
+        (_no_val_class, "no 'val' rows for class(es) NPM1"),
+        (lambda s, t, r: ["train", s, "--out", t / "r", "--resume"], "no interrupted training"),
+        (_pickled_weights, "not a safetensors file"),
+        (_missing_images_force, "gone.png: no such image"),
+        (
+            lambda s, t, r: [
+                "reproduce-poster",
+                s.parent / "data",
+                "--out",
+                t / "p",
+                "--image-size",
+                "4",
+            ],
+            "image size 4 is too small",
+        ),
+    ],
+)
+def test_each_refusal_is_one_line_through_the_cli(
+    make, fragment, tiny_split: Path, tmp_path: Path, trained_run: Path
+):
+    _one_line_error(_invoke(*make(tiny_split, tmp_path, trained_run)), fragment)

@@ -25,8 +25,8 @@ from amlcyto.runs import (
     read_run_info,
 )
 from amlcyto.training import TrainConfig, train
+from amlcyto.training.fit import work_dir
 from amlcyto.training.tasks import cap_per_class, rows_of_classes, task_classes
-from amlcyto.training.train import work_dir
 
 RUN_FILES = (CONFIG, WEIGHTS, SPLIT, HISTORY)
 

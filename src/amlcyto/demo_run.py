@@ -14,9 +14,8 @@ from amlcyto.data.manifest import write_manifest
 from amlcyto.data.scan import problems_path_for, scan, write_problems
 from amlcyto.data.splits import split_by_patient, split_summary
 from amlcyto.evaluation.evaluate import Evaluation, evaluate
-from amlcyto.io import write_csv_atomic
+from amlcyto.io import prepare_output_dir, write_csv_atomic
 from amlcyto.training import TrainConfig, train
-from amlcyto.training.train import prepare_run_dir
 
 DEMO_TRAINING = TrainConfig(
     model="cnn_small", image_size=64, epochs=12, batch_size=64, lr=3e-3, patience=4
@@ -32,7 +31,7 @@ def run_demo(
     log: Callable[[str], None] = print,
 ) -> dict[str, Path | Evaluation]:
     """Run every step of the main job on a synthetic dataset; return what went where."""
-    out = prepare_run_dir(out, force)
+    out = prepare_output_dir(out, force)
     data = make_demo_dataset(out / "data", patients_per_class, cells_per_patient, force=force)
     log(f"demo-data: synthetic dataset in {data}")
 

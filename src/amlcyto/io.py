@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import os
 import uuid
@@ -23,8 +25,27 @@ def check_writable(path: str | Path, force: bool = False) -> Path:
     return path
 
 
+def check_output_file(path: str | Path, force: bool = False) -> Path:
+    """Check, before the work that makes it, that the output file ``path`` can be written.
+
+    Refuses a folder where a file is meant, an existing file unless ``force`` (the rule of
+    :func:`check_writable`), and a path whose nearest existing folder is a file or cannot be
+    written in (no permission, read-only file system). Creates nothing; returns the path.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise AmlcytoError(
+            f"{path} is a folder, not a file; name the file to write, e.g. {path / 'out.csv'}."
+        )
+    check_writable(path, force)
+    _check_can_create(path, path.parent)
+    return path
+
+
 def check_output_dir(out: str | Path, force: bool) -> Path:
-    """Refuse a folder that already holds files unless ``force``; create nothing."""
+    """Refuse a folder that already holds files unless ``force``, and one that cannot be made
+    or written in (a file on its path, no permission, a read-only file system); create
+    nothing."""
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise AmlcytoError(f"{out} is a file, not a folder; choose another --out.")
@@ -32,7 +53,40 @@ def check_output_dir(out: str | Path, force: bool) -> Path:
         raise AmlcytoError(
             f"{out} already holds files; choose another --out or pass --force to overwrite."
         )
+    _check_can_create(out, out)
     return out
+
+
+def _check_can_create(target: Path, folder: Path) -> None:
+    """Refuse ``target`` unless the nearest existing folder of ``folder`` (itself or a parent)
+    is a folder this process can create files in.
+
+    ``os.access`` alone is not enough: it says yes to root for a read-only file system, so a
+    probe file is also created and deleted there.
+    """
+    existing = Path(os.path.abspath(folder))
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise AmlcytoError(
+            f"cannot write {target}: {existing} is a file, not a folder; choose another output."
+        )
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise AmlcytoError(
+            f"cannot write {target}: no permission to write in {existing}; choose another output."
+        )
+    probe = existing / f".amlcyto-probe-{uuid.uuid4().hex}.tmp"
+    try:
+        os.close(os.open(probe, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+    except OSError as error:
+        raise AmlcytoError(
+            f"cannot write {target}: {existing}: {_reason(error)}; choose another output."
+        ) from None
+    probe.unlink(missing_ok=True)
+
+
+def _reason(error: OSError) -> str:
+    return error.strerror or str(error) or type(error).__name__
 
 
 def prepare_output_dir(out: str | Path, force: bool) -> Path:
@@ -45,25 +99,42 @@ def prepare_output_dir(out: str | Path, force: bool) -> Path:
 def write_atomic(path: str | Path, write: Callable[[Path], None]) -> Path:
     """Call ``write(tmp_path)`` on a temporary file beside ``path``, then rename it into place.
 
-    A crash half-way leaves the old file (or nothing), never a truncated one.
+    A crash half-way leaves the old file (or nothing), never a truncated one. An ``OSError``
+    (a full disk, a lost mount) removes the temporary file and becomes an ``AmlcytoError``
+    naming ``path`` and the reason.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     # Not tempfile.mkstemp: it makes the file private (0600). Mode 0666 lets the umask decide.
     tmp = path.parent / f".{path.name}.{uuid.uuid4().hex}.tmp"
-    os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
-    mode = os.stat(tmp).st_mode & 0o777
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
+        mode = os.stat(tmp).st_mode & 0o777
         write(Path(tmp))
         # a writer that replaces the file (safetensors writes a private 0600 one) gets the
         # umask's mode back, as every other output has
         if os.stat(tmp).st_mode & 0o777 != mode:
             os.chmod(tmp, mode)
         os.replace(tmp, path)
+    except OSError as error:
+        _remove_quietly(tmp)
+        fix = (
+            "free some space there or write elsewhere"
+            if error.errno in (errno.ENOSPC, errno.EDQUOT)
+            else "choose another output"
+        )
+        raise AmlcytoError(
+            f"cannot write {path}: {_reason(error)}; {fix} (any earlier file there is kept)."
+        ) from None
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        _remove_quietly(tmp)
         raise
     return path
+
+
+def _remove_quietly(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        path.unlink(missing_ok=True)
 
 
 def remove_outputs(folder: str | Path, names: Iterable[str]) -> None:

@@ -338,16 +338,17 @@ def read_weights(weights_file: Path, expected_sha256: str | None, device: str) -
             f"{weights_file}: missing; {weights_file.parent} is not a finished run "
             "(train one with `amlcyto train`)."
         )
-    if expected_sha256 is not None and file_sha256(weights_file) != expected_sha256:
-        raise AmlcytoError(
-            f"{weights_file}: does not match the checksum in {CONFIG} (damaged or replaced "
-            "since training); restore the file or retrain the run."
-        )
-    head = weights_file.read_bytes()[:2]
+    with open(weights_file, "rb") as handle:
+        head = handle.read(2)
     if head[:1] == b"\x80" or head == b"PK":
         raise AmlcytoError(
             f"{weights_file}: a pickle (torch.save) file, not a safetensors file; amlcyto never "
             "unpickles weights: retrain the run, or convert the file with safetensors."
+        )
+    if expected_sha256 is not None and file_sha256(weights_file) != expected_sha256:
+        raise AmlcytoError(
+            f"{weights_file}: does not match the checksum in {CONFIG} (damaged or replaced "
+            "since training); restore the file or retrain the run."
         )
     try:
         state = load_file(str(weights_file), device=str(device))

@@ -5,17 +5,17 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import pandas as pd
 import typer
 from rich.markup import escape
 from rich.table import Table
 
 from amlcyto.cli.common import err_console, reports_errors
-from amlcyto.data.audit import DEFAULT_MAX_DISTANCE, HASH_BITS, audit, audit_counts
-from amlcyto.data.manifest import read_manifest
-from amlcyto.io import check_writable, write_csv_atomic
+from amlcyto.data.audit_settings import DEFAULT_MAX_DISTANCE, HASH_BITS
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 def register(app: typer.Typer) -> None:
@@ -65,8 +65,12 @@ def audit_command(
 
     Exits 0 even with findings (it is a report) unless --strict is given.
     """
+    from amlcyto.data.audit import audit
+    from amlcyto.data.manifest import read_manifest
+    from amlcyto.io import check_output_file, write_csv_atomic
+
     if out is not None:
-        check_writable(out, force)
+        check_output_file(out, force)
     frame = read_manifest(manifest)
     started = time.perf_counter()
     with err_console.status(f"Auditing {len(frame)} images..."):
@@ -101,6 +105,8 @@ def _relative_paths(findings: pd.DataFrame, csv_path: Path) -> pd.DataFrame:
 
 
 def _print_counts(findings: pd.DataFrame, images: int, seconds: float) -> None:
+    from amlcyto.data.audit import audit_counts
+
     counts = audit_counts(findings)
     if not counts:
         err_console.print(f"No findings in {images} images ({seconds:.1f} s).", highlight=False)

@@ -10,8 +10,7 @@ from rich.table import Table
 
 from amlcyto.cli.common import err_console, out_console, reports_errors
 from amlcyto.cli.train_options import FOLDS, train_options
-from amlcyto.training import TrainConfig
-from amlcyto.training.cv import SCORES, cross_validate
+from amlcyto.training.config import TrainConfig
 
 
 def register(app: typer.Typer) -> None:
@@ -41,6 +40,10 @@ def cv_command(
     config: TrainConfig,
 ) -> None:
     """Cross-validate by patient: one run per fold, scores per fold and as mean +- sd."""
+    from amlcyto.io import check_output_dir
+    from amlcyto.training.cv import SCORES, cross_validate
+
+    check_output_dir(out, force)
     result = cross_validate(
         data,
         out,

@@ -8,8 +8,6 @@ from typing import Annotated
 import typer
 
 from amlcyto.cli.common import err_console, reports_errors
-from amlcyto.data.demo import make_demo_dataset
-from amlcyto.demo_run import run_demo
 
 
 def register(app: typer.Typer) -> None:
@@ -28,6 +26,8 @@ def demo_data_command(
     ] = False,
 ) -> None:
     """Write a small SYNTHETIC dataset in the real layout (5 classes, procedurally drawn cells)."""
+    from amlcyto.data.demo import make_demo_dataset
+
     folder = make_demo_dataset(
         out, patients_per_class=patients, cells_per_patient=cells, seed=seed, force=force
     )
@@ -47,6 +47,8 @@ def demo_command(
     ] = False,
 ) -> None:
     """Run the main job on synthetic data: demo-data, scan, split, audit, train, evaluate."""
+    from amlcyto.demo_run import run_demo
+
     outputs = run_demo(
         out,
         force=force,

@@ -8,7 +8,6 @@ from typing import Annotated
 import typer
 
 from amlcyto.cli.common import err_console, reports_errors
-from amlcyto.evaluation.evaluate import evaluate
 
 
 def register(app: typer.Typer) -> None:
@@ -42,6 +41,11 @@ def evaluate_command(
     ] = False,
 ) -> None:
     """Score a run on its test split, or on any folder or manifest with the run's class names."""
+    from amlcyto.evaluation.evaluate import evaluate
+    from amlcyto.io import check_output_dir
+
+    if out is not None:
+        check_output_dir(out, force)
     result = evaluate(
         run, data=data, split=split, out=out, force=force, batch_size=batch_size, workers=workers
     )

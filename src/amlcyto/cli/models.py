@@ -6,7 +6,6 @@ import typer
 from rich.table import Table
 
 from amlcyto.cli.common import out_console
-from amlcyto.models import list_models, model_defaults
 
 
 def register(app: typer.Typer) -> None:
@@ -15,6 +14,8 @@ def register(app: typer.Typer) -> None:
 
 def models_command() -> None:
     """List the models `amlcyto train --model` accepts."""
+    from amlcyto.models import list_models, model_defaults
+
     table = Table("model", "image size", "learning rate", "description")
     for name in list_models():
         d = model_defaults(name)

@@ -10,9 +10,7 @@ from rich.table import Table
 
 from amlcyto.cli.common import err_console, out_console, reports_errors
 from amlcyto.cli.train_options import FOLDS, TASK, train_options
-from amlcyto.poster import reproduce_poster
-from amlcyto.poster.reproduce import PROTOCOLS
-from amlcyto.training import TrainConfig
+from amlcyto.training.config import TrainConfig
 
 
 def register(app: typer.Typer) -> None:
@@ -48,6 +46,10 @@ def reproduce_poster_command(
     config: TrainConfig,
 ) -> None:
     """Train control-vs-subtype models with the four poster presets and print their reports."""
+    from amlcyto.io import check_output_dir
+    from amlcyto.poster.reproduce import PROTOCOLS, reproduce_poster
+
+    check_output_dir(out, force or resume)  # before a dataset folder is scanned
     protocols = ("patient", "image") if leaky else ("patient",)
     table = reproduce_poster(
         data,

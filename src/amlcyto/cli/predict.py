@@ -8,10 +8,6 @@ from typing import Annotated
 import typer
 
 from amlcyto.cli.common import err_console, reports_errors
-from amlcyto.data.manifest import write_manifest
-from amlcyto.evaluation.predict import predict
-from amlcyto.evaluation.tables import rounded
-from amlcyto.io import check_writable
 
 
 def register(app: typer.Typer) -> None:
@@ -39,7 +35,12 @@ def predict_command(
     Images that cannot be read get a row of kind 'unreadable' (with the problem) and are left
     out of the folder rows; the others are predicted.
     """
-    check_writable(out, force)
+    from amlcyto.data.manifest import write_manifest
+    from amlcyto.evaluation.predict import predict
+    from amlcyto.evaluation.tables import rounded
+    from amlcyto.io import check_output_file
+
+    check_output_file(out, force)
     table, passed_over = predict(run, paths, batch_size=batch_size, workers=workers)
     for path in passed_over:
         why = "hidden" if Path(path).name.startswith(".") else "not an image file"

@@ -4,24 +4,17 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
 from amlcyto.cli.common import err_console, reports_errors
-from amlcyto.data.discovery import check_data_dir
-from amlcyto.data.manifest import write_manifest
-from amlcyto.data.scan import (
-    ScanResult,
-    format_summary,
-    problems_path_for,
-    scan,
-    write_problems,
-)
 from amlcyto.errors import AmlcytoError
-from amlcyto.io import check_writable
+
+if TYPE_CHECKING:
+    from amlcyto.data.scan import ScanResult
 
 MAX_PROBLEM_LINES = 50
 
@@ -75,12 +68,17 @@ def scan_command(
     ] = False,
 ) -> None:
     """Find every image, check that it decodes, and write a manifest and its problem list."""
+    from amlcyto.data.discovery import check_data_dir
+    from amlcyto.data.manifest import write_manifest
+    from amlcyto.data.scan import format_summary, problems_path_for, scan, write_problems
+    from amlcyto.io import check_output_file
+
     problems_path = problems_path_for(out)
     if workers is not None and workers < 1:
         raise AmlcytoError(f"--workers {workers}: give a number of processes of at least 1.")
     check_data_dir(data_dir)
-    check_writable(out, force)
-    check_writable(problems_path, force)
+    check_output_file(out, force)
+    check_output_file(problems_path, force)
 
     with Progress(
         "[progress.description]{task.description}",

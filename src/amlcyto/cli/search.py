@@ -9,7 +9,7 @@ import typer
 
 from amlcyto.cli.common import err_console, reports_errors
 from amlcyto.cli.train_options import train_options
-from amlcyto.training import TrainConfig
+from amlcyto.training.config import TrainConfig
 
 if TYPE_CHECKING:  # Optuna (and SQLAlchemy) load only when `search` runs: other commands start
     import optuna  # faster, and work where Optuna is not installed.
@@ -70,7 +70,10 @@ def search_command(
     config: TrainConfig,
 ) -> None:
     """Search learning rate, weight decay, dropout and batch size; the best by validation loss."""
+    from amlcyto.io import check_output_dir
     from amlcyto.training.search import BEST, TRIALS, search
+
+    check_output_dir(out, force=True)  # a file or unwritable place; search() judges what is there
 
     def report(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         err_console.print(describe_trial(trial), highlight=False)

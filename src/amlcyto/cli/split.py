@@ -5,25 +5,16 @@ from __future__ import annotations
 import warnings
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import pandas as pd
 import typer
 from rich.table import Table
 
 from amlcyto.cli.common import err_console, reports_errors
-from amlcyto.data.manifest import read_manifest, write_manifest
-from amlcyto.data.splits import (
-    PatientLeakWarning,
-    assign_folds,
-    check_fractions,
-    leaked_patients,
-    split_by_image,
-    split_by_patient,
-    split_summary,
-)
 from amlcyto.errors import AmlcytoError
-from amlcyto.io import check_writable
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 DEFAULT_TEST = 0.2
 DEFAULT_VAL = 0.1
@@ -84,6 +75,18 @@ def split_command(
     force: Annotated[bool, typer.Option("--force", help="Overwrite --out if it exists.")] = False,
 ) -> None:
     """Split a manifest into train/val/test by patient, stratified by class."""
+    from amlcyto.data.manifest import read_manifest, write_manifest
+    from amlcyto.data.splits import (
+        PatientLeakWarning,
+        assign_folds,
+        check_fractions,
+        leaked_patients,
+        split_by_image,
+        split_by_patient,
+        split_summary,
+    )
+    from amlcyto.io import check_output_file
+
     if folds is not None and by is SplitUnit.image:
         raise AmlcytoError("--folds works with --by patient only; drop one of the two.")
     if folds is None:
@@ -93,7 +96,7 @@ def split_command(
         test = 0.0 if test is None else test
         val = 0.0 if val is None else val
     check_fractions(test, val)
-    check_writable(out, force)
+    check_output_file(out, force)
     frame = read_manifest(manifest)
     frame = frame.drop(columns=[c for c in ("split", "fold") if c in frame.columns])
     if by is SplitUnit.image:

@@ -9,9 +9,7 @@ import typer
 
 from amlcyto.cli.common import err_console, reports_errors
 from amlcyto.cli.train_options import train_options
-from amlcyto.runs import CONFIG, HISTORY, SPLIT, WEIGHTS
-from amlcyto.training import TrainConfig, train
-from amlcyto.training.train import is_launch_rank_zero
+from amlcyto.training.config import TrainConfig
 
 
 def register(app: typer.Typer) -> None:
@@ -43,6 +41,11 @@ def train_command(
     config: TrainConfig,
 ) -> None:
     """Train a model; the best epoch by validation loss is saved as safetensors + config.json."""
+    from amlcyto.io import check_output_dir
+    from amlcyto.runs import CONFIG, HISTORY, SPLIT, WEIGHTS
+    from amlcyto.training.fit import is_launch_rank_zero, train
+
+    check_output_dir(out, force=True)  # a file or unwritable place; train() judges what is there
     info = train(data, out, config, force=force, resume=resume)
     if not is_launch_rank_zero():  # under DDP the other processes stay quiet
         return

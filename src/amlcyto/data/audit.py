@@ -19,17 +19,17 @@ Pairs that cross classes or splits, and patients in several splits or classes, a
 from __future__ import annotations
 
 import hashlib
-import multiprocessing
 import os
 from collections.abc import Iterator
-from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
 import pandas as pd
 from PIL import Image
 
+from amlcyto.data.audit_settings import DEFAULT_MAX_DISTANCE, HASH_BITS, HASH_SIZE
 from amlcyto.data.decoding import decode_rgb, read_bytes
 from amlcyto.errors import AmlcytoError
+from amlcyto.parallel import ordered_map
 
 FINDING_COLUMNS = [
     "kind",
@@ -43,14 +43,6 @@ FINDING_COLUMNS = [
     "patient",
     "detail",
 ]
-HASH_SIZE = 16  # dHash grid: 16 x 16 = 256 bits
-HASH_BITS = HASH_SIZE * HASH_SIZE
-# Most bits (of 256) two files may differ in and still count as near-duplicates. Measured on
-# the 14.5k PBC images: JPEG re-encoding (quality 30-95), +10% brightness or +20% contrast
-# change 0-19 bits, a 2-pixel crop 15-34; PBC's two same-cell pairs (shifted by 1-2 pixels and
-# re-encoded) differ in 17 and 27 bits, while the closest two distinct cells differ in 60 and
-# 99.9% of cells are at least 64 bits from any other.
-DEFAULT_MAX_DISTANCE = 32
 _SERIAL_BELOW = 256  # fewer images than this are hashed without a process pool
 _BLOCK_ELEMENTS = 4_000_000  # hash comparisons per numpy block (keeps memory ~ 32 MB)
 
@@ -279,11 +271,8 @@ def _map(function, jobs: list, workers: int | None) -> Iterator:
     if workers <= 1 or len(jobs) < _SERIAL_BELOW:
         yield from map(function, jobs)
         return
-    methods = multiprocessing.get_all_start_methods()
-    context = multiprocessing.get_context("fork" if "fork" in methods else None)
     chunk = max(16, len(jobs) // (workers * 8))
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-        yield from pool.map(function, jobs, chunksize=chunk)
+    yield from ordered_map(function, jobs, workers, chunksize=chunk)
 
 
 def _as_words(hashes: np.ndarray) -> np.ndarray:

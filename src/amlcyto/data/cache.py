@@ -16,9 +16,7 @@ import contextlib
 import fcntl
 import hashlib
 import json
-import multiprocessing
 import os
-import signal
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -28,6 +26,7 @@ import numpy as np
 from amlcyto.data.decoding import read_rgb_resized
 from amlcyto.errors import AmlcytoError
 from amlcyto.io import write_text_atomic
+from amlcyto.parallel import ordered_map
 
 CHUNK = 256
 CACHE_ENV = "AMLCYTO_CACHE"
@@ -224,33 +223,12 @@ def _build(paths: list[str], size: int, file: Path, workers: int | None, progres
                 results = (_decode_chunk(*chunk) for chunk in chunks)
                 _write_all(out, results, len(paths), progress, chunks)
             else:
-                with _worker_pool(workers) as pool:
-                    results = pool.imap(_decode_chunk_star, chunks)  # in order
-                    _write_all(out, results, len(paths), progress, chunks)
+                results = ordered_map(_decode_chunk_star, chunks, workers)
+                _write_all(out, results, len(paths), progress, chunks)
         os.replace(tmp, file)
     except BaseException:  # Ctrl-C too: no temporary file is left behind
         tmp.unlink(missing_ok=True)
         raise
-
-
-@contextlib.contextmanager
-def _worker_pool(workers: int) -> Iterator[multiprocessing.pool.Pool]:
-    """A process pool whose workers ignore Ctrl-C (the main process handles it); on any error
-    in the block, KeyboardInterrupt included, the workers are killed and reaped before the
-    error goes on, so none is left running or waiting on a pipe."""
-    pool = multiprocessing.Pool(workers, initializer=_ignore_sigint)
-    try:
-        yield pool
-        pool.close()
-    except BaseException:
-        pool.terminate()
-        raise
-    finally:
-        pool.join()
-
-
-def _ignore_sigint() -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _decode_chunk_star(chunk: tuple[list[str], int]) -> bytes:

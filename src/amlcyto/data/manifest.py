@@ -23,6 +23,12 @@ SPLIT_NAMES = ("train", "val", "test")
 def read_manifest(csv_path: str | Path) -> pd.DataFrame:
     """Read a manifest or split CSV; return it with absolute paths and checked columns."""
     csv_path = Path(csv_path)
+    if csv_path.is_dir():
+        raise AmlcytoError(
+            f"{csv_path}: a folder, not a manifest CSV; scan it first: `amlcyto scan {csv_path} "
+            f"--out {csv_path.resolve().parent / (csv_path.resolve().name + '.csv')}`, then pass "
+            "that CSV."
+        )
     if not csv_path.is_file():
         raise AmlcytoError(
             f"{csv_path}: no such manifest; "

@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +23,7 @@ from amlcyto.data.decoding import ImageDecodeError, decode_rgb, read_bytes, read
 from amlcyto.data.discovery import FLAT_LAYOUT, HIDDEN, KEPT, SKIPPED, Problem, discover
 from amlcyto.data.manifest import MANIFEST_COLUMNS
 from amlcyto.io import write_csv_atomic
+from amlcyto.parallel import ordered_map
 
 PROBLEM_COLUMNS = ["path", "problem", "detail", "action"]
 SUMMARY_COLUMNS = ["label", "folders", "patients", "images"]
@@ -252,9 +252,13 @@ def _inspect_all(
         results = map(_inspect_file, paths, checks, hashes)
         return _collect(results, total, progress)
     chunksize = max(1, min(256, total // (workers * 8)))
-    with ProcessPoolExecutor(max_workers=workers) as pool:
-        results = pool.map(_inspect_file, paths, checks, hashes, chunksize=chunksize)
-        return _collect(results, total, progress)
+    jobs = zip(paths, checks, hashes, strict=True)
+    results = ordered_map(_inspect_job, jobs, workers, chunksize=chunksize)
+    return _collect(results, total, progress)
+
+
+def _inspect_job(job: tuple[str, bool, bool]) -> _FileInfo:
+    return _inspect_file(*job)
 
 
 def _collect(results, total: int, progress: Callable[[int, int], None] | None) -> list[_FileInfo]:

@@ -16,9 +16,14 @@ from amlcyto.evaluation.inference import check_some_readable, inference_device, 
 from amlcyto.evaluation.metrics import compute_metrics, report_text
 from amlcyto.evaluation.plots import plot_confusion, plot_history, plot_roc
 from amlcyto.evaluation.tables import aggregate, predictions_table, rounded
-from amlcyto.io import remove_outputs, write_csv_atomic, write_json_atomic, write_text_atomic
+from amlcyto.io import (
+    prepare_output_dir,
+    remove_outputs,
+    write_csv_atomic,
+    write_json_atomic,
+    write_text_atomic,
+)
 from amlcyto.runs import HISTORY, Run, load_run
-from amlcyto.training.train import prepare_run_dir
 
 PROBLEMS = "problems.csv"
 EVALUATION_FILES = (
@@ -147,7 +152,7 @@ def evaluate(
         )
     target = Path(out or default_out(run, data, split, "split" in frame.columns))
     if target.exists():
-        prepare_run_dir(target, force)  # refuse an earlier evaluation now, not after scoring
+        prepare_output_dir(target, force)  # refuse an earlier evaluation now, not after scoring
 
     probabilities, unreadable = predict_readable(
         run, rows["path"].tolist(), batch_size=batch_size, workers=workers
@@ -166,7 +171,7 @@ def evaluate(
     report = report_text(cells, run.classes)
     patient_report = report_text(patients, run.classes)
 
-    out = prepare_run_dir(target, force)  # made only now that the results are ready
+    out = prepare_output_dir(target, force)  # made only now that the results are ready
     earlier = _file_versions(out, EVALUATION_FILES)  # with --force: an earlier evaluation's
     if len(problems):
         write_problems(problems, out / PROBLEMS)

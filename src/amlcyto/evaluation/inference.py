@@ -84,6 +84,15 @@ def predict_readable(
     chunks, unreadable, start = [], {}, 0
     for images, codes, details in loader:
         probabilities = predictor(images.to(device)).cpu()
+        readable = torch.tensor([not code for code in codes])
+        broken = readable & ~torch.isfinite(probabilities).all(dim=1)
+        if broken.any():
+            first = paths[start + int(broken.nonzero()[0, 0])]
+            raise AmlcytoError(
+                f"{run.path}: the model gives NaN or infinite outputs (for {first} and "
+                f"{int(broken.sum()) - 1} more of its batch); its weights or normalisation are "
+                "broken: retrain the run."
+            )
         for offset, (code, detail) in enumerate(zip(codes, details, strict=True)):
             if code:
                 index = start + offset

@@ -25,7 +25,7 @@ from amlcyto.poster.reference import POSTER_RESULTS, POSTER_TASKS
 from amlcyto.runs import WEIGHTS, load_run, read_run_info
 from amlcyto.training import TrainConfig, train
 from amlcyto.training.config import differing_settings
-from amlcyto.training.train import plan_training, work_dir
+from amlcyto.training.fit import plan_training, work_dir
 
 PROTOCOLS = {
     "patient": "split by patient (no leakage)",

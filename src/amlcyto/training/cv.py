@@ -31,7 +31,7 @@ from amlcyto.errors import AmlcytoError
 from amlcyto.evaluation.evaluate import evaluate
 from amlcyto.io import prepare_output_dir, write_csv_atomic, write_json_atomic
 from amlcyto.training.config import TrainConfig
-from amlcyto.training.train import train
+from amlcyto.training.fit import train
 
 FOLDS_FILE = "folds.csv"
 SCORES = ("accuracy", "macro_f1", "auc", "patient_accuracy", "patient_macro_f1")

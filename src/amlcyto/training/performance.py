@@ -173,7 +173,9 @@ def remembered_channels_last(
     )
     try:
         known = json.loads(path.read_text())
-    except (OSError, ValueError):
+    except (OSError, ValueError):  # none yet, or damaged: measured again and rewritten
+        known = {}
+    if not isinstance(known, dict) or not all(isinstance(v, bool) for v in known.values()):
         known = {}
     if key not in known:
         known[key] = faster_with_channels_last(model, image_size, batch_size)

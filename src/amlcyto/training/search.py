@@ -41,7 +41,7 @@ from amlcyto.io import write_csv_atomic, write_json_atomic
 from amlcyto.models import model_defaults, model_options
 from amlcyto.runs import HISTORY
 from amlcyto.training.config import TrainConfig, differing_settings
-from amlcyto.training.train import NoFiniteValidationLoss, plan_training, train
+from amlcyto.training.fit import NoFiniteValidationLoss, plan_training, train
 
 STUDY_FILE = "search.json"
 TRIALS = "trials.csv"
@@ -129,7 +129,7 @@ def search(
     Parameters
     ----------
     data : path
-        A split file or a manifest, as for :func:`amlcyto.training.train`.
+        A split file or a manifest, as for :func:`amlcyto.training.fit`.
     out : path
         The search folder: trial runs, ``trials.csv``, ``best.json`` (and ``search.db``).
     base : TrainConfig

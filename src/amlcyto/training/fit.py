@@ -31,7 +31,6 @@ from amlcyto.data.splits import fold_numbers, same_split, split_by_patient, spli
 from amlcyto.data.transforms import CellAugment
 from amlcyto.errors import AmlcytoError, Interrupted
 from amlcyto.io import check_output_dir
-from amlcyto.io import prepare_output_dir as prepare_run_dir
 from amlcyto.models import CellPredictor, create_model, model_defaults
 from amlcyto.runs import (
     CELL_CLASSIFIER,
@@ -425,7 +424,6 @@ __all__ = [
     "train",
     "work_dir",
     "TrainingInterrupted",
-    "prepare_run_dir",
     "load_split",
     "is_launch_rank_zero",
     "NoFiniteValidationLoss",
