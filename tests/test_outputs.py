@@ -15,28 +15,12 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from typer.testing import CliRunner
+from cli_helpers import invoke, one_line_error
 
 import amlcyto.data.scan
 import amlcyto.evaluation.predict
-from amlcyto.cli.main import app
 from amlcyto.errors import AmlcytoError
 from amlcyto.io import check_output_dir, check_output_file, write_atomic
-
-
-def _invoke(*args: str | Path):
-    return CliRunner().invoke(app, [str(a) for a in args])
-
-
-def _one_line_error(result, *fragments: str) -> str:
-    """The command failed with exit 2 and a single ``error:`` line, no traceback."""
-    assert result.exit_code == 2, result.output
-    assert "Traceback" not in result.output
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    for fragment in fragments:
-        assert fragment in lines[0]
-    return lines[0]
 
 
 @pytest.fixture
@@ -167,8 +151,8 @@ def test_unwritable_outputs_are_one_line_before_the_work(
     args, fragment, places, tiny_data, tiny_manifest, tmp_path, no_work
 ):
     names = {**places, "data": tiny_data, "manifest": tiny_manifest, "run": tmp_path / "run"}
-    result = _invoke(*(arg.format(**names) for arg in args))
-    _one_line_error(result, fragment)
+    result = invoke(*(arg.format(**names) for arg in args))
+    one_line_error(result, fragment)
     assert places["file"].read_text() == "in the way\n"
     assert list(places["folder"].iterdir()) == []
 
@@ -176,7 +160,7 @@ def test_unwritable_outputs_are_one_line_before_the_work(
 @pytest.mark.parametrize("how", ["permission", "read-only"])
 def test_scan_into_an_unwritable_folder_is_one_line(tiny_data, tmp_path, monkeypatch, no_work, how):
     _unwritable(monkeypatch, how)
-    _one_line_error(_invoke("scan", tiny_data, "--out", tmp_path / "m.csv"), "cannot write")
+    one_line_error(invoke("scan", tiny_data, "--out", tmp_path / "m.csv"), "cannot write")
 
 
 def test_a_full_disk_while_writing_is_one_line(tiny_manifest, tmp_path, monkeypatch):
@@ -186,7 +170,7 @@ def test_a_full_disk_while_writing_is_one_line(tiny_manifest, tmp_path, monkeypa
 
     monkeypatch.setattr(pd.DataFrame, "to_csv", full_disk)
     out = tmp_path / "out" / "split.csv"
-    result = _invoke("split", tiny_manifest, "--out", out)  # the split's summary comes first
+    result = invoke("split", tiny_manifest, "--out", out)  # the split's summary comes first
     assert result.exit_code == 2 and "Traceback" not in result.output, result.output
     errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
     assert errors == [result.stderr.strip().splitlines()[-1]], result.stderr

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from typer.testing import CliRunner
+from cli_helpers import invoke, ok, one_line_error
 
 from amlcyto.cli.main import app
 from amlcyto.data.manifest import read_manifest
@@ -22,31 +22,12 @@ FAST = ["--epochs", "1", "--image-size", "16", "--batch-size", "8", "--accelerat
 FAST += ["--precision", "32-true", "--lr", "0.003", "--no-channels-last"]
 
 
-def _invoke(*args: str | Path):
-    return CliRunner().invoke(app, [str(a) for a in args])
-
-
-def _ok(result) -> None:
-    assert result.exit_code == 0, result.output + repr(result.exception)
-
-
-def _one_line_error(result, *fragments: str) -> str:
-    """The command failed with exit 2 and a single ``error:`` line, no traceback."""
-    assert result.exit_code == 2, result.output
-    assert "Traceback" not in result.output
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    for fragment in fragments:
-        assert fragment in lines[0]
-    return lines[0]
-
-
 # ---------------------------------------------------------------- models
 
 
 def test_models_lists_every_registered_model():
-    result = _invoke("models")
-    _ok(result)
+    result = invoke("models")
+    ok(result)
     for name in ("poster_pml_rara", "cnn_small", *list_models()):
         assert name in result.stdout
 
@@ -58,8 +39,8 @@ def test_train_command_makes_a_run(tiny_split: Path, tmp_path: Path, monkeypatch
     monkeypatch.setenv("AMLCYTO_CACHE", str(tmp_path / "cache"))
     run = tmp_path / "run"
     # the defaults of the memory format: timed on this CPU, remembered in the cache folder
-    result = _invoke("train", tiny_split, "--out", run, *FAST[:-1])
-    _ok(result)
+    result = invoke("train", tiny_split, "--out", run, *FAST[:-1])
+    ok(result)
     assert result.stdout.strip() == str(run)  # stdout is the result only: no progress bar
     assert "best epoch 0" in result.stderr
     for name in ("config.json", "model.safetensors", "split.csv", "history.csv"):
@@ -74,7 +55,7 @@ def test_train_command_makes_a_run(tiny_split: Path, tmp_path: Path, monkeypatch
 def test_train_command_without_cache(tiny_split: Path, tmp_path: Path, monkeypatch):
     monkeypatch.setenv("AMLCYTO_CACHE", str(tmp_path / "cache"))
     run = tmp_path / "run"
-    _ok(_invoke("train", tiny_split, "--out", run, *FAST, "--no-cache", "--no-augment"))
+    ok(invoke("train", tiny_split, "--out", run, *FAST, "--no-cache", "--no-augment"))
     config = read_run_info(run).train_config
     assert config["cache"] is False
     assert config["augment"] is False
@@ -85,7 +66,7 @@ def test_train_command_binary_with_model_options(tiny_manifest: Path, tmp_path: 
     run = tmp_path / "run"
     options = ["--model", "cnn", "--options", '{"widths": [8, 16], "dense": [8]}']
     binary = ["--task", "binary", "--positive", "PML_RARA"]
-    _ok(_invoke("train", tiny_manifest, "--out", run, *FAST, *options, *binary))
+    ok(invoke("train", tiny_manifest, "--out", run, *FAST, *options, *binary))
     info = read_run_info(run)
     assert info.classes == ["control", "PML_RARA"]
     assert info.model["options"]["widths"] == [8, 16]
@@ -107,20 +88,20 @@ def test_train_command_binary_with_model_options(tiny_manifest: Path, tmp_path: 
     ],
 )
 def test_train_command_errors_are_one_line(tiny_split, tmp_path, extra, fragment):
-    result = _invoke("train", tiny_split, "--out", tmp_path / "run", *FAST, *extra)
-    _one_line_error(result, fragment)
+    result = invoke("train", tiny_split, "--out", tmp_path / "run", *FAST, *extra)
+    one_line_error(result, fragment)
     assert not (tmp_path / "run").exists()
 
 
 def test_train_command_refuses_existing_run_without_force(trained_run: Path, tiny_split: Path):
     before = (trained_run / "model.safetensors").read_bytes()
-    _one_line_error(_invoke("train", tiny_split, "--out", trained_run, *FAST), "--force")
+    one_line_error(invoke("train", tiny_split, "--out", trained_run, *FAST), "--force")
     assert (trained_run / "model.safetensors").read_bytes() == before
 
 
 def test_train_command_missing_data(tmp_path: Path):
-    _one_line_error(
-        _invoke("train", tmp_path / "nope.csv", "--out", tmp_path / "run"), "nope.csv", "scan"
+    one_line_error(
+        invoke("train", tmp_path / "nope.csv", "--out", tmp_path / "run"), "nope.csv", "scan"
     )
 
 
@@ -129,8 +110,8 @@ def test_train_command_missing_data(tmp_path: Path):
 
 def test_evaluate_command(trained_run: Path, tmp_path: Path):
     out = tmp_path / "eval"
-    result = _invoke("evaluate", trained_run, "--out", out)
-    _ok(result)
+    result = invoke("evaluate", trained_run, "--out", out)
+    ok(result)
     assert "Cells (18 images)" in result.stdout and "Patients (3," in result.stdout
     for word in ("precision", "recall", "f1-score", "support", "macro avg", "weighted avg"):
         assert word in result.stdout
@@ -138,24 +119,24 @@ def test_evaluate_command(trained_run: Path, tmp_path: Path):
     for name in ("report.txt", "metrics.json", "predictions.csv", "patients.csv", "roc.png"):
         assert (out / name).is_file()
     # a second time without --force is refused, with --force it is redone
-    _one_line_error(_invoke("evaluate", trained_run, "--out", out), "--force")
-    _ok(_invoke("evaluate", trained_run, "--out", out, "--force"))
+    one_line_error(invoke("evaluate", trained_run, "--out", out), "--force")
+    ok(invoke("evaluate", trained_run, "--out", out, "--force"))
 
 
 def test_evaluate_command_on_a_folder_reports_left_out(trained_run, tiny_data, tmp_path):
     folder = tmp_path / "folder"
     shutil.copytree(tiny_data / "control", folder / "control")
     shutil.copytree(tiny_data / "NPM1" / "NPM1_P0", folder / "RUNX1_RUNX1T1" / "R1")
-    result = _invoke("evaluate", trained_run, "--data", folder, "--out", tmp_path / "eval")
-    _ok(result)
+    result = invoke("evaluate", trained_run, "--data", folder, "--out", tmp_path / "eval")
+    ok(result)
     assert "left out 6 images of class 'RUNX1_RUNX1T1'" in result.stderr
     assert "Cells (18 images)" in result.stdout
 
 
 def test_evaluate_command_errors(trained_run: Path, tmp_path: Path):
-    _one_line_error(_invoke("evaluate", tmp_path / "no-run"), "not a finished run")
-    _one_line_error(
-        _invoke("evaluate", trained_run, "--split", "holdout", "--out", tmp_path / "e"), "holdout"
+    one_line_error(invoke("evaluate", tmp_path / "no-run"), "not a finished run")
+    one_line_error(
+        invoke("evaluate", trained_run, "--split", "holdout", "--out", tmp_path / "e"), "holdout"
     )
 
 
@@ -167,8 +148,8 @@ def test_predict_command(trained_run: Path, tiny_data: Path, tmp_path: Path):
     shutil.copytree(tiny_data / "NPM1" / "NPM1_P1", folder)
     (folder / "[bold]notes.txt").write_text("not an image")  # printed as is, not as markup
     out = tmp_path / "predictions.csv"
-    result = _invoke("predict", trained_run, folder, "--out", out)
-    _ok(result)
+    result = invoke("predict", trained_run, folder, "--out", out)
+    ok(result)
     assert "passed over" in result.stderr and "[bold]notes.txt" in result.stderr
     # stdout: one line per folder, "path<TAB>N images<TAB>class"
     folder_line = result.stdout.strip().splitlines()
@@ -179,13 +160,13 @@ def test_predict_command(trained_run: Path, tiny_data: Path, tmp_path: Path):
     table = pd.read_csv(out)
     assert list(table["kind"]) == ["image"] * 6 + ["folder"]
     assert table.loc[6, "predicted"] == predicted
-    _one_line_error(_invoke("predict", trained_run, folder, "--out", out), "--force")
-    _ok(_invoke("predict", trained_run, folder, "--out", out, "--force"))
+    one_line_error(invoke("predict", trained_run, folder, "--out", out), "--force")
+    ok(invoke("predict", trained_run, folder, "--out", out, "--force"))
 
 
 def test_predict_command_missing_input(trained_run: Path, tmp_path: Path):
-    result = _invoke("predict", trained_run, tmp_path / "gone.tif", "--out", tmp_path / "p.csv")
-    _one_line_error(result, "gone.tif", "no such file or folder")
+    result = invoke("predict", trained_run, tmp_path / "gone.tif", "--out", tmp_path / "p.csv")
+    one_line_error(result, "gone.tif", "no such file or folder")
     assert not (tmp_path / "p.csv").exists()
 
 
@@ -196,8 +177,8 @@ def test_predict_command_missing_input(trained_run: Path, tmp_path: Path):
 def test_reproduce_poster_command(tiny_data: Path, tmp_path: Path):
     out = tmp_path / "poster"
     args = ["--out", out, "--epochs", "1", "--image-size", "32", "--batch-size", "8"]
-    result = _invoke("reproduce-poster", tiny_data, *args, "--max-per-class", "6")
-    _ok(result)
+    result = invoke("reproduce-poster", tiny_data, *args, "--max-per-class", "6")
+    ok(result)
     assert "control vs PML_RARA" in result.stdout and "control vs NPM1" in result.stdout
     table = pd.read_csv(out / "comparison.csv")
     # 2 protocols x 2 tasks (the data has PML_RARA and NPM1) x 2 classes
@@ -226,8 +207,8 @@ def test_reproduce_poster_command(tiny_data: Path, tmp_path: Path):
 
 def test_reproduce_poster_fails_fast_on_a_too_small_image_size(tiny_data: Path, tmp_path: Path):
     # NPM1's preset has 4 valid-padded conv layers: it cannot run on 16 px images
-    result = _invoke("reproduce-poster", tiny_data, "--out", tmp_path / "p", "--image-size", "16")
-    _one_line_error(result, "NPM1", "at least")
+    result = invoke("reproduce-poster", tiny_data, "--out", tmp_path / "p", "--image-size", "16")
+    one_line_error(result, "NPM1", "at least")
     assert not (tmp_path / "p").exists()
 
 
@@ -235,7 +216,7 @@ def test_reproduce_poster_needs_control_and_a_subtype(tiny_data: Path, tmp_path:
     no_control = tmp_path / "no_control"
     shutil.copytree(tiny_data / "NPM1", no_control / "NPM1")
     shutil.copytree(tiny_data / "PML_RARA", no_control / "PML_RARA")
-    _one_line_error(_invoke("reproduce-poster", no_control, "--out", tmp_path / "p"), "control")
+    one_line_error(invoke("reproduce-poster", no_control, "--out", tmp_path / "p"), "control")
     only_control = tmp_path / "only_control"
     shutil.copytree(tiny_data / "control", only_control / "control")
     with pytest.raises(AmlcytoError, match="none of the subtypes"):
@@ -334,10 +315,10 @@ def test_reproduce_poster_command_runs_chosen_tasks_and_resumes(tiny_data: Path,
     out = tmp_path / "poster"
     args = ["--out", out, "--epochs", "1", "--image-size", "32", "--batch-size", "8"]
     args += ["--max-per-class", "6", "--no-leaky", "--tasks", "PML_RARA", "--max-minutes", "1"]
-    _ok(_invoke("reproduce-poster", tiny_data, *args))
+    ok(invoke("reproduce-poster", tiny_data, *args))
     assert sorted(p.name for p in out.iterdir() if p.is_dir()) == ["PML_RARA-patient"]
-    again = _invoke("reproduce-poster", tiny_data, *args, "--resume")
-    _ok(again)
+    again = invoke("reproduce-poster", tiny_data, *args, "--resume")
+    ok(again)
     assert "finished earlier, kept" in again.stderr
     assert "control vs PML_RARA" in again.stdout
 
@@ -368,6 +349,6 @@ def test_every_training_command_takes_the_same_training_options():
 def test_a_bad_training_option_is_refused_alike_by_every_command(
     command, tiny_split: Path, tmp_path
 ):
-    result = _invoke(command, tiny_split, "--out", tmp_path / "out", "--epochs", "0")
-    _one_line_error(result, "--epochs must be at least 1")
+    result = invoke(command, tiny_split, "--out", tmp_path / "out", "--epochs", "0")
+    one_line_error(result, "--epochs must be at least 1")
     assert not (tmp_path / "out").exists()

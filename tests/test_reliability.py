@@ -15,10 +15,9 @@ from pathlib import Path
 import lightning as L
 import pytest
 import torch
+from cli_helpers import invoke, one_line_error
 from safetensors.torch import load_file
-from typer.testing import CliRunner
 
-from amlcyto.cli.main import app
 from amlcyto.data.manifest import read_manifest, write_manifest
 from amlcyto.errors import AmlcytoError
 from amlcyto.poster import reproduce_poster
@@ -28,20 +27,6 @@ from amlcyto.training.fit import TrainingInterrupted, work_dir
 
 FAST = ["--epochs", "1", "--image-size", "16", "--batch-size", "8", "--accelerator", "cpu"]
 FAST += ["--precision", "32-true", "--lr", "0.003", "--no-channels-last"]
-
-
-def _invoke(*args):
-    return CliRunner().invoke(app, [str(a) for a in args])
-
-
-def _one_line_error(result, *fragments: str, code: int = 2) -> str:
-    assert result.exit_code == code, result.output
-    assert "Traceback" not in result.output
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
-    return lines[0]
 
 
 # ------------------------------------------------------------------ settings
@@ -69,15 +54,15 @@ def _one_line_error(result, *fragments: str, code: int = 2) -> str:
 def test_bad_settings_are_one_line_errors_before_anything_is_written(
     tiny_split: Path, tmp_path: Path, extra, fragment
 ):
-    result = _invoke("train", tiny_split, "--out", tmp_path / "run", *FAST, *extra)
-    _one_line_error(result, fragment)
+    result = invoke("train", tiny_split, "--out", tmp_path / "run", *FAST, *extra)
+    one_line_error(result, fragment)
     assert not (tmp_path / "run").exists() and not work_dir(tmp_path / "run").exists()
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
 def test_a_gpu_where_there_is_none(tiny_split: Path, tmp_path: Path):
-    result = _invoke("train", tiny_split, "--out", tmp_path / "run", "--accelerator", "gpu")
-    _one_line_error(result, "no GPU that torch can use")
+    result = invoke("train", tiny_split, "--out", tmp_path / "run", "--accelerator", "gpu")
+    one_line_error(result, "no GPU that torch can use")
 
 
 def test_empty_split_cells_are_named(tiny_split: Path, tmp_path: Path, tiny_config):
@@ -242,7 +227,7 @@ def test_a_damaged_model_never_predicts(
 ):
     run = _damaged_copy(trained_run, tmp_path, how)
     args = [run, tiny_data / "NPM1", "--out", tmp_path / "p.csv"] if command == "predict" else [run]
-    _one_line_error(_invoke(command, *args), fragment)
+    one_line_error(invoke(command, *args), fragment)
     assert not (tmp_path / "p.csv").exists() and not list(run.glob("eval-*"))
 
 
@@ -312,10 +297,10 @@ def test_reproduce_poster_resume_retrains_damaged_and_resumes_interrupted_models
 
 def test_a_failing_search_leaves_nothing_behind(tiny_split: Path, tmp_path: Path):
     out = tmp_path / "search"
-    result = _invoke(
+    result = invoke(
         "search", tiny_split, "--out", out, "--task", "binary", "--positive", "RUNX1_RUNX1T1"
     )
-    _one_line_error(result, "RUNX1_RUNX1T1")
+    one_line_error(result, "RUNX1_RUNX1T1")
     assert not out.exists()
 
 
@@ -340,7 +325,7 @@ def test_split_warns_in_one_line_when_a_class_is_too_small(tiny_data: Path, tmp_
     with pytest.warns(SmallClassWarning, match="class 'NPM1' has 1 patient"):
         split_by_patient(one, test=0.34, val=0.34)
     path = write_manifest(one, tmp_path / "one.csv")
-    result = _invoke("split", path, "--out", tmp_path / "split.csv", "--test", "0.34")
+    result = invoke("split", path, "--out", tmp_path / "split.csv", "--test", "0.34")
     assert result.exit_code == 0, result.output
     warned = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
     assert len(warned) == 1 and "no test or val rows" in warned[0]
@@ -372,7 +357,7 @@ def test_a_malformed_memory_formats_file_is_measured_again(tmp_path: Path, conte
 
 
 def test_train_on_a_folder_says_to_scan_it_into_a_csv_beside_it(tiny_data: Path, tmp_path):
-    message = _one_line_error(_invoke("train", tiny_data, "--out", tmp_path / "run"))
+    message = one_line_error(invoke("train", tiny_data, "--out", tmp_path / "run"))
     assert "a folder, not a manifest CSV" in message
     assert f"--out {tiny_data.parent / 'data.csv'}" in message  # beside the folder, not in it
 
@@ -432,4 +417,4 @@ def _missing_images_force(tiny_split: Path, tmp_path: Path, trained_run: Path) -
 def test_each_refusal_is_one_line_through_the_cli(
     make, fragment, tiny_split: Path, tmp_path: Path, trained_run: Path
 ):
-    _one_line_error(_invoke(*make(tiny_split, tmp_path, trained_run)), fragment)
+    one_line_error(invoke(*make(tiny_split, tmp_path, trained_run)), fragment)

@@ -21,13 +21,12 @@ import numpy as np
 import pandas as pd
 import pytest
 import tifffile
+from cli_helpers import invoke, ok, one_line_error
 from PIL import Image
-from typer.testing import CliRunner
 
 import amlcyto.data.cache as cache_module
 import amlcyto.data.decoding as decoding
 import amlcyto.data.demo as demo_module
-from amlcyto.cli.main import app
 from amlcyto.data.cache import open_or_build_cache
 from amlcyto.data.decoding import (
     DECODE_PROBLEMS,
@@ -45,25 +44,6 @@ from amlcyto.evaluation.predict import collect_images, predict
 
 FAST = ["--epochs", "1", "--image-size", "16", "--batch-size", "8", "--accelerator", "cpu"]
 FAST += ["--precision", "32-true", "--no-channels-last"]
-
-
-def _invoke(*args: str | Path, env: dict[str, str] | None = None):
-    return CliRunner().invoke(app, [str(a) for a in args], env=env)
-
-
-def _ok(result) -> None:
-    assert result.exit_code == 0, result.output + repr(result.exception)
-
-
-def _one_line_error(result, *fragments: str) -> str:
-    """The command failed with exit 2 and a single ``error:`` line, no traceback."""
-    assert result.exit_code == 2, result.output
-    assert "Traceback" not in result.output
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    for fragment in fragments:
-        assert fragment in lines[0]
-    return lines[0]
 
 
 def _png(path: Path, size: int = 16, seed: int = 0) -> Path:
@@ -181,8 +161,8 @@ def test_scan_lists_a_bomb_as_too_large_and_skipped(tmp_path):
     _png(root / "NPM1" / "P01" / "ok.png")
     (root / "NPM1" / "P01" / "bomb.tif").write_bytes(_tiff_bomb())
     out = tmp_path / "m.csv"
-    result = _invoke("scan", root, "--out", out, "--workers", "1")
-    _ok(result)
+    result = invoke("scan", root, "--out", out, "--workers", "1")
+    ok(result)
     problems = pd.read_csv(tmp_path / "m.problems.csv")
     assert list(problems["problem"]) == ["too-large"] and list(problems["action"]) == ["skipped"]
     assert Path(problems["path"][0]).name == "bomb.tif"
@@ -289,10 +269,10 @@ def test_a_cache_folder_that_is_a_file_or_cannot_be_made_is_a_one_line_error(tmp
 def test_train_with_a_cache_folder_that_is_a_file_is_a_one_line_error(tiny_split, tmp_path):
     blocker = tmp_path / "cache-file"
     blocker.write_text("not a folder")
-    result = _invoke(
+    result = invoke(
         "train", tiny_split, "--out", tmp_path / "run", *FAST, env={"AMLCYTO_CACHE": str(blocker)}
     )
-    _one_line_error(result, "$AMLCYTO_CACHE", "it is a file", "--no-cache")
+    one_line_error(result, "$AMLCYTO_CACHE", "it is a file", "--no-cache")
 
 
 def test_a_cut_cache_file_or_broken_metadata_is_rebuilt_not_read(tmp_path):
@@ -325,8 +305,8 @@ def test_scan_lists_hidden_files_and_folders_and_counts_them(tmp_path):
     _png(root / "NPM1" / ".hiddendir" / "b.png")
     (root / ".git").mkdir()
     out = tmp_path / "m.csv"
-    result = _invoke("scan", root, "--out", out, "--workers", "1")
-    _ok(result)
+    result = invoke("scan", root, "--out", out, "--workers", "1")
+    ok(result)
     problems = pd.read_csv(tmp_path / "m.problems.csv")
     rows = {(Path(p).name, code, action) for p, code, action in problems.to_numpy()[:, [0, 1, 3]]}
     assert rows == {
@@ -347,8 +327,8 @@ def test_predict_passes_over_hidden_entries_and_says_how_many(trained_run, tiny_
     images, others = collect_images([folder])
     assert len(images) == 6
     assert sorted(Path(p).name for p in others) == [".hidden.png", ".thumbs"]
-    result = _invoke("predict", trained_run, folder, "--out", tmp_path / "p.csv")
-    _ok(result)
+    result = invoke("predict", trained_run, folder, "--out", tmp_path / "p.csv")
+    ok(result)
     assert f"passed over {folder.resolve() / '.thumbs'}: hidden" in result.stderr
     assert "passed over 2 entries" in result.stderr
 
@@ -377,8 +357,8 @@ def test_evaluate_a_manifest_lists_every_unreadable_image_and_scores_the_rest(
 ):
     manifest, broken = _broken_copy(tiny_data, tmp_path)
     out = tmp_path / "eval"
-    result = _invoke("evaluate", trained_run, "--data", manifest, "--out", out)
-    _ok(result)
+    result = invoke("evaluate", trained_run, "--data", manifest, "--out", out)
+    ok(result)
     assert "2 unreadable images left out" in result.stderr
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["unreadable_images"] == 2 and metrics["n"] == 36 - 2
@@ -397,9 +377,9 @@ def test_evaluate_with_no_readable_image_is_one_line_error_and_leaves_no_folder(
     for path in read_manifest(manifest)["path"]:
         Path(path).write_bytes(b"")
     out = tmp_path / "eval"
-    result = _invoke("evaluate", trained_run, "--data", manifest, "--out", out)
+    result = invoke("evaluate", trained_run, "--data", manifest, "--out", out)
     assert not out.exists()  # no empty folder left behind
-    _one_line_error(result, "manifest.csv", "none of its 36 images can be read", "0 bytes")
+    one_line_error(result, "manifest.csv", "none of its 36 images can be read", "0 bytes")
     with pytest.raises(AmlcytoError, match="none of its 36 images"):
         evaluate(trained_run, data=manifest)
     assert not [p for p in Path(trained_run).iterdir() if p.name.startswith("eval-manifest")]
@@ -422,8 +402,8 @@ def test_predict_lists_every_unreadable_image_and_predicts_the_rest(
     assert table.loc[table["kind"] == "folder", "images"].tolist() == [4]
 
     out = tmp_path / "p.csv"
-    result = _invoke("predict", trained_run, folder, "--out", out)
-    _ok(result)
+    result = invoke("predict", trained_run, folder, "--out", out)
+    ok(result)
     assert f"unreadable {folder.resolve() / 'cell_2.png'}: zero-byte" in result.stderr
     assert "4 image rows, 1 folder rows and 2 unreadable rows" in result.stderr
     assert pd.read_csv(out)["kind"].tolist() == table["kind"].tolist()
@@ -434,8 +414,8 @@ def test_predict_with_no_readable_image_is_one_line_error(trained_run, tmp_path)
         (tmp_path / "slide" / name).parent.mkdir(exist_ok=True)
         (tmp_path / "slide" / name).write_bytes(b"\x89PNG\r\n\x1a\n cut")
     out = tmp_path / "p.csv"
-    result = _invoke("predict", trained_run, tmp_path / "slide", "--out", out)
-    _one_line_error(result, "none of its 2 images can be read", "a.png")
+    result = invoke("predict", trained_run, tmp_path / "slide", "--out", out)
+    one_line_error(result, "none of its 2 images can be read", "a.png")
     assert not out.exists()
 
 
@@ -448,9 +428,9 @@ def _demo_files(folder: Path) -> list[str]:
 
 def test_demo_data_force_replaces_an_earlier_demo_folder_and_nothing_else(tmp_path):
     out = tmp_path / "demo"
-    _ok(_invoke("demo-data", out, "--patients", "2", "--cells", "2"))
+    ok(invoke("demo-data", out, "--patients", "2", "--cells", "2"))
     assert len(_demo_files(out)) == 5 * 2 * 2
-    _ok(_invoke("demo-data", out, "--patients", "1", "--cells", "1", "--seed", "5", "--force"))
+    ok(invoke("demo-data", out, "--patients", "1", "--cells", "1", "--seed", "5", "--force"))
     fresh = make_demo_dataset(tmp_path / "fresh", 1, 1, seed=5)
     assert _demo_files(out) == _demo_files(fresh)  # only the new images, none of the old
     assert sorted(p.name for p in tmp_path.iterdir()) == ["demo", "fresh"]  # no temp folder
@@ -458,8 +438,8 @@ def test_demo_data_force_replaces_an_earlier_demo_folder_and_nothing_else(tmp_pa
     mine = tmp_path / "mine"
     (mine / "control").mkdir(parents=True)
     (mine / "control" / "notes.txt").write_text("keep me")
-    result = _invoke("demo-data", mine, "--patients", "1", "--cells", "1", "--force")
-    _one_line_error(result, "notes.txt", "not part of a demo dataset")
+    result = invoke("demo-data", mine, "--patients", "1", "--cells", "1", "--force")
+    one_line_error(result, "notes.txt", "not part of a demo dataset")
     assert _demo_files(mine) == ["control/notes.txt"]
 
 
