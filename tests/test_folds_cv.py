@@ -81,7 +81,7 @@ def folded(tiny_manifest: Path, tmp_path_factory) -> Path:
 
 
 def test_train_refuses_a_folded_file_without_fold(folded: Path, tmp_path: Path, tiny_config):
-    with pytest.raises(AmlcytoError, match=r"has folds \(0, 1, 2\) and no split column; pass "):
+    with pytest.raises(AmlcytoError, match=r"has folds \(0, 1, 2\) and no 'val' rows; pass "):
         train(folded, tmp_path / "run", tiny_config(tmp_path / "cache"))
     assert not (tmp_path / "run").exists()
 

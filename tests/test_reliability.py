@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import lightning as L
+import pandas as pd
 import pytest
 import torch
 from cli_helpers import invoke, one_line_error
@@ -46,7 +47,10 @@ FAST += ["--precision", "32-true", "--lr", "0.003", "--no-channels-last"]
         (["--options", '{"num_classes": 2}'], "--options cannot set num_classes"),
         (["--devices", "99"], "--devices 99: this machine has"),
         (["--num-nodes", "0"], "--num-nodes must be at least 1"),
-        (["--strategy", "warp"], "--strategy 'warp': not a Lightning strategy"),
+        (["--strategy", "warp"], "--strategy 'warp': amlcyto trains with auto or ddp"),
+        (["--strategy", "fsdp"], "other strategies are not supported"),
+        (["--options", '{"dropout": "x"}'], "bad option value"),
+        (["--options", '{"in_chans": 1}'], "cannot take RGB cells of 16 px"),
         (["--accelerator", "tpu"], "--accelerator 'tpu'"),
         (["--weight-decay", "-1"], "--weight-decay must be 0 or more"),
     ],
@@ -137,8 +141,6 @@ def test_an_interrupted_run_resumes_to_the_same_weights(
     assert resumed.results["best_epoch"] == whole.results["best_epoch"]
     history = [p.read_text() for p in (whole.path / HISTORY, out / HISTORY)]
     columns = ["epoch", "train_loss", "val_loss", "lr"]
-    import pandas as pd
-
     pd.testing.assert_frame_equal(
         pd.read_csv(whole.path / HISTORY)[columns], pd.read_csv(out / HISTORY)[columns]
     )
@@ -418,3 +420,115 @@ def test_each_refusal_is_one_line_through_the_cli(
     make, fragment, tiny_split: Path, tmp_path: Path, trained_run: Path
 ):
     one_line_error(invoke(*make(tiny_split, tmp_path, trained_run)), fragment)
+
+
+# ------------------------------------------------------------------ review findings
+
+
+@pytest.mark.parametrize("command", ["cv", "reproduce-poster", "search"])
+def test_commands_that_train_many_runs_refuse_several_devices(
+    command, tiny_data, tiny_split, tmp_path
+):
+    data = tiny_data if command == "reproduce-poster" else tiny_split
+    result = invoke(command, data, "--out", tmp_path / "o", "--devices", "2", "--strategy", "ddp")
+    one_line_error(result, "trains each run on one device")
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_save_cut_short_leaves_the_last_whole_state(tiny_split, tmp_path, tiny_config):
+    config = tiny_config(tmp_path / "cache", epochs=3, patience=10)
+    out = tmp_path / "run"
+    with pytest.raises(TrainingInterrupted):
+        train(tiny_split, out, config, callbacks=[_StopAfter(0)])
+    folder = work_dir(out) / "checkpoint"
+    assert [p.name for p in folder.glob("state-*.safetensors")] == ["state-1.safetensors"]
+    (folder / "state-2.safetensors").write_bytes(b"cut off before state.json named it")
+    resumed = train(tiny_split, out, config, resume=True)
+    assert resumed.results["resumed_after_epochs"] == 1
+
+
+@pytest.mark.slow
+def test_resume_is_exact_with_worker_processes(tiny_split, tmp_path, tiny_config):
+    config = tiny_config(tmp_path / "cache", epochs=3, patience=10, workers=2, seed=4)
+    whole = train(tiny_split, tmp_path / "whole", config)
+    with pytest.raises(TrainingInterrupted):
+        train(tiny_split, tmp_path / "run", config, callbacks=[_StopAfter(0)])
+    resumed = train(tiny_split, tmp_path / "run", config, resume=True)
+    a, b = load_file(str(whole.path / WEIGHTS)), load_file(str(resumed.path / WEIGHTS))
+    for name in a:
+        torch.testing.assert_close(b[name], a[name], rtol=0, atol=1e-6, msg=name)
+
+
+def test_a_working_folder_without_a_finished_epoch_is_cleared(tiny_split, tmp_path, tiny_config):
+    out = tmp_path / "run"
+    work_dir(out).mkdir(parents=True)
+    (work_dir(out) / "split.csv").write_text("left by a run killed before its first epoch")
+    info = train(tiny_split, out, tiny_config(tmp_path / "cache", epochs=1))
+    assert info.path == out and not work_dir(out).exists()
+
+
+def test_the_working_folder_is_beside_where_the_run_really_is(tmp_path: Path):
+    target = tmp_path / "disk" / "runs" / "five"
+    target.mkdir(parents=True)
+    (tmp_path / "five").symlink_to(target)
+    assert work_dir(tmp_path / "five") == target.parent / ".five.partial"
+
+
+def test_resume_and_force_together_are_refused(tiny_split, tmp_path, tiny_config):
+    with pytest.raises(AmlcytoError, match="pass one of them"):
+        train(tiny_split, tmp_path / "r", tiny_config(tmp_path / "c"), force=True, resume=True)
+
+
+def test_folded_files_are_read_strictly(tiny_manifest: Path, tmp_path: Path, tiny_config):
+    from amlcyto.data.splits import assign_folds, split_by_patient
+
+    config = tiny_config(tmp_path / "cache")
+    held = split_by_patient(read_manifest(tiny_manifest), test=0.34, val=0.0)
+    folded = write_manifest(assign_folds(held, folds=2, only_split="train"), tmp_path / "f.csv")
+    with pytest.raises(AmlcytoError, match="no 'val' rows; pass --fold K"):
+        train(folded, tmp_path / "a", config)
+    with pytest.raises(AmlcytoError, match="held out of the folds already"):
+        train(
+            folded, tmp_path / "b", TrainConfig(**{**config.to_dict(), "fold": 0, "test_fold": 1})
+        )
+    frame = read_manifest(folded)
+    frame["fold"] = frame["fold"].astype(object)
+    frame.loc[2, "fold"] = "two"
+    frame.to_csv(tmp_path / "text.csv", index=False)
+    with pytest.raises(AmlcytoError, match="line 4 has fold 'two'"):
+        read_manifest(tmp_path / "text.csv")
+
+
+def test_evaluate_names_the_splits_there_are(trained_run: Path, tmp_path: Path):
+    from amlcyto.evaluation.evaluate import evaluate
+
+    frame = read_manifest(trained_run / SPLIT)
+    no_test = write_manifest(frame[frame["split"] != "test"], tmp_path / "no_test.csv")
+    with pytest.raises(AmlcytoError, match=r"no rows in split 'test' \(it has: train, val\)"):
+        evaluate(trained_run, data=no_test)
+
+
+def test_cv_resume_keeps_finished_folds_and_continues_the_interrupted_one(
+    tiny_manifest: Path, tmp_path: Path, tiny_config
+):
+    from amlcyto.training.cv import FOLDS_FILE, cross_validate
+
+    config = tiny_config(tmp_path / "cache", epochs=2, patience=10)
+    out = tmp_path / "cv"
+    cross_validate(tiny_manifest, out, config, folds=3, log=str)
+    table = pd.read_csv(out / "cv.csv", dtype=str, keep_default_na=False)
+    assert table["test_images"].tolist() == ["18", "18", "18", "", ""]  # whole numbers
+    # as if stopped during fold 1 (after its first epoch), before fold 2 began
+    shutil.rmtree(out / "fold-2")
+    shutil.rmtree(out / "fold-1")
+    fold_1 = TrainConfig(**{**config.to_dict(), "fold": 2, "test_fold": 1})
+    with pytest.raises(TrainingInterrupted):
+        train(out / FOLDS_FILE, out / "fold-1", fold_1, callbacks=[_StopAfter(0)])
+    said = []
+    result = cross_validate(tiny_manifest, out, config, folds=3, resume=True, log=said.append)
+    started = [line for line in said if not line.startswith("fold ") or ":" in line]
+    assert "fold 0: finished earlier, kept" in started
+    assert any(line.startswith("fold 1: resuming") for line in said)
+    assert any(line.startswith("fold 2: training") for line in said)
+    assert len(result.folds) == 3
+    assert load_run(out / "fold-1").info.results["resumed_after_epochs"] == 1

@@ -32,6 +32,7 @@ from amlcyto.io import write_atomic, write_json_atomic
 from amlcyto.models import CellPredictor, create_model, model_config
 from amlcyto.models.outputs import positive_class
 from amlcyto.models.predictor import check_normalisation
+from amlcyto.training.config import MAX_IMAGE_SIZE
 
 CONFIG = "config.json"
 WEIGHTS = "model.safetensors"
@@ -196,8 +197,9 @@ class RunInfo:
             problem = "model must name a registry model and its options"
         elif self.kind == CELL_CLASSIFIER:
             size = self.input.image_size
-            if isinstance(size, bool) or not isinstance(size, int) or not 1 <= size <= 4096:
-                problem = f"input image_size must be an integer from 1 to 4096, got {size!r}"
+            top = MAX_IMAGE_SIZE
+            if isinstance(size, bool) or not isinstance(size, int) or not 1 <= size <= top:
+                problem = f"input image_size must be an integer from 1 to {top}, got {size!r}"
             else:
                 try:
                     check_normalisation(self.input.mean or [], self.input.std or [])

@@ -36,6 +36,12 @@ def cv_command(
     force: Annotated[
         bool, typer.Option("--force", help="Overwrite a folder that holds files.")
     ] = False,
+    resume: Annotated[
+        bool,
+        typer.Option(
+            "--resume", help="Keep the folds an interrupted call finished; continue the rest."
+        ),
+    ] = False,
     *,
     config: TrainConfig,
 ) -> None:
@@ -50,6 +56,7 @@ def cv_command(
         config,
         folds=folds,
         force=force,
+        resume=resume,
         log=lambda message: err_console.print(message, highlight=False, markup=False),
     )
     grid = Table(title=f"{len(result.folds)}-fold cross-validation: {result.protocol}")

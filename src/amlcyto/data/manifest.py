@@ -52,6 +52,17 @@ def read_manifest(csv_path: str | Path) -> pd.DataFrame:
             f"{csv_path}: missing column(s) {', '.join(missing)}; a manifest needs "
             f"{','.join(MANIFEST_COLUMNS)} (create one with `amlcyto scan`)."
         )
+    if "fold" in frame.columns:
+        folds = pd.to_numeric(frame["fold"], errors="coerce")
+        bad = folds.isna() | (folds % 1 != 0) | (folds < -1)
+        if bad.any():
+            line = int(bad.to_numpy().argmax()) + 2
+            raise AmlcytoError(
+                f"{csv_path}: line {line} has fold {frame['fold'].iloc[line - 2]!r}; folds are "
+                "whole numbers from 0 (-1: outside the folds): remake them with `amlcyto split "
+                "--folds K`."
+            )
+        frame["fold"] = folds.astype(int)
     if "split" in frame.columns:
         bad = sorted(set(frame["split"].dropna()) - set(SPLIT_NAMES))
         if bad:

@@ -365,6 +365,14 @@ def split_for_fold(
             )
     if test_fold is not None and test_fold == fold:
         raise AmlcytoError(f"--fold and --test-fold are both {fold}; pick two different folds.")
+    held_out = (
+        "split" in frame.columns and ((frame["fold"] == NO_FOLD) & (frame["split"] == "test")).any()
+    )
+    if test_fold is not None and held_out:
+        raise AmlcytoError(
+            f"{source}: has test rows held out of the folds already; leave --test-fold out "
+            "(or fold the manifest without --test)."
+        )
     if len(folds) - (test_fold is not None) < 2:
         raise AmlcytoError(f"{source}: {len(folds)} folds leave none to train on; use more folds.")
     fold_of = frame["fold"].astype(int)
@@ -383,14 +391,14 @@ def split_for_fold(
 
 
 def same_split(a: pd.DataFrame, b: pd.DataFrame) -> bool:
-    """Whether two splits hold the same rows (path, label, split) in the same order.
+    """Whether two splits hold the same rows (path, label, split, fold) in the same order.
 
     Compared as text: a reloaded column's dtype may differ from a freshly made one's (``str``
     against ``object`` under pandas 3), which ``DataFrame.equals`` would call a difference.
     """
 
     def rows(frame: pd.DataFrame) -> list[tuple[str, ...]]:
-        columns = [c for c in ("path", "label", "split") if c in frame.columns]
+        columns = [c for c in ("path", "label", "split", "fold") if c in frame.columns]
         return list(frame[columns].astype(str).itertuples(index=False, name=None))
 
     return len(a) == len(b) and rows(a) == rows(b)

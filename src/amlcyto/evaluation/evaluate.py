@@ -71,11 +71,13 @@ def evaluation_rows(
         frame = read_manifest(data)
     if "split" in frame.columns:
         split = split or "test"
+        present = sorted(set(frame["split"].dropna()) - {split})
         frame = frame[frame["split"] == split]
         if frame.empty:
+            others = ", ".join(present) or "none"
             raise AmlcytoError(
-                f"{data or run.split_file}: no rows in split {split!r}; "
-                "use --split train, val or test."
+                f"{data or run.split_file}: no rows in split {split!r} (it has: {others}); "
+                f"choose one of those with --split."
             )
     elif split is not None:
         raise AmlcytoError(

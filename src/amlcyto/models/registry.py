@@ -149,7 +149,10 @@ def create_model(
         num_classes=num_classes, image_size=image_size, **options
     )
     bound.apply_defaults()
-    model = builder(**bound.arguments)
+    try:
+        model = builder(**bound.arguments)
+    except (TypeError, ValueError) as error:  # e.g. a dropout of "x"
+        raise AmlcytoError(f"model {name!r}: bad option value ({error})") from None
     arguments = {k: _plain(v) for k, v in bound.arguments.items() if k not in START_OPTIONS}
     model.registry_config = {"name": name, **arguments}
     return model

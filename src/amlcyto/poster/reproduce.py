@@ -22,10 +22,9 @@ from amlcyto.errors import AmlcytoError
 from amlcyto.evaluation.evaluate import evaluate
 from amlcyto.io import prepare_output_dir, write_csv_atomic
 from amlcyto.poster.reference import POSTER_RESULTS, POSTER_TASKS
-from amlcyto.runs import WEIGHTS, load_run, read_run_info
 from amlcyto.training import TrainConfig, train
-from amlcyto.training.config import differing_settings
-from amlcyto.training.fit import plan_training, work_dir
+from amlcyto.training.config import on_one_device
+from amlcyto.training.fit import finished_run, plan_training, work_dir
 
 PROTOCOLS = {
     "patient": "split by patient (no leakage)",
@@ -78,7 +77,12 @@ def reproduce_poster(
         One row per task, protocol and class: precision, recall, f1, support, accuracy, the
         patient-level accuracy, and the poster's published precision, recall and f1.
     """
-    base = base or TrainConfig(epochs=20, max_per_class=5000)
+    base = on_one_device(
+        (base or TrainConfig(epochs=20, max_per_class=5000)).check(),
+        "reproduce-poster",
+        "to use several GPUs, run one `amlcyto reproduce-poster --tasks SUBTYPE` per GPU "
+        "(CUDA_VISIBLE_DEVICES=0, 1, ...) into its own --out.",
+    )
     unknown = set(protocols) - set(PROTOCOLS)
     if unknown:
         raise AmlcytoError(f"unknown protocol(s) {sorted(unknown)}; use patient and/or image.")
@@ -127,7 +131,7 @@ def reproduce_poster(
         for subtype in tasks:
             config = _task_config(base, subtype)
             run = out / f"{subtype}-{protocol}"
-            if resume and not force and _finished(run, config, log):
+            if resume and not force and finished_run(run, config, log):
                 log(f"[{protocol}] control vs {subtype}: finished earlier, kept")
                 metrics = _metrics(run)
             else:
@@ -156,30 +160,6 @@ def _check_same_split(split_file: Path, split: pd.DataFrame) -> None:
             f"{split_file}: made from other data or settings (seed, test/val shares); resume "
             "with the same ones, or start over with --force."
         )
-
-
-def _finished(run: Path, config: TrainConfig, log: Callable[[str], None]) -> bool:
-    """Whether ``run`` holds a finished run of ``config`` that loads; an error if it holds
-    another's. A damaged one (bad record, weights that fail their checksum) is trained again."""
-    if not (run / WEIGHTS).is_file():
-        return False
-    try:
-        info = read_run_info(run)
-    except AmlcytoError as error:
-        log(f"{run}: cannot be kept ({error}); training it again")
-        return False
-    differing = differing_settings(info.train_config, config.to_dict())
-    if differing:
-        raise AmlcytoError(
-            f"{run}: trained with other settings ({'; '.join(differing)}); resume with the same "
-            "ones, or start over with --force."
-        )
-    try:
-        load_run(run)
-    except AmlcytoError as error:
-        log(f"{run}: cannot be kept ({error}); training it again")
-        return False
-    return True
 
 
 def _metrics(run: Path) -> dict:

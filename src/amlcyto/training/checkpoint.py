@@ -1,9 +1,9 @@
 """Resumable training without pickles: the state after each epoch, as safetensors and JSON.
 
-After every finished epoch :class:`EpochCheckpoint` writes ``state.safetensors`` (the current
-and the best weights, the optimiser's tensors, the random generators' states) and then
-``state.json`` (the epoch count, the best epoch, early stopping, the optimiser's settings and
-the learning-rate schedule, the checksum of the tensors file) into a checkpoint folder. A
+After every finished epoch :class:`EpochCheckpoint` writes ``state-<epochs>.safetensors``
+(the current and the best weights, the optimiser's tensors, the random generators' states) and
+then ``state.json`` (the epoch count, that file's name and checksum, the best epoch, early
+stopping, the optimiser's settings and the learning-rate schedule) into a checkpoint folder. A
 resumed run (:class:`ResumeFrom`) puts all of it back before its first epoch, so it trains on
 from the next epoch as if it had never stopped (on one device; DDP processes share the state of
 the first process).
@@ -28,7 +28,6 @@ from amlcyto.io import write_atomic, write_json_atomic
 from amlcyto.runs import file_sha256
 from amlcyto.training.callbacks import BestWeights
 
-TENSORS = "state.safetensors"
 STATE = "state.json"
 CHECKPOINT_VERSION = 1
 
@@ -59,9 +58,10 @@ def read_checkpoint(folder: str | Path) -> Checkpoint | None:
         state = json.loads((folder / STATE).read_text(encoding="utf-8"))
         if state.get("version") != CHECKPOINT_VERSION:
             raise ValueError(f"checkpoint version {state.get('version')!r}")
-        if file_sha256(folder / TENSORS) != state["tensors_sha256"]:
-            raise ValueError(f"{TENSORS} does not match its checksum")
-        tensors = load_file(str(folder / TENSORS))
+        tensors_file = folder / Path(state["tensors"]).name
+        if file_sha256(tensors_file) != state["tensors_sha256"]:
+            raise ValueError(f"{tensors_file.name} does not match its checksum")
+        tensors = load_file(str(tensors_file))
     except (OSError, ValueError, KeyError, SafetensorError) as error:
         raise AmlcytoError(
             f"{folder}: the saved training state is damaged ({error}); start over with --force."
@@ -100,26 +100,37 @@ class EpochCheckpoint(L.Callback):
             for key, value in values.items():
                 tensors[f"optimizer.{index}.{key}"] = torch.as_tensor(value)
         tensors["rng.torch"] = torch.get_rng_state()
+        if torch.cuda.is_available():  # dropout on a GPU draws from the CUDA generators
+            for index, state in enumerate(torch.cuda.get_rng_state_all()):
+                tensors[f"rng.cuda.{index}"] = state
         for name, generator in self.generators.items():
             tensors[f"rng.{name}"] = generator.get_state()
         tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
-        write_atomic(self.folder / TENSORS, lambda tmp: save_file(tensors, str(tmp)))
+        # A new tensors file per epoch, named by the JSON written after it: stopped anywhere in
+        # between, the JSON still names a whole earlier file, which is only then removed.
+        done = trainer.current_epoch + 1
+        name = f"state-{done}.safetensors"
+        write_atomic(self.folder / name, lambda tmp: save_file(tensors, str(tmp)))
         stopping = self.early_stopping.state_dict()
         stopping["best_score"] = float(stopping["best_score"])
         scaler = getattr(trainer.precision_plugin, "scaler", None)
         state = {
             "version": CHECKPOINT_VERSION,
-            "epochs_done": trainer.current_epoch + 1,
+            "epochs_done": done,
+            "tensors": name,
             "best_epoch": self.best.best_epoch,
             "best_score": self.best.best_score,
             "early_stopping": stopping,
             "optimizer_groups": optimizer["param_groups"],
             "scheduler": trainer.lr_scheduler_configs[0].scheduler.state_dict(),
             "grad_scaler": scaler.state_dict() if scaler is not None else None,
-            "tensors_sha256": file_sha256(self.folder / TENSORS),
+            "tensors_sha256": file_sha256(self.folder / name),
             **self.identity,
         }
         write_json_atomic(self.folder / STATE, _json_safe(state))
+        for old in self.folder.glob("state-*.safetensors"):
+            if old.name != name:
+                old.unlink(missing_ok=True)
 
 
 class ResumeFrom(L.Callback):
@@ -147,6 +158,9 @@ class ResumeFrom(L.Callback):
         if scaler is not None and state.get("grad_scaler"):
             scaler.load_state_dict(state["grad_scaler"])
         torch.set_rng_state(saved.tensors["rng.torch"])
+        cuda = sorted(k for k in saved.tensors if k.startswith("rng.cuda."))
+        if cuda and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all([saved.tensors[f"rng.cuda.{i}"] for i in range(len(cuda))])
         for name, generator in self.generators.items():
             generator.set_state(saved.tensors[f"rng.{name}"])
         done = saved.epochs_done

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
 from amlcyto.errors import AmlcytoError
@@ -156,3 +156,15 @@ def differing_settings(
         for k in sorted(a.keys() | b.keys())
         if a.get(k) != b.get(k)
     ]
+
+
+def on_one_device(config: TrainConfig, command: str, fix: str) -> TrainConfig:
+    """``config`` set to train on one device, for commands that train many runs in turn
+    (search, cv, reproduce-poster): a distributed run would start each command again in every
+    process. ``devices="auto"`` becomes 1; several devices, nodes or DDP are refused, with
+    ``fix`` saying what to do instead."""
+    devices = 1 if config.devices == "auto" else config.devices
+    count = len(devices) if isinstance(devices, list | tuple) else int(devices)
+    if count * config.num_nodes > 1 or "ddp" in str(config.strategy):
+        raise AmlcytoError(f"{command} trains each run on one device; {fix}")
+    return replace(config, devices=devices)

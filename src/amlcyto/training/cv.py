@@ -26,12 +26,13 @@ from pathlib import Path
 import pandas as pd
 
 from amlcyto.data.manifest import read_manifest, write_manifest
-from amlcyto.data.splits import NO_FOLD, assign_folds, fold_numbers
+from amlcyto.data.splits import NO_FOLD, assign_folds, fold_numbers, same_split
 from amlcyto.errors import AmlcytoError
 from amlcyto.evaluation.evaluate import evaluate
 from amlcyto.io import prepare_output_dir, write_csv_atomic, write_json_atomic
-from amlcyto.training.config import TrainConfig
-from amlcyto.training.fit import train
+from amlcyto.runs import read_run_info
+from amlcyto.training.config import TrainConfig, on_one_device
+from amlcyto.training.fit import finished_run, train, work_dir
 
 FOLDS_FILE = "folds.csv"
 SCORES = ("accuracy", "macro_f1", "auc", "patient_accuracy", "patient_macro_f1")
@@ -74,6 +75,7 @@ def cross_validate(
     folds: int | None = None,
     force: bool = False,
     log: Callable[[str], None] = print,
+    resume: bool = False,
 ) -> CrossValidation:
     """Train and score one run per fold; see the module docstring for which rows score.
 
@@ -90,10 +92,17 @@ def cross_validate(
         Number of folds to make from a manifest (must match a folded file's).
     force : bool
         Overwrite an ``out`` that holds files.
+    resume : bool
+        Continue an interrupted cross-validation in ``out``: folds that finished are kept, an
+        interrupted fold continues from its last epoch, the others are trained.
     """
     if config.fold is not None or config.test_fold is not None:
         raise AmlcytoError("cross-validation sets the folds itself; leave --fold out.")
-    config.check()
+    config = on_one_device(
+        config.check(),
+        "cross-validation",
+        "to use several GPUs, train the folds in parallel: one `amlcyto train --fold K` per GPU.",
+    )
     frame, made_here = folded_split(data, folds, config.seed)
     numbers = fold_numbers(frame)
     held_out = "split" in frame.columns and bool(
@@ -104,8 +113,20 @@ def cross_validate(
             f"{data}: {len(numbers)} folds and no held-out test rows leave no fold to train on "
             "once one tests and one validates; use at least 3 folds."
         )
-    out = prepare_output_dir(out, force)
-    split_file = write_manifest(frame, out / FOLDS_FILE) if made_here else Path(data)
+    if resume and force:
+        raise AmlcytoError("--resume keeps finished folds and --force starts over; pass one.")
+    out = prepare_output_dir(out, force or resume)
+    split_file = Path(data)
+    if made_here:
+        split_file = out / FOLDS_FILE
+        if resume and split_file.is_file():
+            if not same_split(read_manifest(split_file), frame):
+                raise AmlcytoError(
+                    f"{split_file}: made from other data or settings (seed, --folds); resume "
+                    "with the same ones, or start over with --force."
+                )
+        else:
+            write_manifest(frame, split_file)
     protocol = (
         "every fold's model scored on the held-out test rows; fold k validates"
         if held_out
@@ -117,9 +138,15 @@ def cross_validate(
             fold, test_fold = k, None
         else:
             fold, test_fold = numbers[(position + 1) % len(numbers)], k
-        log(f"fold {k}: training ({len(numbers)} folds; {protocol})")
         run_config = dataclasses.replace(config, fold=fold, test_fold=test_fold)
-        info = train(split_file, out / f"fold-{k}", run_config, force=force)
+        run = out / f"fold-{k}"
+        if resume and finished_run(run, run_config, log):
+            log(f"fold {k}: finished earlier, kept")
+            info = read_run_info(run)
+        else:
+            interrupted = resume and work_dir(run).is_dir()
+            log(f"fold {k}: {'resuming' if interrupted else 'training'} ({protocol})")
+            info = train(split_file, run, run_config, force=not interrupted, resume=interrupted)
         scored = evaluate(info.path, force=True)
         metrics = scored.metrics
         row = {
@@ -148,6 +175,8 @@ def cross_validate(
         ],
         ignore_index=True,
     )
+    counts = ["test_images", "test_patients", "best_epoch"]  # blank in the mean and sd rows
+    summary[counts] = summary[counts].astype("Int64")
     write_csv_atomic(out / "cv.csv", summary)
     write_json_atomic(
         out / "cv.json",

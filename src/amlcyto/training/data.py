@@ -54,6 +54,9 @@ class CellDataModule(L.LightningDataModule):
         self.sources: dict = {}
         # draws the training batches; a resumed run sets its state back
         self.sampler_generator = torch.Generator().manual_seed(config.seed)
+        # seeds the worker processes, which then live for the whole fit: drawn from a generator
+        # of their own, not the global one (a resumed fit draws them once more)
+        self.worker_generator = torch.Generator().manual_seed(config.seed)
 
     def setup(self, stage: str | None = None) -> None:
         """Open (building where needed) the image sources of both parts; idempotent."""
@@ -103,6 +106,7 @@ class CellDataModule(L.LightningDataModule):
             shuffle=False,
             num_workers=config.workers,
             persistent_workers=config.workers > 0,
+            generator=self.worker_generator if config.workers > 0 else None,
             # BatchNorm cannot train on a last batch of one image (a 1x1 feature map in a ResNet
             # at 32 px has one value per channel); the draws are random, so no image is always
             # left out

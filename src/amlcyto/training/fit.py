@@ -17,7 +17,7 @@ import signal
 import sys
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,11 +36,14 @@ from amlcyto.runs import (
     CELL_CLASSIFIER,
     HISTORY,
     SPLIT,
+    WEIGHTS,
     DataInfo,
     InputSpec,
     RunInfo,
     file_sha256,
+    load_run,
     publish_run,
+    read_run_info,
     save_run,
 )
 from amlcyto.training.callbacks import BestWeights, EpochLog
@@ -74,8 +77,9 @@ class TrainingInterrupted(Interrupted):
 
 
 def work_dir(out: str | Path) -> Path:
-    """The folder beside ``out`` that a run trains in until it is finished."""
-    out = Path(out)
+    """The folder beside ``out`` that a run trains in until it is finished: beside where
+    ``out`` really is (through links), so the finished run moves on one file system."""
+    out = Path(out).resolve()
     return out.parent / f".{out.name}.partial"
 
 
@@ -98,14 +102,15 @@ def load_split(data: str | Path | pd.DataFrame, config: TrainConfig) -> pd.DataF
     folds = fold_numbers(frame)
     if config.fold is not None:
         return split_for_fold(frame, config.fold, config.test_fold, source=str(data))
-    if "split" in frame.columns:
-        return frame
-    if folds:
+    has_val = "split" in frame.columns and (frame["split"] == "val").any()
+    if folds and not has_val:  # the folds are the only validation rows there are
         raise AmlcytoError(
-            f"{data}: has folds ({', '.join(map(str, folds))}) and no split column; pass "
+            f"{data}: has folds ({', '.join(map(str, folds))}) and no 'val' rows; pass "
             f"--fold K to validate on fold K (e.g. --fold 0), or train every fold with "
             f"`amlcyto cv {data}`."
         )
+    if "split" in frame.columns:
+        return frame
     return split_by_patient(frame, test=config.test, val=config.val, seed=config.seed)
 
 
@@ -143,13 +148,22 @@ def plan_training(data: str | Path | pd.DataFrame, config: TrainConfig) -> Train
     rows = rows_of_classes(frame, classes)
     _check_val_rows(rows, classes, source)
     options = {"pretrained": False} if config.pretrained else {}  # no download to check
-    create_model(
+    model = create_model(
         config.model,
         num_classes=len(classes),
         image_size=image_size,
         **options,
         **config.model_options,
     )
+    try:  # the cells it will get: RGB (3 channels) at image_size
+        with torch.no_grad():
+            model.eval()(torch.zeros(2, 3, image_size, image_size))
+    except RuntimeError as error:
+        first = str(error).strip().splitlines()[0]
+        raise AmlcytoError(
+            f"model {config.model!r} with options {config.model_options} cannot take RGB cells "
+            f"of {image_size} px ({first}); change --options or --image-size."
+        ) from None
     missing = [p for p in rows["path"] if not os.path.isfile(p)]
     if missing:
         raise AmlcytoError(
@@ -325,6 +339,31 @@ def train(
     return info
 
 
+def finished_run(run: Path, config: TrainConfig, log: Callable[[str], None]) -> bool:
+    """Whether ``run`` holds a finished run of ``config`` that loads, for commands that resume
+    many runs (cv, reproduce-poster); an error if it holds another's. A damaged one (a bad
+    record, weights that fail their checksum) is reported through ``log`` and trained again."""
+    if not (run / WEIGHTS).is_file():
+        return False
+    try:
+        info = read_run_info(run)
+    except AmlcytoError as error:
+        log(f"{run}: cannot be kept ({error}); training it again")
+        return False
+    differing = differing_settings(info.train_config, config.to_dict())
+    if differing:
+        raise AmlcytoError(
+            f"{run}: trained with other settings ({'; '.join(differing)}); resume with the same "
+            "ones, or start over with --force."
+        )
+    try:
+        load_run(run)
+    except AmlcytoError as error:
+        log(f"{run}: cannot be kept ({error}); training it again")
+        return False
+    return True
+
+
 def _check_val_rows(rows: pd.DataFrame, classes: list[str], data) -> None:
     """Every class needs validation rows; name the classes that have none, and why."""
     lacking = [c for c in classes if not ((rows["label"] == c) & (rows["split"] == "val")).any()]
@@ -350,8 +389,12 @@ def _checkpoint_to_resume(
     lead: bool,
 ) -> Checkpoint | None:
     """The checkpoint a resumed run continues from; refuse an ``out`` it may not replace."""
-    checkpoint = read_checkpoint(work / CHECKPOINT) if resume and not force else None
-    if resume and not force and checkpoint is None:
+    if resume and force:
+        raise AmlcytoError(
+            "--resume continues an interrupted run and --force starts over; pass one of them."
+        )
+    checkpoint = read_checkpoint(work / CHECKPOINT) if resume else None
+    if resume and checkpoint is None:
         raise AmlcytoError(
             f"{work}: no interrupted training of {out} to resume; run without --resume."
         )
@@ -370,6 +413,8 @@ def _checkpoint_to_resume(
         return checkpoint
     if lead:
         check_output_dir(out, force)
+        if work.exists() and not force and read_checkpoint(work / CHECKPOINT) is None:
+            shutil.rmtree(work)  # stopped before its first epoch: nothing there to resume
         if work.exists() and not force:
             raise AmlcytoError(
                 f"{work}: an interrupted training of {out} is there; pass --resume to continue "

@@ -56,23 +56,23 @@ def on_gpu(accelerator: str) -> bool:
 
 
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda")
+# DDP in processes Lightning starts (or torchrun/SLURM starts): the best weights stay in this
+# process. ddp_spawn would keep them in the spawned ones; FSDP and the rest are untested here.
+STRATEGIES = ("auto", "ddp")
 
 
 def check_machine(accelerator: str, devices, num_nodes: int, strategy: str) -> None:
     """Refuse settings this machine cannot run, before anything is started: an unknown
     accelerator or strategy, a GPU where there is none, more devices than it has (on a CPU,
     more processes than cores: each is a full trainer)."""
-    from lightning.pytorch.strategies import StrategyRegistry
-
     from amlcyto.errors import AmlcytoError
 
     if accelerator not in ACCELERATORS:
         raise AmlcytoError(f"--accelerator {accelerator!r}: use {', '.join(ACCELERATORS)}.")
-    strategies = ["auto", "ddp", *StrategyRegistry.available_strategies()]
-    if strategy not in strategies:
+    if strategy not in STRATEGIES:
         raise AmlcytoError(
-            f"--strategy {strategy!r}: not a Lightning strategy; use auto, ddp, ddp_spawn or "
-            "another of `lightning.pytorch.strategies.StrategyRegistry`."
+            f"--strategy {strategy!r}: amlcyto trains with {' or '.join(STRATEGIES)} (DDP in "
+            "processes it starts, or under torchrun/SLURM); other strategies are not supported."
         )
     gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
     if accelerator in ("gpu", "cuda") and gpus == 0:

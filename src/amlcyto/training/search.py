@@ -40,7 +40,7 @@ from amlcyto.errors import AmlcytoError
 from amlcyto.io import write_csv_atomic, write_json_atomic
 from amlcyto.models import model_defaults, model_options
 from amlcyto.runs import HISTORY
-from amlcyto.training.config import TrainConfig, differing_settings
+from amlcyto.training.config import TrainConfig, differing_settings, on_one_device
 from amlcyto.training.fit import NoFiniteValidationLoss, plan_training, train
 
 STUDY_FILE = "search.json"
@@ -165,7 +165,12 @@ def search(
     base.check()
     if trials < 1:
         raise AmlcytoError(f"--trials must be at least 1, got {trials}.")
-    base = dataclasses.replace(base, devices=_one_device(base))
+    base = on_one_device(
+        base,
+        "a search",
+        "to use several GPUs run one `amlcyto search` per GPU (CUDA_VISIBLE_DEVICES=0, 1, ...) "
+        "with the same --storage.",
+    )
     study_name = study_name or _default_study_name(base)
     out = Path(out)
     plan_training(data, base)  # bad data or settings fail here, before the study is made
@@ -267,17 +272,6 @@ def _run_trial(
     if pruning.pruned:
         raise optuna.TrialPruned()
     return float(info.results["best_val_loss"])
-
-
-def _one_device(base: TrainConfig) -> int | list[int]:
-    devices = 1 if base.devices == "auto" else base.devices
-    count = len(devices) if isinstance(devices, list | tuple) else int(devices)
-    if count * base.num_nodes > 1 or "ddp" in str(base.strategy):
-        raise AmlcytoError(
-            "a search trains each trial on one device; to use several GPUs run one "
-            "`amlcyto search` per GPU (CUDA_VISIBLE_DEVICES=0, 1, ...) with the same --storage."
-        )
-    return devices
 
 
 def _default_study_name(base: TrainConfig) -> str:
