@@ -20,7 +20,7 @@ from cli_helpers import invoke, one_line_error
 from safetensors.torch import load_file
 
 from amlcyto.data.manifest import read_manifest, write_manifest
-from amlcyto.errors import AmlcytoError
+from amlcyto.errors import AmlcytoError, Interrupted
 from amlcyto.poster import reproduce_poster
 from amlcyto.runs import CONFIG, HISTORY, SPLIT, WEIGHTS, load_run
 from amlcyto.training import TrainConfig, train
@@ -532,3 +532,40 @@ def test_cv_resume_keeps_finished_folds_and_continues_the_interrupted_one(
     assert any(line.startswith("fold 2: training") for line in said)
     assert len(result.folds) == 3
     assert load_run(out / "fold-1").info.results["resumed_after_epochs"] == 1
+
+
+def test_predict_says_why_it_passed_over_each_entry(trained_run: Path, tiny_data, tmp_path: Path):
+    folder = tmp_path / "slide"
+    folder.mkdir()
+    shutil.copy(tiny_data / "NPM1" / "NPM1_P0" / "cell_0.png", folder / "cell.png")
+    (folder / "notes.txt").write_text("x")
+    (folder / "gone.png").symlink_to(tmp_path / "nowhere.png")
+    (folder / "loop").symlink_to(folder)
+    result = invoke("predict", trained_run, folder, "--out", tmp_path / "p.csv")
+    assert result.exit_code == 0, result.output
+    said = {
+        line.split(": ", 1)[0].rsplit("/", 1)[-1]: line.split(": ", 1)[1]
+        for line in result.stderr.splitlines()
+        if line.startswith("passed over /")
+    }
+    assert said["notes.txt"].startswith("not an image file")
+    assert said["gone.png"] == "a broken link"
+
+
+def test_an_interrupted_search_says_how_to_go_on(tiny_split, tmp_path, tiny_config, monkeypatch):
+    import amlcyto.training.search as search_module
+
+    real_train, calls = search_module.train, []
+
+    def stopped_on_the_second_trial(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            work_dir(args[1]).mkdir(parents=True)  # what an interrupted trial leaves
+            raise TrainingInterrupted("trial stopped")
+        return real_train(*args, **kwargs)
+
+    monkeypatch.setattr(search_module, "train", stopped_on_the_second_trial)
+    out = tmp_path / "search"
+    with pytest.raises(Interrupted, match="keeps its 1 finished trial") as caught:
+        search_module.search(tiny_split, out, tiny_config(tmp_path / "cache", epochs=1), trials=3)
+    assert "--resume" not in str(caught.value) and not list(out.glob(".trial-*"))

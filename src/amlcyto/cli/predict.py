@@ -36,14 +36,14 @@ def predict_command(
     out of the folder rows; the others are predicted.
     """
     from amlcyto.data.manifest import write_manifest
-    from amlcyto.evaluation.predict import predict
+    from amlcyto.evaluation.predict import passed_over_reason, predict
     from amlcyto.evaluation.tables import rounded
     from amlcyto.io import check_output_file
 
     check_output_file(out, force)
     table, passed_over = predict(run, paths, batch_size=batch_size, workers=workers)
     for path in passed_over:
-        why = "hidden" if Path(path).name.startswith(".") else "not an image file"
+        why = passed_over_reason(path)
         err_console.print(f"passed over {path}: {why}", markup=False, soft_wrap=True)
     failed = table[table["kind"] == "unreadable"]
     for row in failed.itertuples():

@@ -17,6 +17,20 @@ from amlcyto.evaluation.tables import aggregate, predictions_table, probability_
 from amlcyto.runs import load_run
 
 
+def passed_over_reason(path: str | Path) -> str:
+    """Why :func:`collect_images` passed over ``path``, in a few words."""
+    path = Path(path)
+    if path.name.startswith("."):
+        return "hidden"
+    if path.is_symlink() and not path.exists():
+        return "a broken link"
+    if path.is_dir():
+        return "a folder reached twice (through a link)"
+    if not path.is_file():
+        return "not a regular file"
+    return "not an image file (.tif .tiff .png .jpg .jpeg .bmp)"
+
+
 def collect_images(inputs: Sequence[str | Path]) -> tuple[list[str], list[str]]:
     """Image files named or found (recursively, following symbolic links) under ``inputs``, and
     the other entries passed over (other files, broken links, pipes, and hidden files and

@@ -21,6 +21,7 @@ import dataclasses
 import json
 import math
 import os
+import shutil
 import socket
 import warnings
 import zlib
@@ -36,12 +37,17 @@ import pandas as pd
 import sqlalchemy
 from sqlalchemy.engine import make_url
 
-from amlcyto.errors import AmlcytoError
+from amlcyto.errors import AmlcytoError, Interrupted
 from amlcyto.io import write_csv_atomic, write_json_atomic
 from amlcyto.models import model_defaults, model_options
 from amlcyto.runs import HISTORY
 from amlcyto.training.config import TrainConfig, differing_settings, on_one_device
-from amlcyto.training.fit import NoFiniteValidationLoss, plan_training, train
+from amlcyto.training.fit import (
+    NoFiniteValidationLoss,
+    TrainingInterrupted,
+    plan_training,
+    train,
+)
 
 STUDY_FILE = "search.json"
 TRIALS = "trials.csv"
@@ -190,8 +196,17 @@ def search(
     def objective(trial: optuna.Trial) -> float:
         return _run_trial(trial, data, out, suggest_config(trial, base, space), force)
 
-    with _quiet_optuna():
-        study.optimize(objective, n_trials=trials, callbacks=[on_trial] if on_trial else None)
+    try:
+        with _quiet_optuna():
+            study.optimize(objective, n_trials=trials, callbacks=[on_trial] if on_trial else None)
+    except TrainingInterrupted:
+        for work in out.glob(".trial-*.partial"):  # a trial is not resumed: its number is used
+            shutil.rmtree(work, ignore_errors=True)
+        done = sum(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
+        raise Interrupted(
+            f"{out}: search interrupted; the study keeps its {done} finished trial(s), and the "
+            "same command runs the trials still to go (a trial stopped half-way starts anew)."
+        ) from None
     write_summary(study, out, url)
     return study
 
