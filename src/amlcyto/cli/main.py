@@ -9,6 +9,7 @@ from amlcyto.cli import (
     cv,
     demo,
     evaluate,
+    explain,
     models,
     poster,
     predict,
@@ -32,7 +33,8 @@ def main() -> None:
     """Classify acute myeloid leukemia from single white-blood-cell images."""
 
 
-for module in (scan, split, audit, demo, models, train, cv, evaluate, predict, poster, search):
+COMMANDS = (scan, split, audit, demo, models, train, cv, evaluate, predict, explain, poster, search)
+for module in COMMANDS:
     module.register(app)
 
 

@@ -63,3 +63,16 @@ def plot_history(history: pd.DataFrame, path: Path) -> Path:
     right.plot(history["epoch"], history["val_macro_f1"], marker="o", color="tab:green")
     right.set(xlabel="epoch", ylabel="macro F1", title="Validation macro F1", ylim=(0, 1.02))
     return _save(figure, path)
+
+
+def plot_gradcam(image: np.ndarray, cam: np.ndarray, caption: str, path: Path) -> Path:
+    """The cell beside its Grad-CAM overlay (``cam`` in [0, 1], same size), captioned."""
+    figure, axes = plt.subplots(1, 2, figsize=(4.4, 2.5))
+    axes[0].imshow(image)
+    axes[1].imshow(image)
+    axes[1].imshow(cam, cmap="jet", alpha=0.45, vmin=0.0, vmax=1.0)
+    for ax, title in zip(axes, ("cell", "Grad-CAM"), strict=True):
+        ax.set_title(title, fontsize=8)
+        ax.axis("off")
+    figure.suptitle(caption, fontsize=8)
+    return _save(figure, path)

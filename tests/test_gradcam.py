@@ -1,0 +1,68 @@
+"""Grad-CAM: a map for every registry model at its declared layer, and `amlcyto explain`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+from cli_helpers import invoke, ok
+from PIL import Image
+
+from amlcyto.evaluation.explain import TABLE, explain
+from amlcyto.evaluation.gradcam import class_scores, grad_cam
+from amlcyto.evaluation.predict import predict
+from amlcyto.models import CellPredictor, create_model, list_models, model_defaults
+
+
+@pytest.mark.parametrize("name", list_models())
+@pytest.mark.parametrize("num_classes", [2, 3])
+def test_every_model_gives_a_map_per_cell_in_zero_to_one(name, num_classes):
+    size = 64 if name.startswith("resnet") else model_defaults(name)["image_size"]
+    torch.manual_seed(0)
+    model = create_model(name, num_classes=num_classes, image_size=size).eval()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    predictor = CellPredictor(model, num_classes, [0.5] * 3, [0.25] * 3).eval()
+    cells = torch.randint(0, 256, (3, size, size, 3), dtype=torch.uint8)
+    maps, probabilities = grad_cam(predictor, cells)
+    assert maps.shape == (3, size, size) and torch.isfinite(maps).all()
+    assert maps.min() >= 0 and maps.max() <= 1
+    for cell_map in maps:  # each map is scaled to its own peak (or is zero throughout)
+        assert cell_map.max() == pytest.approx(1.0) or cell_map.max() == 0
+    torch.testing.assert_close(probabilities.sum(dim=1), torch.ones(3))
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert all(p.grad is None for p in model.parameters())
+
+
+def test_the_score_of_class_zero_is_the_negative_sigmoid_logit():
+    logits = torch.tensor([[2.0], [-1.0]])
+    assert class_scores(logits, torch.tensor([1, 0]), 2).tolist() == [2.0, 1.0]
+    logits = torch.tensor([[0.1, 0.7, -0.2]])
+    assert class_scores(logits, torch.tensor([2]), 3).tolist() == pytest.approx([-0.2])
+
+
+def test_explain_writes_a_captioned_overlay_per_cell(trained_run: Path, tiny_data, tmp_path):
+    folder = tiny_data / "PML_RARA" / "PML_RARA_P2"
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "cut.png").write_bytes(b"\x89PNG\r\n\x1a\n cut short")
+    table = explain(trained_run, [folder, tmp_path / "bad"], tmp_path / "out")
+    made = table[table["overlay"].notna()]
+    assert len(made) == 6 and table["problem"].notna().sum() == 1  # listed, not dropped
+    for overlay in made["overlay"]:
+        with Image.open(tmp_path / "out" / overlay) as image:
+            assert image.size[0] > 100
+    assert pd.read_csv(tmp_path / "out" / TABLE)["path"].tolist() == table["path"].tolist()
+    # the caption's class is the class predict gives the same cells
+    predicted, _ = predict(trained_run, [folder])
+    cells = predicted[predicted["kind"] == "image"].set_index("path")["predicted"]
+    assert made.set_index("path")["predicted"].to_dict() == cells.to_dict()
+
+
+def test_explain_command(trained_run: Path, tiny_data: Path, tmp_path: Path):
+    out = tmp_path / "out"
+    result = invoke("explain", trained_run, tiny_data / "NPM1" / "NPM1_P0", "--out", out)
+    ok(result)
+    assert "wrote 6 overlays" in result.stderr and result.stdout.strip() == str(out)
+    again = invoke("explain", trained_run, tiny_data / "NPM1" / "NPM1_P0", "--out", out)
+    assert again.exit_code == 2 and "already holds files" in again.stderr
