@@ -15,29 +15,22 @@ import pandas as pd
 from amlcyto.errors import AmlcytoError
 
 
-def check_writable(path: str | Path, force: bool = False) -> Path:
-    """Refuse to overwrite an existing output unless ``force`` is set; return the path."""
-    path = Path(path)
-    if path.exists() and not force:
-        raise AmlcytoError(
-            f"{path} already exists; choose another output or pass --force to overwrite it."
-        )
-    return path
-
-
 def check_output_file(path: str | Path, force: bool = False) -> Path:
     """Check, before the work that makes it, that the output file ``path`` can be written.
 
-    Refuses a folder where a file is meant, an existing file unless ``force`` (the rule of
-    :func:`check_writable`), and a path whose nearest existing folder is a file or cannot be
-    written in (no permission, read-only file system). Creates nothing; returns the path.
+    Refuses a folder where a file is meant, an existing file unless ``force`` (results are
+    never overwritten without it), and a path whose nearest existing folder is a file or cannot
+    be written in (no permission, read-only file system). Creates nothing; returns the path.
     """
     path = Path(path)
     if path.is_dir():
         raise AmlcytoError(
             f"{path} is a folder, not a file; name the file to write, e.g. {path / 'out.csv'}."
         )
-    check_writable(path, force)
+    if path.exists() and not force:
+        raise AmlcytoError(
+            f"{path} already exists; choose another output or pass --force to overwrite it."
+        )
     _check_can_create(path, path.parent)
     return path
 

@@ -22,7 +22,6 @@ from amlcyto.training.config import TrainConfig
 
 _CONFIG_DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
 _CONFIG_DEFAULTS["model_options"] = None
-_CONFIG_DEFAULTS["devices"] = "auto"
 
 # name -> (type, typer.Option); the parameter name is the TrainConfig field, except `options`
 # (JSON text for model_options).

@@ -46,7 +46,7 @@ class CellDataModule(L.LightningDataModule):
         if "split" not in frame.columns:
             raise AmlcytoError(f"{split}: has no split column; make one with `amlcyto split`.")
         rows = rows_of_classes(frame, classes)
-        self.config, self.image_size, self.classes = config, image_size, classes
+        self.config, self.image_size = config, image_size
         self.train_rows = cap_per_class(
             rows[rows["split"] == "train"], config.max_per_class, config.seed
         )

@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 
 from amlcyto.data.cache import default_cache_dir
+from amlcyto.errors import AmlcytoError
 from amlcyto.io import write_json_atomic
 from amlcyto.models import model_config
 
@@ -65,8 +66,6 @@ def check_machine(accelerator: str, devices, num_nodes: int, strategy: str) -> N
     """Refuse settings this machine cannot run, before anything is started: an unknown
     accelerator or strategy, a GPU where there is none, more devices than it has (on a CPU,
     more processes than cores: each is a full trainer)."""
-    from amlcyto.errors import AmlcytoError
-
     if accelerator not in ACCELERATORS:
         raise AmlcytoError(f"--accelerator {accelerator!r}: use {', '.join(ACCELERATORS)}.")
     if strategy not in STRATEGIES:
