@@ -63,37 +63,57 @@ def save_json(name: str, data: dict) -> Path:
 
 
 def train_and_score(name: str, frame: pd.DataFrame, args, **settings) -> dict:
-    """Split ``frame`` 70 / 10 / 20 % (PBC has no patient ids: each image is its own group,
-    byte-identical copies kept together) into ``bench/out/<name>/split.csv``; train a
-    ``TrainConfig(**settings)`` with the options every bench takes (``--epochs``,
-    ``--batch-size``, ``--lr``, ``--seed``; no early stop before the last epoch); evaluate its
-    test rows, print the report and save ``bench/out/<name>.json`` with the scores, the speed
-    and the command that made them."""
-    out = OUT / name
-    split = split_by_patient(frame, test=0.2, val=0.1, seed=args.seed)
-    split_file = write_manifest(split, out / "split.csv")
+    """Train a ``TrainConfig(**settings)`` with the options every bench takes (``--epochs``,
+    ``--batch-size``, ``--lr``, ``--seed``; no early stop before the last epoch) through
+    :func:`score_config`."""
     config = TrainConfig(
         epochs=args.epochs,
         batch_size=args.batch_size,
         lr=args.lr,
         seed=args.seed,
-        patience=args.epochs,
+        patience=0,  # no early stopping
         cache_dir=str(OUT / "cache"),
         **settings,
     )
+    flags = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if v is not None)
+    return score_config(name, frame, config, f"python3 -m bench.{name} {flags}")
+
+
+def score_config(
+    name: str,
+    frame: pd.DataFrame,
+    config: TrainConfig,
+    command: str,
+    val: float = 0.1,
+    callbacks=(),
+    extra=None,
+) -> dict:
+    """Split ``frame`` 70 / 10 / 20 % by patient (PBC has no patient ids: each image is its own
+    group, byte-identical copies kept together; seeded by ``config.seed``) into
+    ``bench/out/<name>/split.csv``; train ``config``; evaluate its test rows, print the report
+    and save ``bench/out/<name>.json`` with the scores, the speed, why training stopped and the
+    command that made them (and what ``extra()`` returns after training)."""
+    out = OUT / name
+    split = split_by_patient(frame, test=0.2, val=val, seed=config.seed)
+    split_file = write_manifest(split, out / "split.csv")
     started = time.perf_counter()
-    info = train(split_file, out / "run", config, force=True)
+    info = train(split_file, out / "run", config, force=True, callbacks=callbacks)
     seconds = time.perf_counter() - started
     result = evaluate(info.path, force=True)
     history = pd.read_csv(info.path / "history.csv")
     print(result.report)
-    flags = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if v is not None)
     summary = {
-        "command": f"python3 -m bench.{name} {flags}",
+        "command": command,
         "model": info.model["name"],
         "train_images": info.data.train_images,
         "test_images": result.metrics["n"],
+        "epochs": config.epochs,
+        "max_minutes": config.max_minutes,
+        "patience": config.patience,
         "epochs_run": len(history),
+        "planned_epochs": info.results.get("planned_epochs"),
+        "stop": info.results.get("stop"),
+        "stop_reason": info.results.get("stop_reason"),
         "best_epoch": info.results["best_epoch"],
         "lr": info.training["lr"],
         "precision": info.training["precision"],
@@ -104,7 +124,9 @@ def train_and_score(name: str, frame: pd.DataFrame, args, **settings) -> dict:
         "per_class_f1": {k: round(v["f1"], 4) for k, v in result.metrics["per_class"].items()},
         "train_images_per_s_median": float(history["train_images_per_s"].median()),
         "wall_seconds_train_incl_cache": round(seconds, 1),
+        "val_loss_by_epoch": [round(v, 4) for v in history["val_loss"]],
         "report": result.report,
+        **(extra() if extra else {}),
     }
     save_json(name, summary)
     return summary

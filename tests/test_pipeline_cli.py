@@ -42,7 +42,8 @@ def test_train_command_makes_a_run(tiny_split: Path, tmp_path: Path, monkeypatch
     result = invoke("train", tiny_split, "--out", run, *FAST[:-1])
     ok(result)
     assert result.stdout.strip() == str(run)  # stdout is the result only: no progress bar
-    assert "best epoch 0" in result.stderr
+    assert "best epoch 0 (validation loss" in result.stderr and "accuracy" in result.stderr
+    assert "stopped: the schedule finished" in result.stderr  # why training ended
     for name in ("config.json", "model.safetensors", "split.csv", "history.csv"):
         assert (run / name).is_file()
     info = read_run_info(run)

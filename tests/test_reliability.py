@@ -22,6 +22,7 @@ from safetensors.torch import load_file
 from amlcyto.data.manifest import read_manifest, write_manifest
 from amlcyto.errors import AmlcytoError, Interrupted
 from amlcyto.poster import reproduce_poster
+from amlcyto.poster.reproduce import task_config
 from amlcyto.runs import CONFIG, HISTORY, SPLIT, WEIGHTS, load_run
 from amlcyto.training import TrainConfig, train
 from amlcyto.training.fit import TrainingInterrupted, work_dir
@@ -275,13 +276,9 @@ def test_reproduce_poster_resume_retrains_damaged_and_resumes_interrupted_models
     # NPM1 as if stopped after its first epoch: its working folder holds the state
     npm1 = out / "NPM1-patient"
     shutil.rmtree(npm1)
-    task = {"model": "poster_npm1", "task": "binary", "positive": "NPM1"}
-    with pytest.raises(TrainingInterrupted):
+    with pytest.raises(TrainingInterrupted):  # the settings reproduce-poster trains NPM1 with
         train(
-            out / "split_by_patient.csv",
-            npm1,
-            TrainConfig(**{**two.to_dict(), **task}),
-            callbacks=[_StopAfter(0)],
+            out / "split_by_patient.csv", npm1, task_config(two, "NPM1"), callbacks=[_StopAfter(0)]
         )
     said = []
     reproduce_poster(
@@ -566,6 +563,6 @@ def test_an_interrupted_search_says_how_to_go_on(tiny_split, tmp_path, tiny_conf
 
     monkeypatch.setattr(search_module, "train", stopped_on_the_second_trial)
     out = tmp_path / "search"
-    with pytest.raises(Interrupted, match="keeps its 1 finished trial") as caught:
+    with pytest.raises(Interrupted, match="keeps its 1 finished or pruned trial") as caught:
         search_module.search(tiny_split, out, tiny_config(tmp_path / "cache", epochs=1), trials=3)
     assert "--resume" not in str(caught.value) and not list(out.glob(".trial-*"))

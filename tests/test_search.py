@@ -4,25 +4,28 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
+from pathlib import Path
 from types import SimpleNamespace
 
 import optuna
 import pandas as pd
 import pytest
 import torch
+from safetensors.torch import load_file
 from typer.testing import CliRunner
 
 from amlcyto.cli.main import app
 from amlcyto.errors import AmlcytoError
+from amlcyto.runs import read_run_info
 from amlcyto.training import TrainConfig
-from amlcyto.training.search import (
-    PruningCallback,
+from amlcyto.training.search import PruningCallback, search, write_summary
+from amlcyto.training.spaces import (
     SearchSpace,
-    default_space,
-    search,
+    poster_space,
+    resolve_space,
     suggest_config,
-    takes_dropout,
-    write_summary,
+    training_space,
 )
 
 
@@ -43,14 +46,14 @@ def test_two_searches_on_one_storage_share_the_study(tiny_split, base, tmp_path)
     values = [t.value for t in study.trials]
     assert best["val_loss"] == min(values) and best["trials"] == 2
     assert 0.0 <= best["val_macro_f1"] <= 1.0
-    assert set(best["params"]) == {"lr", "weight_decay", "batch_size", "dropout"}
+    assert set(best["params"]) == {"lr", "weight_decay", "batch_size", "model_options.dropout"}
     assert best["train_config"]["lr"] == best["params"]["lr"]
     assert len(pd.read_csv(first / "trials.csv")) == 2
 
     # a second machine: another folder, the same database and study name
     second = tmp_path / "machine-b"
     args = ["search", str(tiny_split), "--out", str(second), "--model", "cnn_small"]
-    args += ["--image-size", "16", "--epochs", "1", "--trials", "2"]
+    args += ["--image-size", "16", "--epochs", "1", "--trials", "4"]  # the study's total
     args += ["--storage", storage, "--study-name", "shared"]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
@@ -70,25 +73,96 @@ def test_two_searches_on_one_storage_share_the_study(tiny_split, base, tmp_path)
     assert len(optuna.load_study(study_name="shared", storage=storage).trials) == 4
 
 
-def test_default_space_centres_on_the_model_and_tunes_dropout_only_where_taken():
-    space = default_space(TrainConfig(model="cnn_small", batch_size=64))
-    assert space.lr == pytest.approx((1e-4, 1e-2))
-    assert space.batch_size == (32, 64, 128)
-    assert space.dropout == (0.0, 0.5)
-    assert default_space(TrainConfig(model="cnn_small", lr=0.5, batch_size=1)).lr == (0.05, 5.0)
-    assert default_space(TrainConfig(model="cnn_small", batch_size=1)).batch_size == (1, 2)
-    assert not takes_dropout(TrainConfig(model="resnet18"))
-    assert default_space(TrainConfig(model="resnet18")).dropout is None
+def test_training_space_centres_on_the_model_and_tunes_dropout_only_where_taken():
+    space = training_space(TrainConfig(model="cnn_small", batch_size=64))
+    assert (space.params["lr"]["low"], space.params["lr"]["high"]) == pytest.approx((1e-4, 1e-2))
+    assert space.params["batch_size"]["choices"] == [32, 64, 128]
+    assert space.params["model_options.dropout"] == {"low": 0.0, "high": 0.5}
+    lr = training_space(TrainConfig(model="cnn_small", lr=0.5, batch_size=1)).params["lr"]
+    assert (lr["low"], lr["high"]) == (0.05, 5.0)
+    assert training_space(TrainConfig(batch_size=1)).params["batch_size"]["choices"] == [1, 2]
+    assert "model_options.dropout" not in training_space(TrainConfig(model="resnet18")).params
 
 
-def test_suggest_config_replaces_only_the_searched_settings():
+def test_the_space_decides_which_settings_a_trial_changes():
     base = TrainConfig(model="cnn", model_options={"widths": [8], "dropout": 0.1}, seed=7)
-    trial = optuna.trial.FixedTrial({"lr": 3e-4, "weight_decay": 1e-5, "dropout": 0.25})
-    space = SearchSpace(lr=(1e-5, 1e-2), dropout=(0.0, 0.5))
+    trial = optuna.trial.FixedTrial({"lr": 3e-4, "model_options.dropout": 0.25})
+    space = SearchSpace(
+        {
+            "lr": {"low": 1e-5, "high": 1e-2, "log": True},
+            "model_options.dropout": {"low": 0.0, "high": 0.5},
+        }
+    )
     config = suggest_config(trial, base, space)
-    assert (config.lr, config.weight_decay, config.batch_size) == (3e-4, 1e-5, base.batch_size)
+    assert (config.lr, config.weight_decay, config.batch_size) == (3e-4, base.weight_decay, 64)
     assert config.model_options == {"widths": [8], "dropout": 0.25}
     assert config.seed == 7 and base.model_options["dropout"] == 0.1
+    assert space.searched() == ["lr", "model_options.dropout"]
+
+
+def test_poster_space_draws_the_posters_architectures():
+    space = resolve_space("poster", TrainConfig(model="cnn_small"))
+    assert space.model == "cnn" and space is not None
+    drawn = {
+        "model_options.widths.length": 3,
+        "model_options.widths.0": 64,
+        "model_options.widths.1": 128,
+        "model_options.widths.2": 192,
+        "model_options.dense.0": 128,
+        "lr": 1e-5,
+    }
+    config = suggest_config(optuna.trial.FixedTrial(drawn), TrainConfig(), space)
+    # the poster's PML_RARA model: Conv64; Conv128+BN+MP; Conv192+BN+MP; Dense128, at 1e-5
+    assert config.model == "cnn" and config.lr == 1e-5
+    assert config.model_options == {
+        "widths": [64, 128, 192],
+        "dense": [128],
+        "padding": "valid",
+        "dropout": 0.0,
+        "pool": "flatten",
+    }
+    widths = space.params["model_options.widths"]
+    assert (widths["low"], widths["high"], widths["step"], widths["length"]) == (
+        32,
+        256,
+        32,
+        [2, 5],
+    )
+    assert space.params["lr"]["choices"] == [1e-4, 1e-5]
+    assert resolve_space(None, TrainConfig(model="cnn")).name == "poster"  # its default
+    assert resolve_space(None, TrainConfig(model="cnn_small")).name == "training"
+    assert poster_space().searched()[-1] == "model"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("params: [1, 2]", "needs a 'params' mapping"),
+        ("params: {lr: {low: 1, high: 0.1}}", "low .* must be below high"),
+        ("params: {lr: {low: 0, high: 1, log: true}}", "log range needs low above 0"),
+        ("params: {model_options.wings: {choices: [1]}}", "no option 'wings'"),
+        ("params: {seed: {choices: [1, 2]}}", "'seed' is not a setting a search can draw"),
+        ("params: {lr: {choices: []}}", "non-empty list"),
+        ("params: {lr: {choice: [1]}}", "unknown key 'choice'"),
+        ("params: {model_options.widths: {low: 8, high: 16, length: [3, 1]}}", "length must be"),
+        ("params: {lr: {choices: [1]}}\nfixed: {lr: 0.1}", "both fixed and searched"),
+        ("params: {model_options.num_classes: {choices: [3]}}", "num_classes"),
+        ("params: {lr: {low: 1e-4, high: 1e-2}}\nmodle: cnn", "unknown key 'modle'"),
+        ("params: {lr: [1e-4", "not valid YAML"),
+    ],
+)
+def test_a_bad_space_file_is_one_line_naming_the_file(tmp_path, text, message):
+    path = tmp_path / "space.yaml"
+    path.write_text(text)
+    with pytest.raises(AmlcytoError, match=message) as error:
+        resolve_space(path, TrainConfig(model="cnn"))
+    assert str(path) in str(error.value) or "space.yaml" in str(error.value)
+    assert "\n" not in str(error.value)
+
+
+def test_an_unknown_space_name_says_what_there_is():
+    with pytest.raises(AmlcytoError, match="poster"):
+        resolve_space("keras", TrainConfig())
 
 
 @pytest.mark.parametrize(
@@ -160,8 +234,187 @@ def test_search_help_lists_the_sharing_options():
 
 
 def test_a_diverging_trial_fails_and_the_search_goes_on(tiny_split, base, tmp_path):
-    space = SearchSpace(lr=(1e19, 1e20), weight_decay=None, dropout=None, batch_size=None)
+    space = SearchSpace({"lr": {"low": 1e19, "high": 1e20, "log": True}})
     with pytest.raises(AmlcytoError, match="no trial of study .* finished"):
         search(tiny_split, tmp_path / "s", base, trials=2, space=space, prune=False)
     trials = pd.read_csv(tmp_path / "s" / "trials.csv")
     assert trials["state"].tolist() == ["FAIL", "FAIL"]  # both ran; neither stopped the search
+
+
+TINY_SPACE = """\
+model: cnn
+fixed: {model_options.padding: same, model_options.dropout: 0.0}
+params:
+  model_options.widths: {low: 4, high: 8, step: 4, length: [1, 2]}
+  model_options.dense: {low: 4, high: 8, step: 4, length: 1}
+  lr: {choices: [0.001, 0.003]}
+"""
+
+
+@pytest.fixture
+def tiny_space(tmp_path):
+    path = tmp_path / "tiny_space.yaml"
+    path.write_text(TINY_SPACE)
+    return path
+
+
+def test_a_search_never_reads_the_test_rows(tiny_split, base, tmp_path, tiny_space):
+    """The test rows' images are deleted: any trial that read one would fail."""
+    split = pd.read_csv(tiny_split)
+    copies = tmp_path / "images"
+    rows = []
+    for row in split.itertuples():
+        target = copies / row.split / f"{row.Index}_{Path(row.path).name}"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(Path(tiny_split).parent / row.path, target)
+        rows.append({**row._asdict(), "path": str(target)})
+    frame = pd.DataFrame(rows).drop(columns="Index")
+    split_file = tmp_path / "split.csv"
+    frame.to_csv(split_file, index=False)
+    shutil.rmtree(copies / "test")
+    study = search(split_file, tmp_path / "s", base, trials=3, space=tiny_space, prune=False)
+    assert [t.state.name for t in study.trials] == ["COMPLETE"] * 3
+    for trial in range(3):
+        trained = pd.read_csv(tmp_path / "s" / f"trial-{trial}" / "split.csv")
+        assert "test" not in set(trained["split"]) and len(trained) == (frame.split != "test").sum()
+
+
+def test_a_stopped_search_resumes_without_repeating_finished_trials(
+    tiny_split, base, tmp_path, tiny_space, monkeypatch
+):
+    import amlcyto.training.search as search_module
+
+    out = tmp_path / "s"
+
+    def stop_after_the_first(study, trial):
+        raise KeyboardInterrupt  # Ctrl-C between trials
+
+    with pytest.raises(KeyboardInterrupt):
+        search(tiny_split, out, base, trials=3, space=tiny_space, on_trial=stop_after_the_first)
+    first = out / "trial-0" / "model.safetensors"
+    assert first.is_file() and not (out / "trial-1").exists()
+    stamp = first.stat().st_mtime_ns
+
+    trained = []
+    real_train = search_module.train
+    monkeypatch.setattr(
+        search_module, "train", lambda *a, **k: trained.append(a[1].name) or real_train(*a, **k)
+    )
+    study = search(tiny_split, out, base, trials=3, space=tiny_space)  # the same command
+    assert [t.number for t in study.trials] == [0, 1, 2] and trained == ["trial-1", "trial-2"]
+    assert first.stat().st_mtime_ns == stamp  # trial 0 was not trained again
+    summary = json.loads((out / "best.json").read_text())
+    assert summary["trials"] == 3 and summary["space"]["name"] == "tiny_space.yaml"
+    again = search(tiny_split, out, base, trials=3, space=tiny_space)  # nothing left to run
+    assert len(again.trials) == 3 and trained == ["trial-1", "trial-2"]
+    for plot in ("history.png", "importance.png"):
+        assert (out / plot).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_train_config_best_yaml_rebuilds_the_best_trials_architecture(
+    tiny_split, base, tmp_path, tiny_space, monkeypatch
+):
+    monkeypatch.setenv("AMLCYTO_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "s"
+    study = search(tiny_split, out, base, trials=3, space=tiny_space, prune=False)
+    best_run = Path(study.best_trial.user_attrs["run"])
+    run = tmp_path / "again"
+    result = CliRunner().invoke(
+        app, ["train", str(tiny_split), "--out", str(run), "--config", str(out / "best.yaml")]
+    )
+    assert result.exit_code == 0, result.output
+    rebuilt, best = read_run_info(run), read_run_info(best_run)
+    assert rebuilt.model == best.model  # the registry name and every option of the builder
+    assert rebuilt.train_config["lr"] == best.train_config["lr"]
+    shapes = {k: v.shape for k, v in load_file(run / "model.safetensors").items()}
+    assert shapes == {k: v.shape for k, v in load_file(best_run / "model.safetensors").items()}
+    # an option given on the command line wins over the file's
+    result = CliRunner().invoke(
+        app,
+        ["train", str(tiny_split), "--out", str(tmp_path / "third"), "--config"]
+        + [str(out / "best.yaml"), "--epochs", "2"],
+    )
+    assert result.exit_code == 0, result.output
+    assert read_run_info(tmp_path / "third").train_config["epochs"] == 2
+
+
+def test_a_bad_config_file_is_one_line(tiny_split, tmp_path):
+    config = tmp_path / "c.yaml"
+    config.write_text("epochz: 3\n")
+    result = CliRunner().invoke(
+        app, ["train", str(tiny_split), "--out", str(tmp_path / "r"), "--config", str(config)]
+    )
+    assert result.exit_code == 2 and "unknown setting 'epochz'" in result.output
+
+
+def test_inner_folds_group_patients_and_hold_out_the_test_rows(tiny_split, base, tmp_path):
+    from amlcyto.training.search import trial_splits
+
+    frame = pd.read_csv(tiny_split)
+    folds = trial_splits(frame, 2, TrainConfig())
+    assert len(folds) == 2
+    val_patients = [set(f.loc[f["split"] == "val", "patient"]) for f in folds]
+    assert not val_patients[0] & val_patients[1]  # no patient validates in two folds
+    for fold in folds:
+        assert "test" not in set(fold["split"])
+        assert (fold.groupby("patient")["split"].nunique() == 1).all()  # all train or all val
+
+
+def test_final_trains_the_best_on_train_and_val_and_scores_test_once(
+    tiny_split, base, tmp_path, tiny_space
+):
+    out = tmp_path / "s"
+    search(tiny_split, out, base, trials=2, space=tiny_space, prune=False, final=True)
+    final = json.loads((out / "best.json").read_text())["final"]
+    frame = pd.read_csv(tiny_split)
+    assert final["test_images"] == (frame["split"] == "test").sum()
+    assert 0.0 <= final["test_accuracy"] <= 1.0
+    trained = pd.read_csv(out / "final" / "split.csv")
+    assert (trained["split"] == "train").sum() == (frame["split"] != "test").sum()
+
+
+def test_force_starts_the_folders_own_study_over(tiny_split, base, tmp_path, tiny_space):
+    out = tmp_path / "s"
+    search(tiny_split, out, base, trials=1, space=tiny_space)
+    longer = dataclasses.replace(base, epochs=2)
+    with pytest.raises(AmlcytoError, match="other settings"):
+        search(tiny_split, out, longer, trials=1, space=tiny_space)
+    study = search(tiny_split, out, longer, trials=1, space=tiny_space, force=True)
+    assert [t.number for t in study.trials] == [0]
+    assert study.trials[0].user_attrs["train_config"]["epochs"] == 2
+
+
+def test_search_command_reports_pruned_failed_and_the_final_score(tiny_split, tmp_path, tiny_space):
+    out = tmp_path / "s"
+    args = ["search", str(tiny_split), "--out", str(out), "--space", str(tiny_space)]
+    args += ["--image-size", "16", "--epochs", "1", "--trials", "2", "--final"]
+    result = CliRunner().invoke(app, args, env={"AMLCYTO_CACHE": str(tmp_path / "cache")})
+    assert result.exit_code == 0, result.output
+    assert "trial 0: validation loss" in result.stderr and "widths [" in result.stderr
+    assert "(0 pruned, 0 failed)" in result.stderr
+    assert "final: the best settings trained on train+val score accuracy" in result.stderr
+    assert (out / "best.yaml").is_file() and (out / "final" / "model.safetensors").is_file()
+
+
+def test_config_files_read_numbers_as_yaml_writes_them_and_check_types(tmp_path):
+    from amlcyto.training.config_file import read_config_file, write_config_file
+
+    path = tmp_path / "c.yaml"
+    path.write_text("lr: 1e-4\nepochs: 3\nmax_minutes: 20\nmodel_options: {widths: [8, 16]}\n")
+    assert read_config_file(path) == {
+        "lr": 1e-4,  # YAML reads 1e-4 as text; the file means the number
+        "epochs": 3,
+        "max_minutes": 20.0,
+        "model_options": {"widths": [8, 16]},
+    }
+    path.write_text("epochs: 2.5\n")
+    with pytest.raises(AmlcytoError, match=r"c.yaml: epochs must be a whole number, got 2.5"):
+        read_config_file(path)
+    path.write_text("augment: yes please\n")
+    with pytest.raises(AmlcytoError, match="augment must be true or false"):
+        read_config_file(path)
+    written = write_config_file(tmp_path / "best.yaml", TrainConfig(lr=3e-4, fold=2).to_dict())
+    back = read_config_file(written)
+    assert back["lr"] == 3e-4 and TrainConfig(**back) == TrainConfig(lr=3e-4)
+    for left_out in ("fold", "test_fold", "devices", "cache_dir", "positive", "image_size"):
+        assert left_out not in back  # the machine's, one split's, and the unset ones

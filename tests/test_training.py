@@ -14,6 +14,8 @@ from safetensors.torch import load_file
 from amlcyto.data.manifest import read_manifest
 from amlcyto.errors import AmlcytoError
 from amlcyto.models import create_model, list_models, model_defaults
+from amlcyto.poster.reference import POSTER_LEARNING_RATES, POSTER_TASKS
+from amlcyto.poster.reproduce import task_config
 from amlcyto.runs import (
     CONFIG,
     HISTORY,
@@ -82,21 +84,13 @@ def test_binary_poster_preset_trains_at_small_size(tiny_split: Path, tmp_path: P
     assert saved.data.train_images == 12 and saved.data.val_images == 12
 
 
-# The learning rates the poster trained its four models with (each at 64 px).
-POSTER_LRS = {
-    "poster_pml_rara": 1e-5,
-    "poster_runx1_runx1t1": 1e-5,
-    "poster_cbfb_myh11": 1e-4,
-    "poster_npm1": 1e-4,
-}
-
-
-@pytest.mark.parametrize(("preset", "lr"), POSTER_LRS.items())
-def test_a_poster_preset_trains_at_its_own_rate_and_64_px_unless_told(
-    preset, lr, tiny_split, tmp_path, tiny_config
+@pytest.mark.parametrize("preset", sorted(POSTER_TASKS.values()))
+def test_a_poster_preset_trains_at_its_default_rate_and_64_px_unless_told(
+    preset, tiny_split, tmp_path, tiny_config
 ):
-    """Neither --lr nor --image-size given: the run trains with the preset's rate and size,
-    and records both."""
+    """Neither --lr nor --image-size given: the run trains with the preset's rate (1e-4, the
+    rate amlcyto's schedule was measured at) and size, and records both."""
+    lr = 1e-4
     config = tiny_config(
         tmp_path / "cache", model=preset, lr=None, image_size=None, epochs=1, max_per_class=2
     )
@@ -134,6 +128,15 @@ def test_every_listed_model_trains_saves_and_loads(name, tiny_split, tmp_path, t
         probabilities = run.predictor(torch.randint(0, 256, (2, 32, 32, 3), dtype=torch.uint8))
     assert probabilities.shape == (2, 3)
     torch.testing.assert_close(probabilities.sum(dim=1), torch.ones(2))
+
+
+def test_reproduce_poster_trains_each_task_at_the_posters_own_rate():
+    base = TrainConfig()
+    for subtype, preset in POSTER_TASKS.items():
+        config = task_config(base, subtype)
+        assert (config.model, config.lr) == (preset, POSTER_LEARNING_RATES[subtype])
+        assert config.positive == subtype and config.negative == "control"
+    assert task_config(TrainConfig(lr=3e-4), "PML_RARA").lr == 3e-4  # --lr wins
 
 
 def test_plain_manifest_is_split_by_patient_and_saved(

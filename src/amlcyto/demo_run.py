@@ -17,9 +17,9 @@ from amlcyto.evaluation.evaluate import Evaluation, evaluate
 from amlcyto.io import prepare_output_dir, write_csv_atomic
 from amlcyto.training import TrainConfig, train
 
-DEMO_TRAINING = TrainConfig(
-    model="cnn_small", image_size=64, epochs=12, batch_size=64, lr=3e-3, patience=4
-)
+# train's defaults: on the demo they beat the tuned settings the demo used before (accuracy
+# 0.79 against 0.76 for lr 3e-3 over 12 epochs; bench d in bench/RESULTS.md)
+DEMO_TRAINING = TrainConfig(model="cnn_small", image_size=64)
 
 
 def run_demo(

@@ -1,4 +1,5 @@
-"""`amlcyto search`: tune learning rate, weight decay, dropout and batch size with Optuna."""
+"""`amlcyto search`: search architectures and training settings with Optuna, on patient-level
+validation rows only."""
 
 from __future__ import annotations
 
@@ -20,10 +21,21 @@ def register(app: typer.Typer) -> None:
 
 
 def describe_trial(trial: optuna.trial.FrozenTrial) -> str:
-    """One line about a finished trial: its state, validation loss, macro F1 and settings."""
+    """One line about a trial: finished (validation loss, macro F1), pruned (at which epoch)
+    or failed (why), and the settings it drew (list settings as lists)."""
+    values: dict[str, object] = {}
+    for name, value in trial.params.items():
+        head, _, tail = name.rpartition(".")
+        if tail == "length":
+            continue
+        if tail.isdigit():
+            values.setdefault(head, []).append(value)
+        else:
+            values[name] = value
     params = ", ".join(
-        f"{name} {value:.3g}" if isinstance(value, float) else f"{name} {value}"
-        for name, value in trial.params.items()
+        f"{name.removeprefix('model_options.')} "
+        + (f"{value:.3g}" if isinstance(value, float) else str(value))
+        for name, value in values.items()
     )
     state = trial.state.name.lower()
     if trial.state.name == "COMPLETE":
@@ -31,6 +43,11 @@ def describe_trial(trial: optuna.trial.FrozenTrial) -> str:
         state = f"validation loss {trial.value:.4f}" + (
             f", macro F1 {f1:.3f}" if f1 is not None else ""
         )
+    elif trial.state.name == "PRUNED" and trial.intermediate_values:
+        step = max(trial.intermediate_values)
+        state = f"pruned at step {step} (validation loss {trial.intermediate_values[step]:.4f})"
+    elif trial.state.name == "FAIL" and trial.user_attrs.get("failed"):
+        state = f"failed: {trial.user_attrs['failed']}"
     return f"trial {trial.number}: {state} ({params})"
 
 
@@ -47,7 +64,34 @@ def search_command(
         Path,
         typer.Option("--out", "-o", help="Search folder: trial-<n>/ runs, trials.csv, best.json."),
     ],
-    trials: Annotated[int, typer.Option(help="Trials to run in this call.")] = 20,
+    trials: Annotated[
+        int,
+        typer.Option(
+            help="Trials the study should hold, finished or pruned; a resumed search runs the rest."
+        ),
+    ] = 20,
+    space: Annotated[
+        str | None,
+        typer.Option(
+            help="What a trial draws: poster (the poster's Keras Tuner space, the default for "
+            "the cnn family), training (lr, weight decay, dropout, batch size; the default "
+            "otherwise) or a YAML file (see the README)."
+        ),
+    ] = None,
+    inner_folds: Annotated[
+        int | None,
+        typer.Option(
+            help="Score each trial by a patient-grouped K-fold of the non-test rows instead "
+            "of the val rows."
+        ),
+    ] = None,
+    final: Annotated[
+        bool,
+        typer.Option(
+            "--final",
+            help="Then train the best settings on train+val and score them once on test.",
+        ),
+    ] = False,
     storage: Annotated[
         str | None,
         typer.Option(
@@ -64,14 +108,18 @@ def search_command(
     ] = True,
     force: Annotated[
         bool,
-        typer.Option("--force", help="Use a --out that holds other files; overwrite trial runs."),
+        typer.Option(
+            "--force",
+            help="Use a --out that holds other files; overwrite trial runs and start its "
+            "study over (a shared --storage is never cleared).",
+        ),
     ] = False,
     *,
     config: TrainConfig,
 ) -> None:
-    """Search learning rate, weight decay, dropout and batch size; the best by validation loss."""
+    """Search a space of settings; the best trial by validation loss, test rows never read."""
     from amlcyto.io import check_output_dir
-    from amlcyto.training.search import BEST, TRIALS, search
+    from amlcyto.training.search import BEST, BEST_YAML, TRIALS, search
 
     check_output_dir(out, force=True)  # a file or unwritable place; search() judges what is there
 
@@ -87,12 +135,26 @@ def search_command(
         study_name=study_name,
         force=force,
         prune=prune,
+        space=space,
+        inner_folds=inner_folds,
+        final=final,
         on_trial=report,
     )
-    best = study.best_trial
+    import json
+
+    summary = json.loads((out / BEST).read_text(encoding="utf-8"))
     err_console.print(
-        f"best of {len(study.trials)} trials in study {study.study_name!r}: "
-        f"{describe_trial(best)}; wrote {out / TRIALS}, {out / BEST}",
+        f"best of {summary['trials']} trials in study {study.study_name!r} ({summary['pruned']} "
+        f"pruned, {summary['failed']} failed): {describe_trial(study.best_trial)}; wrote "
+        f"{out / TRIALS}, {out / BEST}, {out / BEST_YAML}",
         highlight=False,
     )
+    if "final" in summary:
+        result = summary["final"]
+        err_console.print(
+            f"final: the best settings trained on train+val score accuracy "
+            f"{result['test_accuracy']:.4f}, macro F1 {result['test_macro_f1']:.4f} on the "
+            f"{result['test_images']} test images ({result['run']})",
+            highlight=False,
+        )
     print(out / BEST)

@@ -50,8 +50,14 @@ def train_command(
     if not is_launch_rank_zero():  # under DDP the other processes stay quiet
         return
     results = info.results
+    best = results["best_val"]
+    names = {"val_loss": "loss", "val_acc": "accuracy", "val_macro_f1": "macro F1"}
+    scores = ", ".join(
+        f"{name} {best[key]:.4f}" for key, name in names.items() if best.get(key) is not None
+    )
+    err_console.print(f"stopped: {results['stop_reason']}", markup=False)
     err_console.print(
-        f"best epoch {results['best_epoch']} (validation loss {results['best_val_loss']:.4f}); "
+        f"best epoch {results['best_epoch']} (validation {scores}); "
         f"wrote {info.path}/{WEIGHTS}, {CONFIG}, {SPLIT}, {HISTORY}",
         markup=False,
     )

@@ -12,7 +12,9 @@ import dataclasses
 import functools
 import inspect
 import json
+import warnings
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -35,7 +37,10 @@ OPTIONS: dict[str, tuple[Any, Any]] = {
         typer.Option(help="Input size in pixels (default: the model's, 64 for poster presets)."),
     ),
     "epochs": (int, typer.Option(help="Maximum epochs.")),
-    "max_minutes": (float | None, typer.Option(help="Stop after this many minutes of training.")),
+    "max_minutes": (
+        float | None,
+        typer.Option(help="Train at most this long; the schedule fits the epochs that fit."),
+    ),
     "batch_size": (int, typer.Option(help="Images per step.")),
     "lr": (float | None, typer.Option(help="Learning rate (default: the model's).")),
     "weight_decay": (float, typer.Option(help="AdamW weight decay.")),
@@ -43,7 +48,14 @@ OPTIONS: dict[str, tuple[Any, Any]] = {
     "max_per_class": (int | None, typer.Option(help="Cap on training images per class.")),
     "balanced": (bool, typer.Option(help="Sample classes equally often.")),
     "augment": (bool, typer.Option(help="Flips, 90-degree rotations, mild colour jitter.")),
-    "patience": (int, typer.Option(help="Early stopping: epochs without a better val loss.")),
+    "patience": (
+        int,
+        typer.Option(
+            help="Early stopping: epochs without a better val loss (3-epoch mean), counted "
+            "only in the last quarter of the schedule (so it can end a run early only when "
+            "--epochs is above 4x this); 0 turns it off."
+        ),
+    ),
     "fold": (
         int | None,
         typer.Option(help="A folded split file: train with this fold as validation."),
@@ -75,6 +87,10 @@ OPTIONS: dict[str, tuple[Any, Any]] = {
         typer.Option(help="Model options as JSON, e.g. '{\"dropout\": 0.3}'."),
     ),
 }
+CONFIG_OPTION = typer.Option(
+    "--config",
+    help="A YAML file of training settings (e.g. a search's best.yaml); options given here win.",
+)
 TASK = ("model", "task", "positive", "negative")
 FOLDS = ("fold", "test_fold")
 
@@ -111,14 +127,41 @@ def parse_model_options(text: str | None) -> dict[str, Any]:
     return options
 
 
-def config_from_options(values: dict[str, Any], fixed: dict[str, Any]) -> TrainConfig:
-    """A checked TrainConfig from the parsed command-line values and a command's fixed ones."""
+def config_from_options(
+    values: dict[str, Any], fixed: dict[str, Any], from_file: dict[str, Any] | None = None
+) -> TrainConfig:
+    """A checked TrainConfig from the parsed command-line values, a config file's settings
+    (``from_file``, for the options left at their defaults) and a command's fixed ones."""
     settings = dict(values)
-    if "devices" in settings:
+    if isinstance(settings.get("devices"), str):
         settings["devices"] = parse_devices(settings["devices"])
     if "options" in settings:
         settings["model_options"] = parse_model_options(settings.pop("options"))
-    return TrainConfig(**{**settings, **fixed}).check()
+    return TrainConfig(**{**settings, **(from_file or {}), **fixed}).check()
+
+
+def _file_settings(path, names: list[str], context: typer.Context | None) -> dict[str, Any]:
+    """The settings of ``--config FILE`` that the command line leaves at their defaults."""
+    from amlcyto.training.config_file import read_config_file
+
+    settings = read_config_file(path)
+    excluded = {"model_options" if n == "options" else n for n in set(OPTIONS) - set(names)}
+    ignored = sorted(set(settings) & excluded)
+    if ignored:  # e.g. a search's best.yaml names the model, which reproduce-poster sets itself
+        warnings.warn(
+            f"{path}: {', '.join(ignored)} not used: this command sets them itself.", stacklevel=2
+        )
+        settings = {k: v for k, v in settings.items() if k not in excluded}
+
+    def given(name: str) -> bool:
+        source = context.get_parameter_source(name) if context is not None else None
+        return source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP")
+
+    return {
+        key: value
+        for key, value in settings.items()
+        if not given("options" if key == "model_options" else key)
+    }
 
 
 def train_options(
@@ -157,10 +200,28 @@ def train_options(
                 )
             )
 
+        added.append(
+            inspect.Parameter(
+                "config_file",
+                inspect.Parameter.KEYWORD_ONLY,
+                default=None,
+                annotation=Annotated[Path | None, CONFIG_OPTION],
+            )
+        )
+
+        added.append(
+            inspect.Parameter(
+                "typer_context", inspect.Parameter.KEYWORD_ONLY, annotation=typer.Context
+            )
+        )
+
         @functools.wraps(command)
         def wrapper(*args, **kwargs):
             values = {name: kwargs.pop(name) for name in names if name in kwargs}
-            kwargs["config"] = config_from_options(values, fixed or {})
+            path = kwargs.pop("config_file", None)
+            context = kwargs.pop("typer_context", None)
+            from_file = _file_settings(path, names, context) if path is not None else None
+            kwargs["config"] = config_from_options(values, fixed or {}, from_file)
             return command(*args, **kwargs)
 
         wrapper.__signature__ = signature.replace(parameters=own + added)

@@ -21,7 +21,7 @@ from amlcyto.data.splits import (
 from amlcyto.errors import AmlcytoError
 from amlcyto.evaluation.evaluate import evaluate
 from amlcyto.io import prepare_output_dir, write_csv_atomic
-from amlcyto.poster.reference import POSTER_RESULTS, POSTER_TASKS
+from amlcyto.poster.reference import POSTER_LEARNING_RATES, POSTER_RESULTS, POSTER_TASKS
 from amlcyto.training import TrainConfig, train
 from amlcyto.training.config import on_one_device
 from amlcyto.training.fit import finished_run, plan_training, work_dir
@@ -109,7 +109,7 @@ def reproduce_poster(
             splits[protocol] = splitter(frame, test=base.test, val=base.val, seed=base.seed)
         for subtype in tasks:  # fail before hours of training, and before writing anything
             try:
-                plan_training(splits[protocol], _task_config(base, subtype))
+                plan_training(splits[protocol], task_config(base, subtype))
             except AmlcytoError as error:
                 preset = POSTER_TASKS[subtype]
                 raise AmlcytoError(f"control vs {subtype} ({preset}): {error}") from None
@@ -129,7 +129,7 @@ def reproduce_poster(
         else:
             write_manifest(split, split_file)
         for subtype in tasks:
-            config = _task_config(base, subtype)
+            config = task_config(base, subtype)
             run = out / f"{subtype}-{protocol}"
             if resume and not force and finished_run(run, config, log):
                 log(f"[{protocol}] control vs {subtype}: finished earlier, kept")
@@ -146,10 +146,16 @@ def reproduce_poster(
     return table
 
 
-def _task_config(base: TrainConfig, subtype: str) -> TrainConfig:
-    """The settings of the poster's task control against ``subtype``: its preset, binary."""
+def task_config(base: TrainConfig, subtype: str) -> TrainConfig:
+    """The settings of the poster's task control against ``subtype``: its preset, binary, at
+    the poster's learning rate for it unless ``base`` names one."""
     return replace(
-        base, model=POSTER_TASKS[subtype], task="binary", positive=subtype, negative="control"
+        base,
+        model=POSTER_TASKS[subtype],
+        task="binary",
+        positive=subtype,
+        negative="control",
+        lr=base.lr or POSTER_LEARNING_RATES[subtype],
     )
 
 

@@ -3,10 +3,10 @@
 After every finished epoch :class:`EpochCheckpoint` writes ``state-<epochs>.safetensors``
 (the current and the best weights, the optimiser's tensors, the random generators' states) and
 then ``state.json`` (the epoch count, that file's name and checksum, the best epoch, early
-stopping, the optimiser's settings and the learning-rate schedule) into a checkpoint folder. A
-resumed run (:class:`ResumeFrom`) puts all of it back before its first epoch, so it trains on
-from the next epoch as if it had never stopped (on one device; DDP processes share the state of
-the first process).
+stopping and the schedule's plan, the optimiser's settings and the learning-rate schedule)
+into a checkpoint folder. A resumed run (:class:`ResumeFrom`) puts all of it back before its
+first epoch, so it trains on from the next epoch as if it had never stopped (on one device; DDP
+processes share the state of the first process).
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ from typing import Any
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import EarlyStopping
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
@@ -27,9 +26,10 @@ from amlcyto.errors import AmlcytoError
 from amlcyto.io import write_atomic, write_json_atomic
 from amlcyto.runs import file_sha256
 from amlcyto.training.callbacks import BestWeights
+from amlcyto.training.schedule import ScheduleAndStop
 
 STATE = "state.json"
-CHECKPOINT_VERSION = 1
+CHECKPOINT_VERSION = 2  # 2: early stopping and the schedule's plan by ScheduleAndStop
 
 
 @dataclass
@@ -72,7 +72,7 @@ def read_checkpoint(folder: str | Path) -> Checkpoint | None:
 class EpochCheckpoint(L.Callback):
     """Write the training state into ``folder`` after every finished epoch (global rank 0).
 
-    Put it after the callbacks whose state it saves (``BestWeights``, ``EarlyStopping``): all
+    Put it after the callbacks whose state it saves (``BestWeights``, ``ScheduleAndStop``): all
     of them act at the end of validation, in the order given.
     """
 
@@ -80,13 +80,13 @@ class EpochCheckpoint(L.Callback):
         self,
         folder: str | Path,
         best: BestWeights,
-        early_stopping: EarlyStopping,
+        stopping: ScheduleAndStop,
         generators: dict[str, torch.Generator],
         identity: dict[str, Any],
     ):
         self.folder = Path(folder)
         self.best = best
-        self.early_stopping = early_stopping
+        self.stopping = stopping
         self.generators = generators
         self.identity = identity  # settings and split hash: what a resume must match
 
@@ -111,8 +111,6 @@ class EpochCheckpoint(L.Callback):
         done = trainer.current_epoch + 1
         name = f"state-{done}.safetensors"
         write_atomic(self.folder / name, lambda tmp: save_file(tensors, str(tmp)))
-        stopping = self.early_stopping.state_dict()
-        stopping["best_score"] = float(stopping["best_score"])
         scaler = getattr(trainer.precision_plugin, "scaler", None)
         state = {
             "version": CHECKPOINT_VERSION,
@@ -120,7 +118,7 @@ class EpochCheckpoint(L.Callback):
             "tensors": name,
             "best_epoch": self.best.best_epoch,
             "best_score": self.best.best_score,
-            "early_stopping": stopping,
+            "stopping": self.stopping.state_dict(),
             "optimizer_groups": optimizer["param_groups"],
             "scheduler": trainer.lr_scheduler_configs[0].scheduler.state_dict(),
             "grad_scaler": scaler.state_dict() if scaler is not None else None,
@@ -169,14 +167,12 @@ class ResumeFrom(L.Callback):
             counter.ready = counter.started = counter.processed = counter.completed = done
 
 
-def restore_callbacks(checkpoint: Checkpoint, best: BestWeights, stopping: EarlyStopping) -> None:
-    """Give the best-weights and early-stopping callbacks their state at the checkpoint."""
+def restore_callbacks(checkpoint: Checkpoint, best: BestWeights, stopping: ScheduleAndStop) -> None:
+    """Give the best-weights and stopping callbacks their state at the checkpoint."""
     state = checkpoint.state
     best.best_state = checkpoint.part("best")
     best.best_epoch, best.best_score = int(state["best_epoch"]), float(state["best_score"])
-    early = dict(state["early_stopping"])
-    early["best_score"] = torch.tensor(early["best_score"])
-    stopping.load_state_dict(early)
+    stopping.load_state_dict(state["stopping"])
 
 
 def _json_safe(value: Any) -> Any:

@@ -41,7 +41,7 @@ class TrainConfig:
     max_per_class: int | None = None  # cap on training images per class (the poster's caps)
     balanced: bool = True  # sample classes equally often, whatever their sizes
     augment: bool = True  # flips, 90-degree rotations, mild colour jitter
-    patience: int = 5  # early stopping: epochs without a better validation loss
+    patience: int = 3  # early stopping: epochs without a better smoothed val loss; 0 = off
     test: float = 0.2  # fractions for the patient-level split made when given a plain manifest
     val: float = 0.1
     fold: int | None = None  # a folded split file: this fold is validation, the others train

@@ -24,7 +24,7 @@ from pathlib import Path
 import lightning as L
 import pandas as pd
 import torch
-from lightning.pytorch.callbacks import EarlyStopping, TQDMProgressBar
+from lightning.pytorch.callbacks import Timer, TQDMProgressBar
 
 from amlcyto.data.manifest import read_manifest, write_manifest
 from amlcyto.data.splits import fold_numbers, same_split, split_by_patient, split_for_fold
@@ -63,6 +63,7 @@ from amlcyto.training.performance import (
     remembered_channels_last,
     tune_malloc,
 )
+from amlcyto.training.schedule import CosineSchedule, ScheduleAndStop, StoppingRule
 from amlcyto.training.tasks import rows_of_classes, task_classes
 
 CHECKPOINT = "checkpoint"
@@ -240,17 +241,20 @@ def train(
         work.mkdir(parents=True)
         write_manifest(frame, work / SPLIT)
     predictor = CellPredictor(model, len(classes), mean, std, channels_last=channels_last)
+    schedule = CosineSchedule(config.epochs)
     module = CellClassifier(
         predictor,
         lr=lr,
         weight_decay=config.weight_decay,
-        epochs=config.epochs,
+        schedule=schedule,
         augment=CellAugment() if config.augment else None,
         seed=config.seed,
     )
     generators = {"augment": module.generator, "sampler": datamodule.sampler_generator}
     best = BestWeights("val_loss")
-    stopping = EarlyStopping("val_loss", patience=config.patience)
+    stopping = ScheduleAndStop(
+        schedule, StoppingRule(config.patience), config.epochs, config.max_minutes
+    )
     earlier = None
     if checkpoint is not None:  # the epochs the checkpoint holds (a later row may be logged)
         logged = pd.read_csv(work / HISTORY)
@@ -259,7 +263,7 @@ def train(
     saver = EpochCheckpoint(
         work / CHECKPOINT, best, stopping, generators, {"train_config": config.to_dict()}
     )
-    callbacks = [best, history, stopping, saver, *callbacks]
+    callbacks = [stopping, best, history, saver, *callbacks]
     if checkpoint is not None:
         restore_callbacks(checkpoint, best, stopping)
         callbacks.append(ResumeFrom(checkpoint, generators))
@@ -323,7 +327,10 @@ def train(
         results={
             "best_epoch": best.best_epoch,
             "best_val_loss": best.best_score,
+            "best_val": _epoch_metrics(history.rows, best.best_epoch),
             "epochs_run": trainer.current_epoch,
+            "planned_epochs": schedule.epochs,
+            **_why_it_stopped(stopping, trainer),
             "train_seconds": round(time.perf_counter() - started, 2),  # of this call
             "resumed_after_epochs": checkpoint.epochs_done if checkpoint else None,
         },
@@ -421,6 +428,28 @@ def _checkpoint_to_resume(
                 "it, or --force to start over."
             )
     return None
+
+
+def _epoch_metrics(rows: list[dict], epoch: int) -> dict[str, float | None]:
+    """The validation metrics logged for ``epoch``."""
+    row = next((r for r in rows if r["epoch"] == epoch), {})
+    return {k: row.get(k) for k in ("val_loss", "val_acc", "val_macro_f1")}
+
+
+def _why_it_stopped(stopping: ScheduleAndStop, trainer: L.Trainer) -> dict:
+    """``stop`` (schedule, early_stop, time or other) and ``stop_reason``, a sentence."""
+    epochs_run = trainer.current_epoch
+    timer = next((c for c in trainer.callbacks if isinstance(c, Timer)), None)
+    remaining = timer.time_remaining() if timer is not None else None
+    if stopping.reason is None and remaining is not None and remaining <= 0:
+        stopping.time_ran_out(epochs_run)
+    if stopping.reason is None:
+        return {
+            "stop": "other",
+            "stop_reason": f"stopped after {epochs_run} epoch(s) by another callback (a "
+            "search's pruning, say)",
+        }
+    return {"stop": stopping.reason_kind, "stop_reason": stopping.reason}
 
 
 def _fit(trainer, module, datamodule, out: Path, work: Path, best: BestWeights, lead: bool):

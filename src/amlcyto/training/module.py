@@ -13,6 +13,7 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 from amlcyto.data.transforms import CellAugment
 from amlcyto.models.outputs import classification_loss
 from amlcyto.models.predictor import CellPredictor
+from amlcyto.training.schedule import CosineSchedule
 
 
 class CellClassifier(L.LightningModule):
@@ -23,13 +24,14 @@ class CellClassifier(L.LightningModule):
         predictor: CellPredictor,
         lr: float = 1e-3,
         weight_decay: float = 1e-4,
-        epochs: int = 20,
+        schedule: CosineSchedule | None = None,
         augment: CellAugment | None = None,
         seed: int = 0,
     ):
         super().__init__()
         self.predictor = predictor
-        self.lr, self.weight_decay, self.epochs = lr, weight_decay, epochs
+        self.lr, self.weight_decay = lr, weight_decay
+        self.schedule = schedule or CosineSchedule(20)  # its length may change as training goes
         self.augment = augment
         self.generator = torch.Generator().manual_seed(seed)
         num_classes = predictor.num_classes
@@ -76,5 +78,5 @@ class CellClassifier(L.LightningModule):
 
     def configure_optimizers(self):
         optimizer = torch.optim.AdamW(self.parameters(), lr=self.lr, weight_decay=self.weight_decay)
-        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(self.epochs, 1))
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, self.schedule)
         return {"optimizer": optimizer, "lr_scheduler": scheduler}
