@@ -147,3 +147,18 @@ def write_json_atomic(path: str | Path, data: object) -> Path:
 
 def write_csv_atomic(path: str | Path, frame: pd.DataFrame) -> Path:
     return write_atomic(path, lambda tmp: frame.to_csv(tmp, index=False))
+
+
+def read_yaml(path: str | Path, what: str) -> object:
+    """The YAML document in ``path`` (``what`` it is, for the error): a file that cannot be
+    read or parsed is one line naming it (and the line of the YAML mistake)."""
+    import yaml
+
+    try:
+        return yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except OSError as error:
+        raise AmlcytoError(f"{path}: cannot read the {what} ({_reason(error)}).") from None
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" (line {mark.line + 1})" if mark else ""
+        raise AmlcytoError(f"{path}: not valid YAML{where}; fix the file.") from None

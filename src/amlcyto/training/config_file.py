@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from amlcyto.errors import AmlcytoError
-from amlcyto.io import write_atomic
+from amlcyto.io import read_yaml, write_atomic
 from amlcyto.training.config import MACHINE_SETTINGS, TrainConfig
 
 FIELDS = {f.name for f in dataclasses.fields(TrainConfig)}
@@ -30,16 +30,7 @@ FIELDS = {f.name for f in dataclasses.fields(TrainConfig)}
 
 def read_config_file(path: str | Path) -> dict[str, Any]:
     """The settings a config file names (only those), checked against ``TrainConfig``."""
-    import yaml
-
-    try:
-        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-    except OSError as error:
-        raise AmlcytoError(f"{path}: cannot read the config file ({error.strerror}).") from None
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        where = f" (line {mark.line + 1})" if mark else ""
-        raise AmlcytoError(f"{path}: not valid YAML{where}; fix the file.") from None
+    data = read_yaml(path, "config file")
     if data is None:
         return {}
     if not isinstance(data, dict):

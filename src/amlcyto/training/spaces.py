@@ -33,6 +33,7 @@ from typing import Any
 import optuna
 
 from amlcyto.errors import AmlcytoError
+from amlcyto.io import read_yaml
 from amlcyto.models import model_defaults, model_options
 from amlcyto.training.config import MACHINE_SETTINGS, RESERVED_OPTIONS, TrainConfig
 
@@ -138,17 +139,7 @@ def resolve_space(space: str | Path | None, base: TrainConfig) -> SearchSpace:
 
 def read_space(path: str | Path) -> SearchSpace:
     """A space from a YAML file (format: this module's docstring)."""
-    import yaml
-
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-        data = yaml.safe_load(text)
-    except OSError as error:
-        raise AmlcytoError(f"{path}: cannot read the space ({error.strerror}).") from None
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        where = f" (line {mark.line + 1})" if mark else ""
-        raise AmlcytoError(f"{path}: not valid YAML{where}; fix the file.") from None
+    data = read_yaml(path, "search space")
     if not isinstance(data, dict) or not isinstance(data.get("params"), dict):
         raise AmlcytoError(
             f"{path}: a space needs a 'params' mapping of setting -> range (see `amlcyto "
