@@ -16,7 +16,13 @@ def register(app: typer.Typer) -> None:
 
 @reports_errors
 def evaluate_command(
-    run: Annotated[Path, typer.Argument(help="Run directory made by `amlcyto train`.")],
+    run: Annotated[
+        Path,
+        typer.Argument(
+            help="Run directory made by `amlcyto train`, or a model.onnx from `amlcyto export` "
+            "(with --data)."
+        ),
+    ],
     data: Annotated[
         Path | None,
         typer.Option(help="Manifest/split CSV or labelled folder (default: the run's split)."),

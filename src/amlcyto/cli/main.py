@@ -10,6 +10,7 @@ from amlcyto.cli import (
     demo,
     evaluate,
     explain,
+    export,
     models,
     poster,
     predict,
@@ -33,7 +34,8 @@ def main() -> None:
     """Classify acute myeloid leukemia from single white-blood-cell images."""
 
 
-COMMANDS = (scan, split, audit, demo, models, train, cv, evaluate, predict, explain, poster, search)
+COMMANDS = (scan, split, audit, demo, models, train, cv, evaluate, predict, explain, export)
+COMMANDS += (poster, search)
 for module in COMMANDS:
     module.register(app)
 

@@ -16,7 +16,13 @@ def register(app: typer.Typer) -> None:
 
 @reports_errors
 def predict_command(
-    run: Annotated[Path, typer.Argument(help="Run directory made by `amlcyto train`.")],
+    run: Annotated[
+        Path,
+        typer.Argument(
+            help="Run directory made by `amlcyto train`, or a model.onnx from `amlcyto export` "
+            "(predicts with onnxruntime alone)."
+        ),
+    ],
     paths: Annotated[
         list[Path], typer.Argument(help="Image files and/or folders (searched recursively).")
     ],

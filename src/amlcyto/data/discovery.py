@@ -383,3 +383,13 @@ def _mixed_layout_problems(root: Path, layouts: dict[str, str]) -> list[Problem]
             KEPT,
         )
     ]
+
+
+def check_some_readable(unreadable: dict[int, Problem], count: int, source: str) -> None:
+    """A one-line error when every one of the ``count`` images of ``source`` is unreadable."""
+    if count and len(unreadable) == count:
+        first = next(iter(unreadable.values()))
+        raise AmlcytoError(
+            f"{source}: none of its {count} images can be read (the first: {first.path}: "
+            f"{first.detail})."
+        )

@@ -8,13 +8,13 @@ from pathlib import Path
 import pandas as pd
 
 from amlcyto.data.decoding import DECODE_PROBLEMS
-from amlcyto.data.discovery import SKIPPED, Problem
+from amlcyto.data.discovery import SKIPPED, Problem, check_some_readable
 from amlcyto.data.manifest import read_manifest, write_manifest
 from amlcyto.data.scan import PROBLEM_COLUMNS, scan, write_problems
 from amlcyto.errors import AmlcytoError
-from amlcyto.evaluation.inference import check_some_readable, inference_device, predict_readable
 from amlcyto.evaluation.metrics import compute_metrics, report_text
 from amlcyto.evaluation.plots import plot_confusion, plot_history, plot_roc
+from amlcyto.evaluation.scorer import Scorer, open_scorer
 from amlcyto.evaluation.tables import aggregate, predictions_table, rounded
 from amlcyto.io import (
     prepare_output_dir,
@@ -23,7 +23,6 @@ from amlcyto.io import (
     write_json_atomic,
     write_text_atomic,
 )
-from amlcyto.runs import HISTORY, Run, load_run
 
 PROBLEMS = "problems.csv"
 EVALUATION_FILES = (
@@ -57,11 +56,16 @@ class Evaluation:
 
 
 def evaluation_rows(
-    run: Run, data: str | Path | None, split: str | None = None
+    run: Scorer, data: str | Path | None, split: str | None = None
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The labelled rows to score (the run's own split, a manifest/split file, or a folder),
     and the problems of a scanned folder: the files it skipped are listed, never dropped."""
     problems = pd.DataFrame(columns=PROBLEM_COLUMNS)
+    if data is None and run.split_file is None:
+        raise AmlcytoError(
+            f"{run.path}: an exported model has no split of its own; name the labelled data "
+            "to score with --data (a folder, manifest or split file)."
+        )
     if data is None:
         frame = read_manifest(run.split_file)
     elif Path(data).is_dir():
@@ -87,16 +91,17 @@ def evaluation_rows(
     return frame.reset_index(drop=True), problems
 
 
-def default_out(run: Run, data: str | Path | None, split: str | None, has_split: bool) -> Path:
+def default_out(run: Scorer, data: str | Path | None, split: str | None, has_split: bool) -> Path:
     """``RUN/eval-<split>`` for the run's own split, ``RUN/eval-<name>`` for other data (a
-    folder's name or a CSV's stem, with the split where the data has a split column)."""
+    folder's name or a CSV's stem, with the split where the data has a split column); beside
+    an exported model, ``<model>-eval-<name>``."""
     split = split or "test"
     if data is None:
-        return run.path / f"eval-{split}"
+        return run.eval_dir(split)
     data = Path(data)
     if data.is_dir():
-        return run.path / f"eval-{data.resolve().name}"
-    return run.path / (f"eval-{data.stem}-{split}" if has_split else f"eval-{data.stem}")
+        return run.eval_dir(data.resolve().name)
+    return run.eval_dir(f"{data.stem}-{split}" if has_split else data.stem)
 
 
 def evaluate(
@@ -118,7 +123,8 @@ def evaluate(
     Parameters
     ----------
     run_dir : path
-        A run made by :func:`amlcyto.training.train`.
+        A run made by :func:`amlcyto.training.train`, or an ``.onnx`` model made by
+        ``amlcyto export`` (then ``data`` is needed, and only onnxruntime is used).
     data : path, optional
         A manifest or split file, or a labelled folder (scanned on the fly). Default: the run's
         own ``split.csv``.
@@ -139,7 +145,7 @@ def evaluate(
         No rows of the run's classes, none of them readable, or ``out`` holds files and
         ``force`` is not set.
     """
-    run = load_run(run_dir, device=inference_device())
+    run = open_scorer(run_dir)
     frame, problems = evaluation_rows(run, data, split)
     source = str(data or run.split_file)
     known = frame["label"].isin(run.classes)
@@ -156,9 +162,7 @@ def evaluate(
     if target.exists():
         prepare_output_dir(target, force)  # refuse an earlier evaluation now, not after scoring
 
-    probabilities, unreadable = predict_readable(
-        run, rows["path"].tolist(), batch_size=batch_size, workers=workers
-    )
+    probabilities, unreadable = run.score(rows["path"].tolist(), batch_size, workers)
     check_some_readable(unreadable, len(rows), source)
     problems = _with_problems(problems, list(unreadable.values()))
     readable = ~rows.index.isin(list(unreadable))
@@ -193,9 +197,8 @@ def evaluate(
         "Patients",
     )
     plot_roc(cells, run.classes, out / "roc.png", f"ROC (cells), AUC {_fmt(metrics['auc'])}")
-    history = run.path / HISTORY
-    if history.is_file():
-        plot_history(pd.read_csv(history), out / "loss_curves.png")
+    if run.history is not None:
+        plot_history(pd.read_csv(run.history), out / "loss_curves.png")
     # Files of the earlier evaluation that this one did not write again (a ROC curve where one
     # class is left, a problems list) go, now that the new results are complete.
     now = _file_versions(out, EVALUATION_FILES)

@@ -103,16 +103,6 @@ def predict_readable(
     return torch.cat(chunks).numpy(), unreadable
 
 
-def check_some_readable(unreadable: dict[int, Problem], count: int, source: str) -> None:
-    """A one-line error when every one of the ``count`` images of ``source`` is unreadable."""
-    if count and len(unreadable) == count:
-        first = next(iter(unreadable.values()))
-        raise AmlcytoError(
-            f"{source}: none of its {count} images can be read (the first: {first.path}: "
-            f"{first.detail})."
-        )
-
-
 class _Checked(Dataset):
     """``dataset[i] -> (uint8 image, "", "")``, or ``(zeros, code, detail)`` for a file that
     cannot be decoded: the problem reaches the main process whole (an exception raised in a

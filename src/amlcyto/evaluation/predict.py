@@ -10,11 +10,13 @@ import numpy as np
 import pandas as pd
 
 from amlcyto.data.decoding import is_image_file
-from amlcyto.data.discovery import Problem
+from amlcyto.data.discovery import Problem, check_some_readable
 from amlcyto.errors import AmlcytoError
-from amlcyto.evaluation.inference import check_some_readable, inference_device, predict_readable
+from amlcyto.evaluation.scorer import open_scorer
 from amlcyto.evaluation.tables import aggregate, predictions_table, probability_columns
-from amlcyto.runs import load_run
+
+# PyTorch is imported only to predict with a run (evaluation.scorer): an exported .onnx model
+# needs onnxruntime alone, so `amlcyto predict model.onnx` works where torch is not installed.
 
 
 def passed_over_reason(path: str | Path) -> str:
@@ -100,21 +102,20 @@ def predict(
     AmlcytoError
         No image was found, or none of them can be read.
     """
-    run = load_run(run_dir, device=inference_device())
+    scorer = open_scorer(run_dir)  # a run, or an exported .onnx model
+    classes = scorer.classes
     images, others = collect_images(inputs)
-    probabilities, unreadable = predict_readable(
-        run, images, batch_size=batch_size, workers=workers
-    )
+    probabilities, unreadable = scorer.score(images, batch_size, workers)
     check_some_readable(unreadable, len(images), ", ".join(map(str, inputs)))
     readable = np.ones(len(images), dtype=bool)
     readable[list(unreadable)] = False
     paths = [path for path, ok in zip(images, readable, strict=True) if ok]
-    cells = predictions_table(pd.DataFrame({"path": paths}), probabilities[readable], run.classes)
+    cells = predictions_table(pd.DataFrame({"path": paths}), probabilities[readable], classes)
     cells["folder"] = [str(Path(p).parent) for p in paths]
-    folders = aggregate(cells, "folder", run.classes).rename(columns={"folder": "path"})
+    folders = aggregate(cells, "folder", classes).rename(columns={"folder": "path"})
     cells = cells.drop(columns="folder").assign(kind="image", images=1)
     folders = folders.assign(kind="folder")
-    columns = ["kind", "path", "images", "predicted", *probability_columns(run.classes)]
+    columns = ["kind", "path", "images", "predicted", *probability_columns(classes)]
     parts = [cells[columns], folders[columns]]
     if unreadable:
         parts.append(_unreadable_rows(unreadable))

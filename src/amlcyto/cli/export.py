@@ -1,0 +1,42 @@
+"""`amlcyto export`: a run as one ONNX graph that predicts with onnxruntime alone."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from amlcyto.cli.common import err_console, reports_errors
+
+
+def register(app: typer.Typer) -> None:
+    app.command("export")(export_command)
+
+
+@reports_errors
+def export_command(
+    run: Annotated[Path, typer.Argument(help="Run directory made by `amlcyto train`.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="The .onnx file to write.")] = Path(
+        "model.onnx"
+    ),
+    format: Annotated[str, typer.Option("--format", help="onnx (the only format).")] = "onnx",
+    force: Annotated[bool, typer.Option("--force", help="Overwrite the file.")] = False,
+) -> None:
+    """Export a run: uint8 RGB cells in, class probabilities out, normalisation inside, any
+    batch size; classes, image size and origin in its metadata. Checked against PyTorch on the
+    run's own cells before it is kept. `amlcyto predict model.onnx ...` then needs only
+    onnxruntime."""
+    if format != "onnx":
+        from amlcyto.errors import AmlcytoError
+
+        raise AmlcytoError(f"--format {format}: amlcyto exports onnx only; use --format onnx.")
+    from amlcyto.deploy.onnx_export import TOLERANCE, export_onnx
+
+    result = export_onnx(run, out, force=force)
+    err_console.print(
+        f"checked with onnxruntime on {result.cells_checked} of the run's cells: probabilities "
+        f"match PyTorch's within {result.max_difference:.1e} (allowed {TOLERANCE:g})",
+        markup=False,
+    )
+    print(result.path)

@@ -1,0 +1,139 @@
+"""``export_onnx(run, out)``: a run as one ONNX graph, uint8 cells in, probabilities out.
+
+The graph is the run's :class:`~amlcyto.models.predictor.CellPredictor` traced whole (uint8
+to [0, 1], the run's normalisation, the network, softmax or sigmoid), with a dynamic batch
+axis. Before the file is kept, onnxruntime scores a batch of the run's own real cells and its
+probabilities must match PyTorch's within :data:`TOLERANCE`.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import amlcyto
+from amlcyto.data.decoding import read_rgb_resized
+from amlcyto.data.manifest import read_manifest
+from amlcyto.deploy.onnx_model import INPUT, META, OUTPUT, load_onnx_model
+from amlcyto.errors import AmlcytoError
+from amlcyto.io import check_output_file, write_atomic
+from amlcyto.runs import SPLIT, load_run
+
+TOLERANCE = 1e-4  # the largest difference of a probability allowed between the two
+CHECK_CELLS = 64
+OPSET = 17
+
+
+@dataclass
+class ExportResult:
+    path: Path
+    cells_checked: int
+    max_difference: float
+
+
+def export_onnx(run_dir: str | Path, out: str | Path, force: bool = False) -> ExportResult:
+    """Export the run in ``run_dir`` to ``out`` (``.onnx``), checked against PyTorch.
+
+    The check scores up to 64 of the cells the run's ``split.csv`` lists (test rows first);
+    a difference above 1e-4 is an error and nothing is written.
+    """
+    import onnx
+
+    out = Path(out)
+    if out.suffix.lower() != ".onnx":
+        raise AmlcytoError(f"--out {out}: an ONNX model's file name ends in .onnx.")
+    check_output_file(out, force)
+    run = load_run(run_dir, device="cpu")
+    predictor = run.predictor.eval()
+    cells = _real_cells(run)
+    size = run.info.input.image_size
+    example = torch.from_numpy(cells[:2]) if len(cells) else torch.zeros(2, size, size, 3).byte()
+    scratch = out.parent / f".{out.name}.export"
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notes
+            torch.onnx.export(
+                predictor,
+                (example,),
+                str(scratch),
+                input_names=[INPUT],
+                output_names=[OUTPUT],
+                dynamic_axes={INPUT: {0: "batch"}, OUTPUT: {0: "batch"}},
+                opset_version=OPSET,
+                dynamo=False,
+            )
+        graph = onnx.load(str(scratch))
+    finally:
+        scratch.unlink(missing_ok=True)
+    for key, value in _metadata(run).items():
+        graph.metadata_props.append(onnx.StringStringEntryProto(key=key, value=value))
+    write_atomic(out, lambda tmp: onnx.save(graph, str(tmp)))
+    try:
+        difference = _check(out, predictor, cells)
+    except BaseException:
+        out.unlink(missing_ok=True)
+        raise
+    return ExportResult(out, len(cells), difference)
+
+
+def _real_cells(run) -> np.ndarray:
+    """Up to CHECK_CELLS of the run's own cells (test rows first), at its image size."""
+    size = run.info.input.image_size
+    split_file = run.path / SPLIT
+    if not split_file.is_file():
+        return np.zeros((0, size, size, 3), np.uint8)
+    frame = read_manifest(split_file)
+    order = {"test": 0, "val": 1, "train": 2}
+    if "split" in frame.columns:
+        frame = frame.sort_values("split", key=lambda s: s.map(order).fillna(3), kind="stable")
+    cells = []
+    for path in frame["path"]:
+        try:
+            cells.append(read_rgb_resized(path, size))
+        except AmlcytoError:  # moved or broken since training: check on the others
+            continue
+        if len(cells) == CHECK_CELLS:
+            break
+    return np.stack(cells) if cells else np.zeros((0, size, size, 3), np.uint8)
+
+
+def _check(path: Path, predictor, cells: np.ndarray) -> float:
+    if len(cells) == 0:
+        raise AmlcytoError(
+            f"{path}: none of the run's cells (its split.csv) can be read to check the export "
+            "against PyTorch; put the images back where the split lists them."
+        )
+    model = load_onnx_model(path)
+    with torch.no_grad():
+        expected = predictor(torch.from_numpy(cells)).numpy()
+    got = np.concatenate([model.probabilities(cells[i : i + 32]) for i in range(0, len(cells), 32)])
+    difference = float(np.abs(got - expected).max())
+    if not difference <= TOLERANCE:
+        raise AmlcytoError(
+            f"{path}: onnxruntime's probabilities differ from PyTorch's by up to {difference:.2g} "
+            f"on {len(cells)} real cells (allowed {TOLERANCE:g}); nothing was kept. Report this "
+            "with the run's model name."
+        )
+    return difference
+
+
+def _metadata(run) -> dict[str, str]:
+    info = run.info
+    return {
+        META + "version": amlcyto.__version__,
+        META + "classes": json.dumps(info.classes),
+        META + "image_size": str(info.input.image_size),
+        META + "task": str(info.task),
+        META + "kind": info.kind,
+        META + "model": json.dumps(info.model),
+        META + "normalisation": json.dumps({"mean": info.input.mean, "std": info.input.std}),
+        META + "run": str(run.path),
+        META + "weights_sha256": str(info.weights_sha256),
+        META + "input": "uint8 RGB cells (batch, size, size, 3)",
+        META + "output": "class probabilities (batch, classes), in the order of classes",
+    }

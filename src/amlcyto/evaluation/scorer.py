@@ -1,0 +1,62 @@
+"""What `predict` and `evaluate` score with: a run (PyTorch) or an exported ``.onnx`` model
+(onnxruntime alone; PyTorch is imported only for a run)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from amlcyto.data.discovery import Problem
+from amlcyto.deploy.onnx_model import is_onnx_model, load_onnx_model, predict_readable_onnx
+
+
+@dataclass
+class Scorer:
+    """A model to score images with.
+
+    ``score(paths, batch_size, workers)`` gives ``(probabilities, unreadable)`` as
+    :func:`amlcyto.evaluation.inference.predict_readable` does. ``split_file`` and ``history``
+    are the run's (None for an exported model); evaluations go in ``eval_dir(name)``."""
+
+    path: Path
+    classes: list[str]
+    split_file: Path | None
+    history: Path | None
+    score: Callable[[Sequence[str], int, int | None], tuple[np.ndarray, dict[int, Problem]]]
+
+    def eval_dir(self, name: str) -> Path:
+        """``RUN/eval-<name>``, or ``<model>-eval-<name>`` beside an exported model."""
+        if is_onnx_model(self.path):
+            return self.path.parent / f"{self.path.stem}-eval-{name}"
+        return self.path / f"eval-{name}"
+
+
+def open_scorer(path: str | Path) -> Scorer:
+    """A run directory, or an ``.onnx`` file made by ``amlcyto export``."""
+    path = Path(path)
+    if is_onnx_model(path):
+        model = load_onnx_model(path)
+        return Scorer(
+            path,
+            model.classes,
+            None,
+            None,
+            lambda paths, batch_size, workers: predict_readable_onnx(model, paths, batch_size),
+        )
+    from amlcyto.evaluation.inference import inference_device, predict_readable
+    from amlcyto.runs import HISTORY, load_run
+
+    run = load_run(path, device=inference_device())
+    history = run.path / HISTORY
+    return Scorer(
+        run.path,
+        run.classes,
+        run.split_file,
+        history if history.is_file() else None,
+        lambda paths, batch_size, workers: predict_readable(
+            run, paths, batch_size=batch_size, workers=workers
+        ),
+    )
