@@ -58,21 +58,49 @@ def test_predict_with_the_onnx_model_gives_the_runs_predictions(trained_run, exp
     )
 
 
-def test_predict_with_the_onnx_model_needs_no_pytorch(exported, tiny_data, tmp_path):
-    out = tmp_path / "predictions.csv"
-    script = (
-        "import sys\n"
-        "for name in ('torch', 'torchvision', 'lightning', 'torchmetrics'):\n"
-        "    sys.modules[name] = None  # importing any of them now raises ImportError\n"
-        "from amlcyto.cli.main import app\n"
-        f"app(['predict', {str(exported)!r}, {str(tiny_data)!r}, '--out', {str(out)!r}])\n"
-    )
+BLOCK_PYTORCH = """
+import importlib.abc, sys
+class Blocked(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name.split('.')[0] in ('torch', 'torchvision', 'lightning', 'torchmetrics'):
+            raise ImportError('blocked for this test: ' + name)
+sys.meta_path.insert(0, Blocked())
+from amlcyto.cli.main import app
+"""
+
+
+@pytest.mark.parametrize("command", ["predict", "evaluate"])
+def test_predict_and_evaluate_with_the_onnx_model_need_no_pytorch(
+    command, trained_run, exported, tiny_data, tmp_path
+):
+    out = tmp_path / ("predictions.csv" if command == "predict" else "eval")
+    args = [command, str(exported)]
+    args += [str(tiny_data)] if command == "predict" else ["--data", str(trained_run / "split.csv")]
+    script = BLOCK_PYTORCH + f"app({args + ['--out', str(out)]!r})\n"
     done = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=180
     )
     assert done.returncode == 0, done.stderr
-    table = pd.read_csv(out)
-    assert (table["kind"] == "image").sum() == len(list(tiny_data.rglob("*.png")))
+    if command == "predict":
+        table = pd.read_csv(out)
+        assert (table["kind"] == "image").sum() == len(list(tiny_data.rglob("*.png")))
+    else:
+        assert json.loads((out / "metrics.json").read_text())["n"] > 0
+
+
+def test_a_failed_check_writes_nothing_and_keeps_the_earlier_model(
+    trained_run, exported, tmp_path, monkeypatch
+):
+    import amlcyto.deploy.onnx_export as onnx_export
+
+    out = tmp_path / "new" / "folder" / "m.onnx"  # folders made as needed
+    assert export_onnx(trained_run, out).path == out
+    before = out.read_bytes()
+    monkeypatch.setattr(onnx_export, "TOLERANCE", -1.0)  # no difference can pass
+    with pytest.raises(AmlcytoError, match="nothing was written"):
+        export_onnx(trained_run, out, force=True)
+    assert out.read_bytes() == before
+    assert sorted(p.name for p in out.parent.iterdir()) == ["m.onnx"]  # no scratch file left
 
 
 def test_export_command_says_it_checked_and_refuses_to_overwrite(trained_run, tmp_path):

@@ -8,6 +8,7 @@ probabilities must match PyTorch's within :data:`TOLERANCE`.
 
 from __future__ import annotations
 
+import io
 import json
 import warnings
 from dataclasses import dataclass
@@ -39,8 +40,9 @@ class ExportResult:
 def export_onnx(run_dir: str | Path, out: str | Path, force: bool = False) -> ExportResult:
     """Export the run in ``run_dir`` to ``out`` (``.onnx``), checked against PyTorch.
 
-    The check scores up to 64 of the cells the run's ``split.csv`` lists (test rows first);
-    a difference above 1e-4 is an error and nothing is written.
+    The check scores up to 64 of the cells the run's ``split.csv`` lists (test rows first)
+    before anything is written; a difference above 1e-4 is an error, and ``out`` (an earlier
+    model there included) is left as it was.
     """
     import onnx
 
@@ -51,42 +53,46 @@ def export_onnx(run_dir: str | Path, out: str | Path, force: bool = False) -> Ex
     run = load_run(run_dir, device="cpu")
     predictor = run.predictor.eval()
     cells = _real_cells(run)
-    size = run.info.input.image_size
-    example = torch.from_numpy(cells[:2]) if len(cells) else torch.zeros(2, size, size, 3).byte()
-    scratch = out.parent / f".{out.name}.export"
+    example = torch.from_numpy(np.concatenate([cells, cells])[:2])  # batch 2: a dynamic axis
+    buffer = io.BytesIO()
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notes
             torch.onnx.export(
                 predictor,
                 (example,),
-                str(scratch),
+                buffer,
                 input_names=[INPUT],
                 output_names=[OUTPUT],
                 dynamic_axes={INPUT: {0: "batch"}, OUTPUT: {0: "batch"}},
                 opset_version=OPSET,
                 dynamo=False,
             )
-        graph = onnx.load(str(scratch))
-    finally:
-        scratch.unlink(missing_ok=True)
+    except Exception as error:  # the exporter raises many kinds; say which model, in one line
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise AmlcytoError(
+            f"{run.path}: model {run.info.model.get('name')!r} cannot be exported to ONNX "
+            f"({first}); report this with the model's name."
+        ) from None
+    graph = onnx.load_from_string(buffer.getvalue())
     for key, value in _metadata(run).items():
         graph.metadata_props.append(onnx.StringStringEntryProto(key=key, value=value))
-    write_atomic(out, lambda tmp: onnx.save(graph, str(tmp)))
-    try:
-        difference = _check(out, predictor, cells)
-    except BaseException:
-        out.unlink(missing_ok=True)
-        raise
+    data = graph.SerializeToString()
+    difference = _check(out, data, predictor, cells)  # before anything is written
+    write_atomic(out, lambda tmp: Path(tmp).write_bytes(data))
     return ExportResult(out, len(cells), difference)
 
 
 def _real_cells(run) -> np.ndarray:
-    """Up to CHECK_CELLS of the run's own cells (test rows first), at its image size."""
+    """Up to CHECK_CELLS of the run's own cells (test rows first), at its image size; at
+    least one, or a one-line error naming the run's split file."""
     size = run.info.input.image_size
     split_file = run.path / SPLIT
     if not split_file.is_file():
-        return np.zeros((0, size, size, 3), np.uint8)
+        raise AmlcytoError(
+            f"{split_file}: missing, and the export is checked on the run's own cells; put the "
+            "run's split.csv back."
+        )
     frame = read_manifest(split_file)
     order = {"test": 0, "val": 1, "train": 2}
     if "split" in frame.columns:
@@ -99,25 +105,28 @@ def _real_cells(run) -> np.ndarray:
             continue
         if len(cells) == CHECK_CELLS:
             break
-    return np.stack(cells) if cells else np.zeros((0, size, size, 3), np.uint8)
-
-
-def _check(path: Path, predictor, cells: np.ndarray) -> float:
-    if len(cells) == 0:
+    if not cells:
         raise AmlcytoError(
-            f"{path}: none of the run's cells (its split.csv) can be read to check the export "
-            "against PyTorch; put the images back where the split lists them."
+            f"{split_file}: none of its images can be read to check the export against "
+            "PyTorch; put the images back where the split lists them."
         )
-    model = load_onnx_model(path)
+    return np.stack(cells)
+
+
+def _check(out: Path, data: bytes, predictor, cells: np.ndarray) -> float:
+    """The largest difference between onnxruntime's and PyTorch's probabilities."""
+    if len(cells) < 3:  # check a batch size other than the traced one
+        cells = np.concatenate([cells] * 3)
+    model = load_onnx_model(out, data)
     with torch.no_grad():
         expected = predictor(torch.from_numpy(cells)).numpy()
     got = np.concatenate([model.probabilities(cells[i : i + 32]) for i in range(0, len(cells), 32)])
     difference = float(np.abs(got - expected).max())
     if not difference <= TOLERANCE:
         raise AmlcytoError(
-            f"{path}: onnxruntime's probabilities differ from PyTorch's by up to {difference:.2g} "
-            f"on {len(cells)} real cells (allowed {TOLERANCE:g}); nothing was kept. Report this "
-            "with the run's model name."
+            f"{out}: onnxruntime's probabilities differ from PyTorch's by up to {difference:.2g} "
+            f"on {len(cells)} real cells (allowed {TOLERANCE:g}); nothing was written. Report "
+            "this with the run's model name."
         )
     return difference
 
@@ -132,7 +141,7 @@ def _metadata(run) -> dict[str, str]:
         META + "kind": info.kind,
         META + "model": json.dumps(info.model),
         META + "normalisation": json.dumps({"mean": info.input.mean, "std": info.input.std}),
-        META + "run": str(run.path),
+        META + "run": str(Path(run.path).resolve()),
         META + "weights_sha256": str(info.weights_sha256),
         META + "input": "uint8 RGB cells (batch, size, size, 3)",
         META + "output": "class probabilities (batch, classes), in the order of classes",

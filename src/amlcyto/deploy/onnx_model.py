@@ -41,11 +41,18 @@ class OnnxCellModel:
 
     def probabilities(self, cells: np.ndarray) -> np.ndarray:
         """``(B, S, S, 3)`` uint8 -> ``(B, K)`` float32 probabilities."""
-        return self.session.run([OUTPUT], {INPUT: np.ascontiguousarray(cells, np.uint8)})[0]
+        size = self.image_size
+        if cells.dtype != np.uint8 or cells.ndim != 4 or cells.shape[1:] != (size, size, 3):
+            raise AmlcytoError(
+                f"{self.path}: takes uint8 RGB cells of shape (batch, {size}, {size}, 3), got "
+                f"{cells.dtype} {tuple(cells.shape)}; decode the images at {size} px."
+            )
+        return self.session.run([OUTPUT], {INPUT: np.ascontiguousarray(cells)})[0]
 
 
-def load_onnx_model(path: str | Path) -> OnnxCellModel:
-    """Open an exported model; a file that is not one is a one-line error saying so."""
+def load_onnx_model(path: str | Path, data: bytes | None = None) -> OnnxCellModel:
+    """Open an exported model (from ``data`` when given: a graph not yet written to
+    ``path``); a file that is not one is a one-line error saying so."""
     try:
         import onnxruntime
     except ImportError:
@@ -53,13 +60,13 @@ def load_onnx_model(path: str | Path) -> OnnxCellModel:
             f"{path}: running an ONNX model needs onnxruntime: pip install onnxruntime."
         ) from None
     path = Path(path)
-    if not path.is_file():
+    if data is None and not path.is_file():
         raise AmlcytoError(f"{path}: no such ONNX model; export one with `amlcyto export RUN`.")
     try:
         options = onnxruntime.SessionOptions()
         options.log_severity_level = 3  # errors only
         session = onnxruntime.InferenceSession(
-            str(path), options, providers=["CPUExecutionProvider"]
+            data if data is not None else str(path), options, providers=["CPUExecutionProvider"]
         )
     except Exception as error:  # onnxruntime raises its own unrelated exception types
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__

@@ -7,7 +7,7 @@ import pandas as pd
 from sklearn.metrics import classification_report, confusion_matrix, roc_auc_score
 
 from amlcyto.evaluation.tables import probability_columns
-from amlcyto.models.outputs import positive_class
+from amlcyto.head_rule import positive_class
 
 
 def report_text(table: pd.DataFrame, classes: list[str], digits: int = 2) -> str:

@@ -13,8 +13,8 @@ import pandas as pd  # noqa: E402
 from sklearn.metrics import ConfusionMatrixDisplay, RocCurveDisplay  # noqa: E402
 
 from amlcyto.evaluation.tables import probability_columns  # noqa: E402
+from amlcyto.head_rule import positive_class  # noqa: E402
 from amlcyto.io import write_atomic  # noqa: E402
-from amlcyto.models.outputs import positive_class  # noqa: E402
 
 
 def _save(figure, path: Path) -> Path:

@@ -3,38 +3,26 @@ probabilities and a loss.
 
 Two classes use one logit (a sigmoid; class index 1 is the positive class, the sigmoid's 1);
 three or more use one logit per class (a softmax). Training, inference, evaluation and export
-all ask this module, never ``len(classes) == 2`` themselves.
+all ask this module (or, where PyTorch must not be imported, :mod:`amlcyto.head_rule`, which
+holds the counting part), never ``len(classes) == 2`` themselves.
 """
 
 from __future__ import annotations
-
-from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from amlcyto.errors import AmlcytoError
+from amlcyto.head_rule import is_single_logit, num_outputs_for, positive_class
 
-
-def num_outputs_for(num_classes: int) -> int:
-    """Return the number of logits a head needs: 1 for two classes (sigmoid), else one per class.
-
-    Raises ``AmlcytoError`` unless ``num_classes`` is an integer >= 2.
-    """
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
-        raise AmlcytoError(f"num_classes must be an integer >= 2, got {num_classes!r}")
-    return 1 if num_classes == 2 else num_classes
-
-
-def is_single_logit(num_classes: int) -> bool:
-    """True where the head has one sigmoid logit (two classes)."""
-    return num_outputs_for(num_classes) == 1
-
-
-def positive_class(classes: Sequence[str]) -> str | None:
-    """The positive class of a two-class task (the sigmoid's 1), else None."""
-    return classes[1] if is_single_logit(len(classes)) else None
+__all__ = [
+    "Probabilities",
+    "classification_loss",
+    "is_single_logit",
+    "num_outputs_for",
+    "positive_class",
+    "probabilities",
+]
 
 
 def probabilities(logits: torch.Tensor, num_classes: int) -> torch.Tensor:

@@ -1,0 +1,29 @@
+"""The counting part of the head rule, without PyTorch: how many logits a task needs and
+which class is the positive one (:mod:`amlcyto.models.outputs` has the rest). Evaluation
+imports it from here so that scoring an exported ONNX model never imports PyTorch."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from amlcyto.errors import AmlcytoError
+
+
+def num_outputs_for(num_classes: int) -> int:
+    """Return the number of logits a head needs: 1 for two classes (sigmoid), else one per class.
+
+    Raises ``AmlcytoError`` unless ``num_classes`` is an integer >= 2.
+    """
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
+        raise AmlcytoError(f"num_classes must be an integer >= 2, got {num_classes!r}")
+    return 1 if num_classes == 2 else num_classes
+
+
+def is_single_logit(num_classes: int) -> bool:
+    """True where the head has one sigmoid logit (two classes)."""
+    return num_outputs_for(num_classes) == 1
+
+
+def positive_class(classes: Sequence[str]) -> str | None:
+    """The positive class of a two-class task (the sigmoid's 1), else None."""
+    return classes[1] if is_single_logit(len(classes)) else None
