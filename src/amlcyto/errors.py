@@ -11,3 +11,10 @@ class Interrupted(AmlcytoError):
     """The user stopped the command (Ctrl-C, SIGINT); the message says what was kept."""
 
     exit_code = 130
+
+
+def first_line(error: BaseException) -> str:
+    """The first line of ``error``'s message (what fits in a one-line error), or the name of
+    its type when it has no message."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__

@@ -21,7 +21,7 @@ import amlcyto
 from amlcyto.data.decoding import read_rgb_resized
 from amlcyto.data.manifest import read_manifest
 from amlcyto.deploy.onnx_model import INPUT, META, OUTPUT, load_onnx_model
-from amlcyto.errors import AmlcytoError
+from amlcyto.errors import AmlcytoError, first_line
 from amlcyto.io import check_output_file, write_atomic
 from amlcyto.runs import SPLIT, load_run
 
@@ -69,7 +69,7 @@ def export_onnx(run_dir: str | Path, out: str | Path, force: bool = False) -> Ex
                 dynamo=False,
             )
     except Exception as error:  # the exporter raises many kinds; say which model, in one line
-        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        first = first_line(error)
         raise AmlcytoError(
             f"{run.path}: model {run.info.model.get('name')!r} cannot be exported to ONNX "
             f"({first}); report this with the model's name."

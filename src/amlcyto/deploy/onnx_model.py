@@ -17,7 +17,7 @@ import numpy as np
 
 from amlcyto.data.decoding import ImageDecodeError, read_rgb_resized
 from amlcyto.data.discovery import SKIPPED, Problem
-from amlcyto.errors import AmlcytoError
+from amlcyto.errors import AmlcytoError, first_line
 
 ONNX_SUFFIX = ".onnx"
 INPUT, OUTPUT = "cells", "probabilities"
@@ -69,7 +69,7 @@ def load_onnx_model(path: str | Path, data: bytes | None = None) -> OnnxCellMode
             data if data is not None else str(path), options, providers=["CPUExecutionProvider"]
         )
     except Exception as error:  # onnxruntime raises its own unrelated exception types
-        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        first = first_line(error)
         raise AmlcytoError(
             f"{path}: not an ONNX model onnxruntime can load ({first}); export it again with "
             "`amlcyto export RUN --format onnx`."

@@ -29,7 +29,7 @@ from lightning.pytorch.callbacks import Timer, TQDMProgressBar
 from amlcyto.data.manifest import read_manifest, write_manifest
 from amlcyto.data.splits import fold_numbers, same_split, split_by_patient, split_for_fold
 from amlcyto.data.transforms import CellAugment
-from amlcyto.errors import AmlcytoError, Interrupted
+from amlcyto.errors import AmlcytoError, Interrupted, first_line
 from amlcyto.io import check_output_dir
 from amlcyto.models import CellPredictor, create_model, model_defaults
 from amlcyto.runs import (
@@ -160,7 +160,7 @@ def plan_training(data: str | Path | pd.DataFrame, config: TrainConfig) -> Train
         with torch.no_grad():
             model.eval()(torch.zeros(2, 3, image_size, image_size))
     except RuntimeError as error:
-        first = str(error).strip().splitlines()[0]
+        first = first_line(error)
         raise AmlcytoError(
             f"model {config.model!r} with options {config.model_options} cannot take RGB cells "
             f"of {image_size} px ({first}); change --options or --image-size."

@@ -47,7 +47,7 @@ import sqlalchemy
 from sqlalchemy.engine import make_url
 
 from amlcyto.data.splits import assign_folds, split_for_fold
-from amlcyto.errors import AmlcytoError, Interrupted
+from amlcyto.errors import AmlcytoError, Interrupted, first_line
 from amlcyto.io import write_csv_atomic, write_json_atomic
 from amlcyto.training.config import (
     MACHINE_SETTINGS,
@@ -414,7 +414,7 @@ def _open_study(url: str, study_name: str, prune: bool) -> optuna.Study:
                 load_if_exists=True,
             )
     except (ImportError, ValueError, sqlalchemy.exc.SQLAlchemyError) as error:
-        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        first = first_line(error)
         raise AmlcytoError(
             f"--storage {_redacted(url)}: cannot open the study database ({first}); use a URL "
             "like sqlite:///search.db or postgresql://user:password@host/db (pip install "
