@@ -64,8 +64,8 @@ def save_json(name: str, data: dict) -> Path:
 
 def train_and_score(name: str, frame: pd.DataFrame, args, **settings) -> dict:
     """Train a ``TrainConfig(**settings)`` with the options every bench takes (``--epochs``,
-    ``--batch-size``, ``--lr``, ``--seed``; no early stop before the last epoch) through
-    :func:`score_config`."""
+    ``--batch-size``, ``--lr``, ``--seed``; no early stop before the last epoch) on
+    :func:`bench_split` of ``frame``, through :func:`score_config`."""
     config = TrainConfig(
         epochs=args.epochs,
         batch_size=args.batch_size,
@@ -76,26 +76,31 @@ def train_and_score(name: str, frame: pd.DataFrame, args, **settings) -> dict:
         **settings,
     )
     flags = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if v is not None)
-    return score_config(name, frame, config, f"python3 -m bench.{name} {flags}")
+    split_file = bench_split(name, frame, config.seed)
+    return score_config(name, split_file, config, f"python3 -m bench.{name} {flags}")
+
+
+def bench_split(name: str, frame: pd.DataFrame, seed: int, val: float = 0.1) -> Path:
+    """Split ``frame`` 70 / 10 / 20 % by patient (PBC has no patient ids: each image is its own
+    group, byte-identical copies kept together; ``val`` 0.2 takes from train) into
+    ``bench/out/<name>/split.csv``: the benches' one split rule."""
+    split = split_by_patient(frame, test=0.2, val=val, seed=seed)
+    return write_manifest(split, OUT / name / "split.csv")
 
 
 def score_config(
     name: str,
-    frame: pd.DataFrame,
+    split_file: Path,
     config: TrainConfig,
     command: str,
-    val: float = 0.1,
     callbacks=(),
     extra=None,
 ) -> dict:
-    """Split ``frame`` 70 / 10 / 20 % by patient (PBC has no patient ids: each image is its own
-    group, byte-identical copies kept together; seeded by ``config.seed``) into
-    ``bench/out/<name>/split.csv``; train ``config``; evaluate its test rows, print the report
-    and save ``bench/out/<name>.json`` with the scores, the speed, why training stopped and the
-    command that made them (and what ``extra()`` returns after training)."""
+    """Train ``config`` on ``split_file`` (from :func:`bench_split`); evaluate its test rows,
+    print the report and save ``bench/out/<name>.json`` with the scores, the speed, why
+    training stopped and the command that made them (and what ``extra()`` returns after
+    training)."""
     out = OUT / name
-    split = split_by_patient(frame, test=0.2, val=val, seed=config.seed)
-    split_file = write_manifest(split, out / "split.csv")
     started = time.perf_counter()
     info = train(split_file, out / "run", config, force=True, callbacks=callbacks)
     seconds = time.perf_counter() - started

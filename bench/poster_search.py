@@ -19,12 +19,10 @@ import argparse
 import dataclasses
 import time
 
-from amlcyto.data.manifest import write_manifest
-from amlcyto.data.splits import split_by_patient
 from amlcyto.evaluation.evaluate import evaluate
 from amlcyto.training import TrainConfig, train
 from amlcyto.training.search import search
-from bench.common import OUT, pbc_manifest, save_json
+from bench.common import OUT, bench_split, pbc_manifest, save_json
 
 
 def main() -> None:
@@ -40,8 +38,7 @@ def main() -> None:
     out = OUT / "poster_search"
     frame = pbc_manifest()
     frame = frame[frame["label"].isin(["ig", "neutrophil"])]
-    split = split_by_patient(frame, test=0.2, val=0.1, seed=args.seed)  # bench a's split
-    split_file = write_manifest(split, out / "split.csv")
+    split_file = bench_split("poster_search", frame, args.seed)  # bench a's split
     base = TrainConfig(
         task="binary",
         positive="ig",

@@ -23,12 +23,11 @@ import numpy as np
 import torch
 
 from amlcyto.data.decoding import read_rgb_resized
-from amlcyto.data.manifest import read_manifest
 from amlcyto.training import TrainConfig
 from amlcyto.training.fit import plan_training
 from amlcyto.training.schedule import StoppingRule
-from bench.common import OUT, save_json, score_config
-from bench.defaults import TASKS, task_frame
+from bench.common import OUT, bench_split, save_json, score_config
+from bench.defaults import TASKS, task_frame, task_val
 
 
 class TestEveryEpoch(L.Callback):
@@ -118,23 +117,13 @@ def main() -> None:
     config = TrainConfig(
         **TASKS[args.task], epochs=args.epochs, patience=0, cache_dir=str(OUT / "cache")
     )
-    frame = task_frame(args.task)
-    val = 0.2 if args.task == "demo" else 0.1
-    # the split score_config writes, made first so the recorder can read its test rows
-    from amlcyto.data.manifest import write_manifest
-    from amlcyto.data.splits import split_by_patient
-
-    split_file = write_manifest(
-        split_by_patient(frame, test=0.2, val=val, seed=config.seed), OUT / name / "split.csv"
-    )
+    split_file = bench_split(name, task_frame(args.task), config.seed, val=task_val(args.task))
     recorder = TestEveryEpoch(split_file, config)
-    assert len(read_manifest(split_file)) == len(frame)
     summary = score_config(
         name,
-        frame,
+        split_file,
         config,
         f"python3 -m bench.stopping_rules --task {args.task} --epochs {args.epochs}",
-        val=val,
         callbacks=[recorder],
         extra=lambda: {
             "test_accuracy_by_epoch": recorder.accuracy,
