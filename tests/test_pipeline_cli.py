@@ -273,7 +273,13 @@ def test_run_demo_end_to_end(tmp_path: Path):
         "audit",
         "train",
         "evaluate",
+        "report",
     ]
+    report = Path(outputs["report"])
+    assert report == tmp_path / "demo" / "report.html"
+    html = report.read_text(encoding="utf-8")  # the demo's scan problems and audit are in it
+    assert "Scan problems" in html and "(amlcyto audit)" in html
+    assert "SIMULATED data" in html  # above its numbers, the page says the data are made up
     with pytest.raises(AmlcytoError, match="--force"):
         run_demo(tmp_path / "demo", training=training, log=messages.append)
 

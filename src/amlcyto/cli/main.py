@@ -14,6 +14,7 @@ from amlcyto.cli import (
     models,
     poster,
     predict,
+    report,
     scan,
     search,
     split,
@@ -35,6 +36,7 @@ def main() -> None:
 
 
 COMMANDS = (scan, split, audit, demo, models, train, cv, evaluate, predict, explain, export)
+COMMANDS += (report,)
 COMMANDS += (poster, search)
 for module in COMMANDS:
     module.register(app)

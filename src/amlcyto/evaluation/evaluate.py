@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -11,7 +13,7 @@ from amlcyto.data.decoding import DECODE_PROBLEMS
 from amlcyto.data.discovery import SKIPPED, Problem, check_some_readable
 from amlcyto.data.manifest import read_manifest, write_manifest
 from amlcyto.data.scan import PROBLEM_COLUMNS, scan, write_problems
-from amlcyto.errors import AmlcytoError
+from amlcyto.errors import AmlcytoError, first_line
 from amlcyto.evaluation.metrics import compute_metrics, report_text
 from amlcyto.evaluation.plots import plot_confusion, plot_history, plot_roc
 from amlcyto.evaluation.scorer import Scorer, open_scorer
@@ -204,6 +206,38 @@ def evaluate(
     now = _file_versions(out, EVALUATION_FILES)
     remove_outputs(out, [name for name, version in earlier.items() if now.get(name) == version])
     return Evaluation(out, metrics, report, patient_report, cells, patients, left_out, problems)
+
+
+def load_evaluation(folder: str | Path) -> Evaluation:
+    """Read back what :func:`evaluate` wrote into ``folder`` (paths made absolute again)."""
+    folder = Path(folder)
+    try:
+        metrics = json.loads((folder / "metrics.json").read_text(encoding="utf-8"))
+        cells = pd.read_csv(folder / "predictions.csv", dtype={"patient": str, "true": str})
+        patients = pd.read_csv(folder / "patients.csv", dtype={"patient": str, "true": str})
+        problems = (
+            pd.read_csv(folder / PROBLEMS, dtype=str, keep_default_na=False)
+            if (folder / PROBLEMS).is_file()
+            else pd.DataFrame(columns=PROBLEM_COLUMNS)
+        )
+    except (OSError, ValueError) as error:
+        raise AmlcytoError(
+            f"{folder}: not a whole evaluation ({first_line(error)}); score the run again with "
+            "`amlcyto evaluate RUN --force`."
+        ) from None
+    base = folder.resolve()
+    cells["path"] = [p if os.path.isabs(p) else os.path.normpath(base / p) for p in cells["path"]]
+    classes = metrics["classes"]
+    return Evaluation(
+        folder,
+        metrics,
+        report_text(cells, classes),
+        report_text(patients, classes),
+        cells,
+        patients,
+        metrics.get("left_out", {}),
+        problems,
+    )
 
 
 def _with_problems(problems: pd.DataFrame, more: list[Problem]) -> pd.DataFrame:

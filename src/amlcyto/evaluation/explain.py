@@ -9,7 +9,8 @@ OUT/
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -23,9 +24,43 @@ from amlcyto.evaluation.inference import inference_device
 from amlcyto.evaluation.plots import plot_gradcam
 from amlcyto.evaluation.predict import collect_images
 from amlcyto.io import prepare_output_dir, write_csv_atomic
-from amlcyto.runs import load_run
+from amlcyto.runs import Run, load_run
 
 TABLE = "explanations.csv"
+
+
+@dataclass
+class ExplainedCell:
+    """One image through Grad-CAM: the cell as the model saw it, its map and probabilities, or
+    the problem that kept it from being read."""
+
+    path: str
+    cell: np.ndarray | None = None  # (S, S, 3) uint8
+    cam: np.ndarray | None = None  # (S, S) float in [0, 1], for the predicted class
+    probabilities: np.ndarray | None = None  # (K,)
+    problem: str | None = None
+
+
+def explain_cells(run: Run, paths: Sequence[str], batch_size: int = 32) -> Iterator[ExplainedCell]:
+    """Grad-CAM of each image in ``paths``, in order, a batch at a time; an image that cannot
+    be decoded comes back with its problem (listed, never dropped)."""
+    device = next(run.predictor.parameters()).device
+    for start in range(0, len(paths), batch_size):
+        batch = [_read(path, run.image_size) for path in paths[start : start + batch_size]]
+        readable = [item for item in batch if item.problem is None]
+        if readable:
+            cells = torch.from_numpy(np.stack([item.cell for item in readable])).to(device)
+            maps, probabilities = grad_cam(run.predictor, cells)
+            for item, cam, p in zip(readable, maps.numpy(), probabilities.numpy(), strict=True):
+                item.cam, item.probabilities = cam, p
+        yield from batch
+
+
+def _read(path: str, size: int) -> ExplainedCell:
+    try:
+        return ExplainedCell(str(path), cell=read_rgb_resized(path, size))
+    except AmlcytoError as error:
+        return ExplainedCell(str(path), problem=str(error))
 
 
 def explain(
@@ -44,29 +79,18 @@ def explain(
     run = load_run(run_dir, device=inference_device())
     images, _ = collect_images(inputs)
     out = prepare_output_dir(out, force)
-    device = next(run.predictor.parameters()).device
     rows: list[dict] = []
-    for start in range(0, len(images), batch_size):
-        paths = images[start : start + batch_size]
-        cells, readable = [], []
-        for path in paths:
-            try:
-                cells.append(read_rgb_resized(path, run.image_size))
-                readable.append(path)
-            except AmlcytoError as error:
-                rows.append({"path": path, "problem": str(error)})
-        if not cells:
+    for item in explain_cells(run, images, batch_size):
+        if item.problem is not None:
+            rows.append({"path": item.path, "problem": item.problem})
             continue
-        batch = torch.from_numpy(np.stack(cells)).to(device)
-        maps, probabilities = grad_cam(run.predictor, batch)
-        for offset, (path, cell) in enumerate(zip(readable, cells, strict=True)):
-            index = int(probabilities[offset].argmax())
-            name, p = run.classes[index], float(probabilities[offset, index])
-            overlay = f"{len(rows):05d}_{Path(path).stem}.png"
-            plot_gradcam(cell, maps[offset].numpy(), f"predicted {name} (p {p:.2f})", out / overlay)
-            rows.append(
-                {"path": path, "predicted": name, "probability": round(p, 6), "overlay": overlay}
-            )
+        index = int(item.probabilities.argmax())
+        name, p = run.classes[index], float(item.probabilities[index])
+        overlay = f"{len(rows):05d}_{Path(item.path).stem}.png"
+        plot_gradcam(item.cell, item.cam, f"predicted {name} (p {p:.2f})", out / overlay)
+        rows.append(
+            {"path": item.path, "predicted": name, "probability": round(p, 6), "overlay": overlay}
+        )
     table = pd.DataFrame(rows, columns=["path", "predicted", "probability", "overlay", "problem"])
     write_csv_atomic(out / TABLE, table)
     return table

@@ -35,6 +35,38 @@ def report_text(table: pd.DataFrame, classes: list[str], digits: int = 2) -> str
     )
 
 
+def report_rows(table: pd.DataFrame, classes: list[str]) -> list[dict]:
+    """The rows of :func:`report_text` as data, for tables: one per class present (``name``,
+    ``precision``, ``recall``, ``f1``, ``support``), then ``accuracy`` (its value in ``f1``),
+    ``macro avg`` and ``weighted avg``."""
+    present = present_classes(table, classes)
+    report = classification_report(
+        table["true"],
+        table["predicted"],
+        labels=present,
+        target_names=present,
+        output_dict=True,
+        zero_division=0,
+    )
+    rows = []
+    for name in [*present, "accuracy", "macro avg", "weighted avg"]:
+        if name == "accuracy":
+            accuracy = float((table["true"] == table["predicted"]).mean()) if len(table) else None
+            rows.append({"name": name, "f1": accuracy, "support": len(table)})
+        elif name in report:
+            scores = report[name]
+            rows.append(
+                {
+                    "name": name,
+                    "precision": scores["precision"],
+                    "recall": scores["recall"],
+                    "f1": scores["f1-score"],
+                    "support": int(scores["support"]),
+                }
+            )
+    return rows
+
+
 def present_classes(table: pd.DataFrame, classes: list[str]) -> list[str]:
     """The classes that occur in ``table`` as truth or as prediction, in ``classes`` order.
 

@@ -65,12 +65,19 @@ def plot_history(history: pd.DataFrame, path: Path) -> Path:
     return _save(figure, path)
 
 
+def gradcam_overlay(image: np.ndarray, cam: np.ndarray, alpha: float = 0.45) -> np.ndarray:
+    """The uint8 RGB cell with its Grad-CAM map (``cam`` in [0, 1], same size) laid over it in
+    the jet colour map: how every overlay of amlcyto looks (``explain``'s PNGs, the report)."""
+    heat = matplotlib.colormaps["jet"](np.clip(cam, 0.0, 1.0))[..., :3] * 255.0
+    blended = (1.0 - alpha) * image.astype(np.float32) + alpha * heat
+    return np.clip(np.rint(blended), 0, 255).astype(np.uint8)
+
+
 def plot_gradcam(image: np.ndarray, cam: np.ndarray, caption: str, path: Path) -> Path:
     """The cell beside its Grad-CAM overlay (``cam`` in [0, 1], same size), captioned."""
     figure, axes = plt.subplots(1, 2, figsize=(4.4, 2.5))
     axes[0].imshow(image)
-    axes[1].imshow(image)
-    axes[1].imshow(cam, cmap="jet", alpha=0.45, vmin=0.0, vmax=1.0)
+    axes[1].imshow(gradcam_overlay(image, cam))
     for ax, title in zip(axes, ("cell", "Grad-CAM"), strict=True):
         ax.set_title(title, fontsize=8)
         ax.axis("off")

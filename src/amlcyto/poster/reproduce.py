@@ -26,6 +26,7 @@ from amlcyto.training import TrainConfig, train
 from amlcyto.training.config import on_one_device
 from amlcyto.training.fit import finished_run, plan_training, work_dir
 
+COMPARISON = "comparison.csv"  # one row per task, protocol and class, beside the poster
 PROTOCOLS = {
     "patient": "split by patient (no leakage)",
     "image": "split by image, as the poster (LEAKY: a patient's cells in train and test)",
@@ -142,7 +143,7 @@ def reproduce_poster(
                 metrics = evaluate(run, force=True).metrics
             rows.extend(_rows(subtype, protocol, metrics))
     table = pd.DataFrame(rows)
-    write_csv_atomic(out / "comparison.csv", table)
+    write_csv_atomic(out / COMPARISON, table)
     return table
 
 

@@ -1,0 +1,69 @@
+"""`amlcyto report`: runs and reproduce-poster folders as one self-contained HTML page."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from amlcyto.cli.common import err_console, reports_errors
+from amlcyto.report import DEFAULT_EXAMPLES
+
+
+def register(app: typer.Typer) -> None:
+    app.command("report")(report_command)
+
+
+@reports_errors
+def report_command(
+    sources: Annotated[
+        list[Path],
+        typer.Argument(help="Run directories and/or reproduce-poster folders, a section each."),
+    ],
+    out: Annotated[Path, typer.Option("--out", "-o", help="The HTML file to write.")] = Path(
+        "report.html"
+    ),
+    examples: Annotated[
+        int,
+        typer.Option(min=0, help="Cells shown per class, predicted right and wrong (each)."),
+    ] = DEFAULT_EXAMPLES,
+    audit: Annotated[
+        Path | None,
+        typer.Option(help="The CSV of `amlcyto audit` for the runs' data (with near-duplicates)."),
+    ] = None,
+    problems: Annotated[
+        Path | None,
+        typer.Option(help="The problem list of `amlcyto scan` (NAME.problems.csv)."),
+    ] = None,
+    note: Annotated[
+        str | None, typer.Option(help="A line shown at the top of the page, above every number.")
+    ] = None,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite the HTML file.")] = False,
+) -> None:
+    """One HTML file, figures and cells inside, that opens offline in any browser: the data
+    (classes x patients x images per split, scan problems, audit findings), training (loss
+    curves, settings), results (the poster's report format, beside the poster's table for its
+    four tasks; confusion matrices, ROC, patients) and, per class, cells predicted right and
+    wrong with Grad-CAM, filterable in the page. A run without a test evaluation is scored
+    first (into RUN/eval-test)."""
+    from amlcyto.io import check_output_file
+    from amlcyto.report.build import build_report
+
+    check_output_file(out, force)
+    report = build_report(
+        sources,
+        out,
+        force=force,
+        examples=examples,
+        audit_file=audit,
+        problems_file=problems,
+        note=note,
+        log=lambda message: err_console.print(message, markup=False, soft_wrap=True),
+    )
+    err_console.print(
+        f"wrote {report.size_bytes / 1e6:.1f} MB: {report.sections} section(s), "
+        f"{report.cells} cells with Grad-CAM",
+        markup=False,
+    )
+    print(report.path)

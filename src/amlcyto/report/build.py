@@ -1,0 +1,130 @@
+"""``build_report(sources, out)``: runs and reproduce-poster folders as one HTML page."""
+
+from __future__ import annotations
+
+import datetime
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import jinja2
+
+import amlcyto
+from amlcyto.data.audit import FINDING_COLUMNS
+from amlcyto.data.scan import PROBLEM_COLUMNS
+from amlcyto.errors import AmlcytoError
+from amlcyto.io import check_output_file, write_text_atomic
+from amlcyto.report import DEFAULT_EXAMPLES
+from amlcyto.report.cell_run import cell_run_section, read_given_table
+from amlcyto.report.poster_folder import is_poster_folder, poster_section
+from amlcyto.runs import CELL_CLASSIFIER, CONFIG, RunInfo, read_run_info
+
+TEMPLATE = "report.html.j2"
+
+
+@dataclass
+class Report:
+    """What :func:`build_report` wrote: the file, its size and how many cells it shows."""
+
+    path: Path
+    size_bytes: int
+    sections: int
+    cells: int
+
+
+def build_report(
+    sources: Sequence[str | Path],
+    out: str | Path,
+    force: bool = False,
+    examples: int = DEFAULT_EXAMPLES,
+    audit_file: str | Path | None = None,
+    problems_file: str | Path | None = None,
+    note: str | None = None,
+    log: Callable[[str], None] = print,
+) -> Report:
+    """Write one self-contained HTML page about ``sources`` into ``out``.
+
+    Parameters
+    ----------
+    sources : paths
+        Run directories (``amlcyto train``; one without a test evaluation is scored first, into
+        ``RUN/eval-test``) and ``reproduce-poster`` folders, each a section of the page.
+    out : path
+        The HTML file; refused where it exists unless ``force``.
+    examples : int
+        Cells shown per class and outcome (predicted right, wrong), most confident first; the
+        page says how many more there were.
+    audit_file, problems_file : path, optional
+        The CSVs of ``amlcyto audit`` and of ``amlcyto scan`` (its problem list) for the data
+        the runs came from. Without an audit file each run's split is checked for shared
+        patients and byte-identical files (near-duplicates need ``amlcyto audit``).
+    note : str, optional
+        A line shown at the top of the page, above every number (the demo says there that its
+        data are simulated).
+    """
+    out = check_output_file(out, force)
+    if examples < 0:
+        raise AmlcytoError(f"--examples must be 0 or more, got {examples}.")
+    if not sources:
+        raise AmlcytoError("name at least one run or reproduce-poster folder to report on.")
+    audit = read_given_table(audit_file, FINDING_COLUMNS, "amlcyto audit")
+    problems = read_given_table(problems_file, PROBLEM_COLUMNS, "amlcyto scan")
+    checked = [_checked(Path(source)) for source in sources]  # every one, before any work
+    sections = []
+    for source, info in zip(sources, checked, strict=True):
+        log(f"report: reading {source}")
+        if info is None:
+            sections.append(poster_section(Path(source)))
+        else:
+            sections.append(cell_run_section(info, examples, audit, problems, log))
+    html = (
+        _environment()
+        .get_template(TEMPLATE)
+        .render(
+            sections=sections,
+            note=note,
+            version=amlcyto.__version__,
+            made=datetime.datetime.now().strftime("%Y-%m-%d %H:%M"),
+        )
+    )
+    write_text_atomic(out, html)
+    cells = sum(len(s["gallery"]["items"]) for s in sections if s["kind"] == "cell")
+    return Report(out, out.stat().st_size, len(sections), cells)
+
+
+def _checked(source: Path) -> RunInfo | None:
+    """The record of a run ``source``, None for a reproduce-poster folder; anything else is a
+    one-line error."""
+    if source.is_dir() and is_poster_folder(source):
+        return None
+    if not (source / CONFIG).is_file():
+        raise AmlcytoError(
+            f"{source}: neither a run (no {CONFIG}) nor a reproduce-poster folder (no "
+            "comparison.csv); name a folder made by `amlcyto train` or `amlcyto reproduce-poster`."
+        )
+    info = read_run_info(source)
+    if info.kind != CELL_CLASSIFIER:
+        raise AmlcytoError(f"{source}: a {info.kind} run, which this report cannot show yet.")
+    return info
+
+
+def _environment() -> jinja2.Environment:
+    environment = jinja2.Environment(
+        loader=jinja2.PackageLoader("amlcyto.report", "templates"),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    environment.filters["num"] = _number
+    return environment
+
+
+def _number(value, digits: int = 3) -> str:
+    """A score for a table cell: rounded, or an en dash where there is none."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    if isinstance(value, bool) or not isinstance(value, float):
+        return str(value)
+    return f"{value:.{digits}f}"

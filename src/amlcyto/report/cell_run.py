@@ -1,0 +1,284 @@
+"""The report's section for a cell classifier run: its data, training, results and cells."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from amlcyto.data.audit import audit, audit_counts
+from amlcyto.data.manifest import read_manifest
+from amlcyto.data.splits import leaked_patients, split_summary
+from amlcyto.errors import AmlcytoError, first_line
+from amlcyto.evaluation.evaluate import Evaluation, evaluate, load_evaluation
+from amlcyto.evaluation.explain import explain_cells
+from amlcyto.evaluation.inference import inference_device
+from amlcyto.evaluation.metrics import report_rows
+from amlcyto.evaluation.plots import gradcam_overlay
+from amlcyto.poster.reference import POSTER_RESULTS
+from amlcyto.report.images import file_uri, thumbnail_uri
+from amlcyto.runs import RunInfo, load_run
+from amlcyto.training.config import experiment_settings
+
+LISTED = 20  # rows of a problem or finding list shown in the page (the rest are counted)
+
+
+@dataclass
+class GivenTable:
+    """A CSV the user gave for the data section (an audit, a scan's problem list), read."""
+
+    source: Path
+    table: pd.DataFrame
+
+
+def read_given_table(
+    path: str | Path | None, columns: list[str], made_by: str
+) -> GivenTable | None:
+    """``path`` read as the CSV ``made_by`` writes (with ``columns``); None for no path."""
+    if path is None:
+        return None
+    path = Path(path)
+    if not path.is_file():
+        raise AmlcytoError(f"{path}: no such file; give the CSV that `{made_by}` wrote.")
+    try:
+        table = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except (OSError, ValueError) as error:
+        raise AmlcytoError(f"{path}: cannot read it ({first_line(error)}).") from None
+    missing = [c for c in columns if c not in table.columns]
+    if missing:
+        raise AmlcytoError(
+            f"{path}: lacks column(s) {', '.join(missing)}; give the CSV that `{made_by}` wrote."
+        )
+    return GivenTable(path, table)
+
+
+def cell_run_section(
+    info: RunInfo,
+    examples: int,
+    audit: GivenTable | None = None,
+    problems: GivenTable | None = None,
+    log: Callable[[str], None] = print,
+) -> dict:
+    """Everything the template shows of one cell classifier run (``info.path``), its test
+    evaluation made first where the run has none. ``audit`` and ``problems``: the findings of
+    ``amlcyto audit`` and the problem list of ``amlcyto scan`` for its data, where given."""
+    evaluation = _test_evaluation(info, log)
+    split = read_manifest(info.split_file)
+    return {
+        "kind": "cell",
+        "title": info.path.name,
+        "path": str(info.path),
+        "data": _data(split, audit, problems),
+        "training": _training(info),
+        "results": _results(info, evaluation, split),
+        "gallery": _gallery(info, evaluation, examples),
+    }
+
+
+def _test_evaluation(info: RunInfo, log: Callable[[str], None]) -> Evaluation:
+    folder = info.path / "eval-test"
+    if (folder / "metrics.json").is_file():
+        return load_evaluation(folder)
+    log(f"{info.path}: no test evaluation yet; scoring its test split into {folder}")
+    return evaluate(info.path)
+
+
+def _data(split: pd.DataFrame, audit: GivenTable | None, problems: GivenTable | None) -> dict:
+    summary = split_summary(split)
+    splits = [s for s in ("train", "val", "test") if s in set(summary["split"])]
+    table = summary.pivot_table(
+        index="label", columns="split", values=["patients", "images"], fill_value=0
+    )
+    rows = [
+        {
+            "label": label,
+            "cells": [
+                (int(table.loc[label, ("patients", s)]), int(table.loc[label, ("images", s)]))
+                for s in splits
+            ],
+        }
+        for label in table.index
+    ]
+    totals = [
+        (int(split.loc[split["split"] == s, "patient"].nunique()), int((split["split"] == s).sum()))
+        for s in splits
+    ]
+    leaked = leaked_patients(split)
+    return {
+        "splits": splits,
+        "rows": rows,
+        "totals": totals,
+        "images": len(split),
+        "patients": int(split["patient"].nunique()),
+        "leaked": len(leaked),
+        "audit": _audit(split, audit),
+        "problems": _problems(problems),
+    }
+
+
+def _audit(split: pd.DataFrame, given: GivenTable | None) -> dict:
+    """The findings of ``amlcyto audit`` (a file given), or else of the checks that need no
+    image read, on the run's own split: patients in two splits or classes, repeated paths and
+    byte-identical files (near-duplicates need ``amlcyto audit``)."""
+    if given is not None:
+        findings = given.table
+        source = f"{given.source} (amlcyto audit)"
+    else:
+        findings = audit(split, near_duplicates=False, workers=1)
+        source = (
+            "the run's split, checked now for shared patients and byte-identical files "
+            "(near-duplicates: pass the file of `amlcyto audit` with --audit)"
+        )
+    counts = [
+        {"kind": kind, "severity": severity, "count": count}
+        for kind, by_severity in audit_counts(findings).items()
+        for severity, count in by_severity.items()
+    ]
+    shown = findings.head(LISTED).fillna("").to_dict("records")
+    return {"source": source, "counts": counts, "rows": shown, "total": len(findings)}
+
+
+def _problems(given: GivenTable | None) -> dict | None:
+    if given is None:
+        return None
+    problems = given.table
+    return {
+        "source": str(given.source),
+        "rows": problems.head(LISTED).to_dict("records"),
+        "total": len(problems),
+        "counts": problems["problem"].value_counts().sort_index().to_dict(),
+    }
+
+
+def _training(info: RunInfo) -> dict:
+    settings = experiment_settings(info.train_config)
+    chosen = {k: info.training.get(k) for k in ("lr", "precision", "channels_last")}
+    results = info.results
+    best = results.get("best_val") or {}
+    return {
+        "options": info.model["options"],
+        "settings": sorted(settings.items()),
+        "chosen": chosen,
+        "started_from": info.started_from or "fresh (random initial weights)",
+        "summary": [
+            ("epochs run", results.get("epochs_run")),
+            ("best epoch", results.get("best_epoch")),
+            ("best validation loss", results.get("best_val_loss")),
+            ("best validation accuracy", best.get("val_acc")),
+            ("best validation macro F1", best.get("val_macro_f1")),
+            ("stopped", results.get("stop_reason") or results.get("stop")),
+            ("training seconds", results.get("train_seconds")),
+            ("train / val / test images", _counts(info)),
+        ],
+        "versions": info.versions,
+        "loss_curves": file_uri(info.path / "eval-test" / "loss_curves.png"),
+    }
+
+
+def _counts(info: RunInfo) -> str:
+    data = info.data
+    return " / ".join(str(n) for n in (data.train_images, data.val_images, data.test_images))
+
+
+def _results(info: RunInfo, evaluation: Evaluation, split: pd.DataFrame) -> dict:
+    metrics, folder = evaluation.metrics, evaluation.out
+    classes = info.classes
+    return {
+        "cells": report_rows(evaluation.predictions, classes),
+        "patients": report_rows(evaluation.patients, classes),
+        "accuracy": metrics["accuracy"],
+        "macro_f1": metrics["macro_f1"],
+        "auc": metrics["auc"],
+        "n": metrics["n"],
+        "patient_n": metrics["patients"]["n"],
+        "patient_accuracy": metrics["patients"]["accuracy"],
+        "unreadable": metrics.get("unreadable_images", 0),
+        "poster": _poster_beside(classes, evaluation, split),
+        "figures": [
+            (caption, uri)
+            for caption, name in (
+                ("Confusion matrix, cells", "confusion_matrix.png"),
+                ("Confusion matrix, patients", "patient_confusion_matrix.png"),
+                ("ROC curves, cells", "roc.png"),
+            )
+            if (uri := file_uri(folder / name))
+        ],
+    }
+
+
+def _poster_beside(classes: list[str], evaluation: Evaluation, split: pd.DataFrame) -> dict | None:
+    """This run's scores beside the poster's published table, where the run is one of the
+    poster's four tasks (control against one subtype)."""
+    subtypes = [c for c in classes if c != "control"]
+    if "control" not in classes or len(classes) != 2 or subtypes[0] not in POSTER_RESULTS:
+        return None
+    subtype = subtypes[0]
+    published = POSTER_RESULTS[subtype]
+    ours = {row["name"]: row for row in report_rows(evaluation.predictions, classes)}
+    rows = [
+        {
+            "name": name,
+            "ours": ours.get(name),
+            "poster": dict(zip(("p", "r", "f1"), published[role], strict=True)),
+        }
+        for name, role in (("control", "control"), (subtype, "subtype"))
+    ]
+    leaked = len(leaked_patients(split))
+    return {
+        "subtype": subtype,
+        "rows": rows,
+        "accuracy": (ours["accuracy"]["f1"], published["accuracy"]),
+        "split": (
+            f"split by image: {leaked} patient(s) in more than one split (leaky, as the poster's)"
+            if leaked
+            else "split by patient: no patient in two splits"
+        ),
+    }
+
+
+def _gallery(info: RunInfo, evaluation: Evaluation, examples: int) -> dict:
+    """For each class, its test cells predicted right and wrong, most confident first, at
+    most ``examples`` of each, each with its Grad-CAM overlay."""
+    cells = evaluation.predictions
+    chosen, counts = [], []
+    for name in info.classes:
+        mine = cells[cells["true"] == name]
+        confidence = mine[[f"p_{c}" for c in info.classes]].max(axis=1)
+        row = {"class": name}
+        for outcome, picked in (
+            ("right", mine["predicted"] == name),
+            ("wrong", mine["predicted"] != name),
+        ):
+            ranked = mine[picked].assign(_c=confidence[picked]).sort_values("_c", ascending=False)
+            shown = ranked.head(examples)
+            row[outcome] = (len(shown), len(ranked))
+            chosen += [(outcome, r) for r in shown.to_dict("records")]
+        counts.append(row)
+    run = load_run(info.path, device=inference_device())
+    paths = [row["path"] for _, row in chosen]
+    items = []
+    for (outcome, row), item in zip(chosen, explain_cells(run, paths), strict=True):
+        entry = {
+            "true": row["true"],
+            "predicted": row["predicted"],
+            "probability": row[f"p_{row['predicted']}"],
+            "outcome": outcome,
+            "name": Path(row["path"]).name,
+            "patient": row.get("patient", ""),
+            "problem": item.problem,
+        }
+        if item.problem is None:
+            entry["cell"] = thumbnail_uri(item.cell)
+            entry["overlay"] = thumbnail_uri(gradcam_overlay(item.cell, item.cam))
+        items.append(entry)
+    return {
+        "filters": [
+            ("true", "true class", info.classes),
+            ("outcome", "prediction", ["right", "wrong"]),
+        ],
+        "items": items,
+        "counts": counts,
+        "examples": examples,
+    }
