@@ -28,16 +28,17 @@ from amlcyto.io import write_csv_atomic
 from amlcyto.report.browser import CHROMIUM_FLAGS, find_chromium
 from amlcyto.report.build import build_report
 from amlcyto.runs import read_run_info
+from amlcyto.training import TrainConfig
 from bench.common import OUT, ROOT, pbc_manifest, save_json, train_and_score
 
 NAME = "report_pbc"
-SCREENSHOTS = ROOT / "bench" / "report_pbc_top.png", ROOT / "bench" / "report_pbc_gallery.png"
+SCREENSHOTS = ROOT / "bench" / "report_pbc_top.png", ROOT / "bench" / "report_pbc_gallery.jpg"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=6)
-    parser.add_argument("--batch-size", type=int, default=None)
+    parser.add_argument("--batch-size", type=int, default=TrainConfig().batch_size)
     parser.add_argument("--lr", type=float, default=None)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--examples", type=int, default=6)
@@ -114,7 +115,7 @@ def screenshots(page_file: Path) -> tuple[Path, Path]:
         page.screenshot(path=str(SCREENSHOTS[0]))
         page.locator(".gallery").scroll_into_view_if_needed()
         page.locator("select[data-filter=outcome]").select_option("wrong")
-        page.locator(".gallery").screenshot(path=str(SCREENSHOTS[1]))
+        page.locator(".gallery").screenshot(path=str(SCREENSHOTS[1]), type="jpeg", quality=80)
         browser.close()
     return SCREENSHOTS
 

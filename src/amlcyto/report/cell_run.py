@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from amlcyto.data.audit import audit, audit_counts
-from amlcyto.data.manifest import read_manifest
+from amlcyto.data.manifest import image_group_id, read_manifest
 from amlcyto.data.splits import leaked_patients, split_summary
 from amlcyto.errors import AmlcytoError, first_line
 from amlcyto.evaluation.evaluate import Evaluation, evaluate, load_evaluation
@@ -266,7 +266,8 @@ def _gallery(info: RunInfo, evaluation: Evaluation, examples: int) -> dict:
             "probability": row[f"p_{row['predicted']}"],
             "outcome": outcome,
             "name": Path(row["path"]).name,
-            "patient": row.get("patient", ""),
+            # a folder without patient folders makes each image its own patient: not shown
+            "patient": "" if row.get("patient") == image_group_id(row["path"]) else row["patient"],
             "problem": item.problem,
         }
         if item.problem is None:
