@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Peak memory (maximum resident set size) of training and evaluation over 100,000 images.
+# Peak memory (maximum resident set size) of training, evaluation and embedding over 100,000
+# images.
 # Usage (from the repository root): bash bench/memory_100k.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,3 +18,8 @@ echo "train (cache build + 2 min of training): $(peak "$out/mem_train.txt")"
 /usr/bin/time -v -o "$out/mem_eval.txt" amlcyto evaluate "$out/mem_run" --data "$out/m100k.csv" \
     --out "$out/mem_eval" --force >/dev/null
 echo "evaluate 100,000 rows: $(peak "$out/mem_eval.txt")"
+
+# Embedding all 100,000 rows with that run: features and probabilities streamed into HDF5.
+/usr/bin/time -v -o "$out/mem_embed.txt" amlcyto embed "$out/mem_run" "$out/m100k.csv" \
+    --out "$out/mem_cells.h5" --force >/dev/null
+echo "embed 100,000 rows: $(peak "$out/mem_embed.txt")"

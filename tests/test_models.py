@@ -258,6 +258,7 @@ def test_register_model_adds_a_builder_with_its_defaults(monkeypatch):
         "image_size": 40,
         "lr": 3e-4,
         "description": "A tiny net for this test.",
+        "inputs": "cells",
     }
     model = create_model("tiny_test_net", num_classes=3)
     # the config records every argument of the builder's signature, defaults included

@@ -273,8 +273,13 @@ def test_run_demo_end_to_end(tmp_path: Path):
         "audit",
         "train",
         "evaluate",
+        "embed",
+        "mil train",
+        "mil explain",
         "report",
     ]
+    assert "(SIMULATED)" in next(m for m in messages if m.startswith("mil train"))
+    assert Path(outputs["montage"]).is_file() and (Path(outputs["mil"]) / "attention.csv").is_file()
     report = Path(outputs["report"])
     assert report == tmp_path / "demo" / "report.html"
     html = report.read_text(encoding="utf-8")  # the demo's scan problems and audit are in it

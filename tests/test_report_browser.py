@@ -15,6 +15,9 @@ import pandas as pd
 import pytest
 
 from amlcyto.data.scan import PROBLEM_COLUMNS
+from amlcyto.mil.config import MilConfig
+from amlcyto.mil.embed import embed
+from amlcyto.mil.train import mil_train
 from amlcyto.report.browser import CHROMIUM_FLAGS, find_chromium
 from amlcyto.report.build import build_report
 
@@ -30,13 +33,17 @@ pytestmark = pytest.mark.skipif(
 
 
 @pytest.fixture(scope="module")
-def report(trained_run: Path, tmp_path_factory) -> Path:
+def report(trained_run: Path, tiny_manifest: Path, tmp_path_factory) -> Path:
+    """A page of a cell run and of a MIL run over its features."""
     folder = tmp_path_factory.mktemp("browser")
     run = Path(shutil.copytree(trained_run, folder / "run"))
     problems = folder / "m.problems.csv"
     rows = [["x.tif", "truncated", "cut short", "skipped"]]
     pd.DataFrame(rows, columns=PROBLEM_COLUMNS).to_csv(problems, index=False)
-    return build_report([run], folder / "report.html", problems_file=problems, log=str).path
+    features = embed(run, tiny_manifest, folder / "cells.h5").path
+    mil = mil_train(features, folder / "mil", MilConfig(folds=3, epochs=3), log=str).path
+    page = folder / "report.html"
+    return build_report([run, mil], page, problems_file=problems, mil_cells=4, log=str).path
 
 
 @pytest.fixture(scope="module")
@@ -85,25 +92,43 @@ def test_the_tables_render_with_their_numbers(page):
 
 
 def test_the_gallery_filter_shows_exactly_the_cells_it_names(page):
-    cells = page.locator("figure.cell")
+    cells = page.locator(".cell-run figure.cell")
     total = cells.count()
     true_class = page.locator("select[data-filter=true]")
     outcome = page.locator("select[data-filter=outcome]")
-    shown = page.locator(".gallery .shown")
+    shown = page.locator(".cell-run .gallery .shown")
     assert shown.inner_text() == str(total) and total > 0
     for name in ["NPM1", "PML_RARA", "control"]:
         true_class.select_option(name)
         expected = page.locator(f"figure.cell[data-true={name}]").count()
-        visible = page.locator("figure.cell:visible")
+        visible = page.locator(".cell-run figure.cell:visible")
         assert visible.count() == expected > 0
         assert set(visible.evaluate_all("cells => cells.map(c => c.dataset.true)")) == {name}
         assert shown.inner_text() == str(expected)
     true_class.select_option("")
     outcome.select_option("right")
     right = page.locator("figure.cell[data-outcome=right]").count()
-    assert page.locator("figure.cell:visible").count() == right
+    assert page.locator(".cell-run figure.cell:visible").count() == right
     outcome.select_option("")
-    assert page.locator("figure.cell:visible").count() == total
+    assert page.locator(".cell-run figure.cell:visible").count() == total
+
+
+def test_a_patients_cells_filter_by_the_cell_type(page):
+    patient = page.locator("details.patient").first
+    assert patient.get_attribute("open") is not None  # the first patient is open
+    cells = patient.locator("figure.cell")
+    assert cells.count() == 4  # --mil-cells 4 of its 6
+    assert "2 more not shown" in patient.locator("summary").inner_text()
+    types = cells.evaluate_all("cells => cells.map(c => c.dataset.type)")
+    chosen = sorted(set(types))[0]
+    patient.locator("select[data-filter=type]").select_option(chosen)
+    visible = patient.locator("figure.cell:visible")
+    assert visible.count() == types.count(chosen)
+    assert patient.locator(".shown").inner_text() == str(types.count(chosen))
+    # attention, highest first
+    captions = patient.locator("figcaption").all_inner_texts()
+    weights = [float(c.split(" a ")[1].split()[0]) for c in captions]
+    assert weights == sorted(weights, reverse=True)
 
 
 def test_nothing_is_fetched_and_the_console_shows_no_error(page, report: Path):

@@ -40,20 +40,22 @@ SPLIT = "split.csv"
 HISTORY = "history.csv"
 FORMAT_VERSION = 2
 CELL_CLASSIFIER = "cell_classifier"
-# The kinds of run this version reads. Bag models (patient-level MIL over cell features) and
-# exported models join here.
-RUN_KINDS = (CELL_CLASSIFIER,)
+PATIENT_MIL = "patient_mil"  # attention MIL over each patient's cell features (amlcyto mil)
+# The kinds of run this version reads.
+RUN_KINDS = (CELL_CLASSIFIER, PATIENT_MIL)
 
 
 @dataclass
 class InputSpec:
     """What a model takes: cells of ``image_size`` px normalised by ``mean``/``std`` (in
-    [0, 1] units), or, for a model over features, vectors of ``feature_width`` numbers."""
+    [0, 1] units), or, for a model over features, vectors of ``feature_width`` numbers made
+    by ``extractor`` (:class:`amlcyto.mil.features.Extractor`, as a dict)."""
 
     image_size: int | None = None
     mean: list[float] | None = None
     std: list[float] | None = None
     feature_width: int | None = None
+    extractor: dict[str, Any] | None = None
 
 
 @dataclass
@@ -205,6 +207,12 @@ class RunInfo:
                     check_normalisation(self.input.mean or [], self.input.std or [])
                 except AmlcytoError as error:
                     problem = f"input {error}"
+        elif self.kind == PATIENT_MIL:
+            width = self.input.feature_width
+            if isinstance(width, bool) or not isinstance(width, int) or width < 1:
+                problem = f"input feature_width must be a positive integer, got {width!r}"
+            elif not isinstance(self.input.extractor, dict):
+                problem = "input extractor (the cell model that made the features) is missing"
         if problem:
             raise AmlcytoError(f"{source}: {problem}; retrain the run.")
         return self
@@ -390,14 +398,38 @@ def _fit(model: torch.nn.Module, state: dict, weights_file: Path) -> None:
     model.load_state_dict(state, strict=True)
 
 
-def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> Run:
-    """Rebuild a run's model from ``config.json`` and load its safetensors weights (no pickle),
-    after checking them against the record's checksum."""
+def read_run_kind(run_dir: str | Path, kind: str) -> RunInfo:
+    """The record of the run in ``run_dir``, refused (naming the command that takes it) unless
+    it is of ``kind``."""
     info = read_run_info(run_dir)
+    if info.kind != kind:
+        command = {CELL_CLASSIFIER: "amlcyto predict / evaluate", PATIENT_MIL: "amlcyto mil"}
+        raise AmlcytoError(
+            f"{run_dir}: a {info.kind} run, not a {kind} run; use it with "
+            f"`{command.get(info.kind, 'another command')}`."
+        )
+    return info
+
+
+def _load_model(info: RunInfo, device: str | torch.device) -> torch.nn.Module:
     weights_file = info.path / WEIGHTS
     state = read_weights(weights_file, info.weights_sha256, str(device))
     model = build_model(info, info.path / CONFIG)
     _fit(model, state, weights_file)
+    return model
+
+
+def load_mil_run(run_dir: str | Path, device: str | torch.device = "cpu") -> tuple[RunInfo, Any]:
+    """A patient MIL run's record and its model (in eval mode on ``device``)."""
+    info = read_run_kind(run_dir, PATIENT_MIL)
+    return info, _load_model(info, device).to(device).eval()
+
+
+def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> Run:
+    """Rebuild a run's model from ``config.json`` and load its safetensors weights (no pickle),
+    after checking them against the record's checksum."""
+    info = read_run_kind(run_dir, CELL_CLASSIFIER)
+    model = _load_model(info, device)
     channels_last = torch.device(device).type == "cuda" or bool(
         info.training.get("channels_last", False)
     )

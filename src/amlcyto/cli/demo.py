@@ -46,8 +46,8 @@ def demo_command(
         bool, typer.Option("--force", help="Overwrite an earlier demo folder.")
     ] = False,
 ) -> None:
-    """Run the main job on synthetic data: demo-data, scan, split, audit, train, evaluate, and
-    an HTML report of it all."""
+    """Run the main job on synthetic data: demo-data, scan, split, audit, train, evaluate, then
+    patient-level MIL (embed, mil train, mil explain), and an HTML report of it all."""
     from amlcyto.demo_run import run_demo
 
     outputs = run_demo(
@@ -61,4 +61,5 @@ def demo_command(
     for name in ("data", "manifest", "split", "audit", "run"):
         print(f"{name:>10}: {outputs[name]}")
     print(f"{'evaluation':>10}: {result.out}")
-    print(f"{'report':>10}: {outputs['report']}")
+    for name in ("features", "mil", "montage", "report"):
+        print(f"{name:>10}: {outputs[name]}")

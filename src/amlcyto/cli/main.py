@@ -8,15 +8,18 @@ from amlcyto.cli import (
     audit,
     cv,
     demo,
+    embed,
     evaluate,
     explain,
     export,
+    mil,
     models,
     poster,
     predict,
     report,
     scan,
     search,
+    simulate,
     split,
     train,
 )
@@ -36,7 +39,7 @@ def main() -> None:
 
 
 COMMANDS = (scan, split, audit, demo, models, train, cv, evaluate, predict, explain, export)
-COMMANDS += (report,)
+COMMANDS += (report, embed, mil, simulate)
 COMMANDS += (poster, search)
 for module in COMMANDS:
     module.register(app)

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from amlcyto.cli.common import err_console, reports_errors
-from amlcyto.report import DEFAULT_EXAMPLES
+from amlcyto.report import DEFAULT_EXAMPLES, DEFAULT_MIL_CELLS
 
 
 def register(app: typer.Typer) -> None:
@@ -28,6 +28,9 @@ def report_command(
         int,
         typer.Option(min=0, help="Cells shown per class, predicted right and wrong (each)."),
     ] = DEFAULT_EXAMPLES,
+    mil_cells: Annotated[
+        int, typer.Option(min=0, help="Cells shown per patient of a MIL run (top attention).")
+    ] = DEFAULT_MIL_CELLS,
     audit: Annotated[
         Path | None,
         typer.Option(help="The CSV of `amlcyto audit` for the runs' data (with near-duplicates)."),
@@ -45,8 +48,9 @@ def report_command(
     (classes x patients x images per split, scan problems, audit findings), training (loss
     curves, settings), results (the poster's report format, beside the poster's table for its
     four tasks; confusion matrices, ROC, patients) and, per class, cells predicted right and
-    wrong with Grad-CAM, filterable in the page. A run without a test evaluation is scored
-    first (into RUN/eval-test)."""
+    wrong with Grad-CAM, filterable in the page; for a MIL run (`amlcyto mil train`), the fold
+    metrics beside SCEMILA's and each patient's cells by attention, filterable by cell type. A
+    cell run without a test evaluation is scored first (into RUN/eval-test)."""
     from amlcyto.io import check_output_file
     from amlcyto.report.build import build_report
 
@@ -56,6 +60,7 @@ def report_command(
         out,
         force=force,
         examples=examples,
+        mil_cells=mil_cells,
         audit_file=audit,
         problems_file=problems,
         note=note,
@@ -63,7 +68,7 @@ def report_command(
     )
     err_console.print(
         f"wrote {report.size_bytes / 1e6:.1f} MB: {report.sections} section(s), "
-        f"{report.cells} cells with Grad-CAM",
+        f"{report.cells} cells",
         markup=False,
     )
     print(report.path)

@@ -21,7 +21,7 @@ from rich.text import Text
 
 from amlcyto.data.decoding import ImageDecodeError, decode_rgb, read_bytes, read_size
 from amlcyto.data.discovery import FLAT_LAYOUT, HIDDEN, KEPT, SKIPPED, Problem, discover
-from amlcyto.data.manifest import MANIFEST_COLUMNS
+from amlcyto.data.manifest import MANIFEST_COLUMNS, read_manifest
 from amlcyto.io import write_csv_atomic
 from amlcyto.parallel import ordered_map
 
@@ -115,6 +115,29 @@ def scan(
     summary = _summarize(manifest, found.class_folders)
     root = Path(data_dir).resolve()
     return ScanResult(found.layout, manifest, problem_frame, summary, root)
+
+
+def labelled_rows(data: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The rows of ``data`` (a manifest or split file as it is, or a folder scanned now) and
+    the problems of a scanned folder (empty for a file): the files it skipped are listed,
+    never dropped."""
+    if Path(data).is_dir():
+        scanned = scan(data)
+        return scanned.manifest, scanned.problems
+    return read_manifest(data), pd.DataFrame(columns=PROBLEM_COLUMNS)
+
+
+def listed_rows(data: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Like :func:`labelled_rows`, but a folder's images are listed without being read (its
+    layout problems only): for a caller that decodes every image itself and lists the ones
+    that fail, so nothing is decoded twice and an unreadable image keeps its patient."""
+    if Path(data).is_dir():
+        found = discover(data)
+        rows = pd.DataFrame(found.records, columns=["path", "label", "patient"])
+        rows = rows.sort_values(["label", "patient", "path"], kind="stable", ignore_index=True)
+        problems = pd.DataFrame([vars(p) for p in found.problems], columns=PROBLEM_COLUMNS)
+        return rows, problems
+    return labelled_rows(data)
 
 
 def unusual_size_problems(

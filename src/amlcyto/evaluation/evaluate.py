@@ -11,8 +11,8 @@ import pandas as pd
 
 from amlcyto.data.decoding import DECODE_PROBLEMS
 from amlcyto.data.discovery import SKIPPED, Problem, check_some_readable
-from amlcyto.data.manifest import read_manifest, write_manifest
-from amlcyto.data.scan import PROBLEM_COLUMNS, scan, write_problems
+from amlcyto.data.manifest import write_manifest
+from amlcyto.data.scan import PROBLEM_COLUMNS, labelled_rows, write_problems
 from amlcyto.errors import AmlcytoError, first_line
 from amlcyto.evaluation.metrics import compute_metrics, report_text
 from amlcyto.evaluation.plots import plot_confusion, plot_history, plot_roc
@@ -62,19 +62,12 @@ def evaluation_rows(
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The labelled rows to score (the run's own split, a manifest/split file, or a folder),
     and the problems of a scanned folder: the files it skipped are listed, never dropped."""
-    problems = pd.DataFrame(columns=PROBLEM_COLUMNS)
     if data is None and run.split_file is None:
         raise AmlcytoError(
             f"{run.path}: an exported model has no split of its own; name the labelled data "
             "to score with --data (a folder, manifest or split file)."
         )
-    if data is None:
-        frame = read_manifest(run.split_file)
-    elif Path(data).is_dir():
-        scanned = scan(data)
-        frame, problems = scanned.manifest, scanned.problems
-    else:
-        frame = read_manifest(data)
+    frame, problems = labelled_rows(data if data is not None else run.split_file)
     if "split" in frame.columns:
         split = split or "test"
         present = sorted(set(frame["split"].dropna()) - {split})

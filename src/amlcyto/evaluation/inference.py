@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -54,7 +55,6 @@ def predict_probabilities(
     return probabilities
 
 
-@torch.inference_mode()
 def predict_readable(
     run: Run,
     paths: Sequence[str],
@@ -73,17 +73,65 @@ def predict_readable(
         Index into ``paths`` -> a skipped :class:`~amlcyto.data.discovery.Problem` with the
         decoder's problem code (``truncated``, ``too-large``...), in the order of ``paths``.
     """
+    chunks, unreadable = [np.zeros((0, len(run.classes)), dtype=np.float32)], {}
+    for batch in scored_batches(run, paths, batch_size, workers, cache, cache_dir):
+        probabilities = batch.probabilities.copy()
+        for index, problem in batch.unreadable.items():
+            unreadable[index] = problem
+            probabilities[index - batch.start] = float("nan")
+        chunks.append(probabilities)
+    return np.concatenate(chunks), unreadable
+
+
+@dataclass
+class ScoredBatch:
+    """One batch of :func:`scored_batches`: rows ``start`` to ``start + len(probabilities)`` of
+    the paths. Rows of unreadable files hold zeros and are listed in ``unreadable``."""
+
+    start: int
+    probabilities: np.ndarray  # (B, K)
+    features: np.ndarray | None  # (B, F), where asked for
+    unreadable: dict[int, Problem]  # index into the paths -> why
+
+    @property
+    def readable(self) -> np.ndarray:
+        """``(B,)`` bool: the rows whose file decoded."""
+        rows = np.ones(len(self.probabilities), dtype=bool)
+        rows[[i - self.start for i in self.unreadable]] = False
+        return rows
+
+
+@torch.inference_mode()
+def scored_batches(
+    run: Run,
+    paths: Sequence[str],
+    batch_size: int = 256,
+    workers: int | None = None,
+    cache: bool = False,
+    cache_dir: str | None = None,
+    features: bool = False,
+) -> Iterator[ScoredBatch]:
+    """The images of ``paths`` through the run's model, a batch at a time, in order: the one
+    inference loop of ``predict``, ``evaluate`` and ``embed`` (with ``features``: the input of
+    the model's head too, from the same pass). Decoding happens in ``workers`` processes (see
+    :func:`default_workers`); a file that cannot be decoded is listed, never dropped."""
     if len(paths) == 0:
-        return np.zeros((0, len(run.classes)), dtype=np.float32), {}
+        return
     tune_malloc()
     workers = default_workers(len(paths)) if workers is None else workers
     source = image_source(list(paths), run.image_size, cache=cache, cache_dir=cache_dir)
     loader = DataLoader(_Checked(source), batch_size=batch_size, num_workers=workers)
     predictor = run.predictor.eval()
     device = next(predictor.parameters()).device
-    chunks, unreadable, start = [], {}, 0
+    start = 0
     for images, codes, details in loader:
-        probabilities = predictor(images.to(device)).cpu()
+        images = images.to(device)
+        if features:
+            cell_features, probabilities = predictor.features_and_probabilities(images)
+            cell_features = cell_features.float().cpu().numpy()
+        else:
+            cell_features, probabilities = None, predictor(images)
+        probabilities = probabilities.cpu()
         readable = torch.tensor([not code for code in codes])
         broken = readable & ~torch.isfinite(probabilities).all(dim=1)
         if broken.any():
@@ -93,14 +141,13 @@ def predict_readable(
                 f"{int(broken.sum()) - 1} more of its batch); its weights or normalisation are "
                 "broken: retrain the run."
             )
-        for offset, (code, detail) in enumerate(zip(codes, details, strict=True)):
-            if code:
-                index = start + offset
-                unreadable[index] = Problem(paths[index], code, detail, SKIPPED)
-                probabilities[offset] = float("nan")
-        chunks.append(probabilities)
+        unreadable = {
+            start + offset: Problem(paths[start + offset], code, detail, SKIPPED)
+            for offset, (code, detail) in enumerate(zip(codes, details, strict=True))
+            if code
+        }
+        yield ScoredBatch(start, probabilities.numpy(), cell_features, unreadable)
         start += len(codes)
-    return torch.cat(chunks).numpy(), unreadable
 
 
 class _Checked(Dataset):

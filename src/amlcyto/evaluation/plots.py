@@ -83,3 +83,36 @@ def plot_gradcam(image: np.ndarray, cam: np.ndarray, caption: str, path: Path) -
         ax.axis("off")
     figure.suptitle(caption, fontsize=8)
     return _save(figure, path)
+
+
+def plot_montage(
+    rows: list[tuple[str, list[tuple[np.ndarray | None, str]]]], title: str, path: Path
+) -> Path:
+    """Rows of captioned cells: ``[(row title, [(uint8 RGB or None, caption), ...]), ...]``;
+    a cell that could not be read (None) is drawn blank and captioned so."""
+    columns = max(len(items) for _, items in rows)
+    figure, axes = plt.subplots(
+        len(rows), columns, figsize=(1.5 * columns, 1.95 * len(rows)), squeeze=False
+    )
+    for (row_title, items), row_axes in zip(rows, axes, strict=True):
+        for i, ax in enumerate(row_axes):
+            ax.axis("off")
+            if i >= len(items):
+                continue
+            image, caption = items[i]
+            if image is None:
+                image, caption = np.full((8, 8, 3), 255, np.uint8), caption + "\n(unreadable)"
+            ax.imshow(image)
+            ax.set_title(caption, fontsize=7)
+        row_axes[0].text(
+            -0.08,
+            0.5,
+            row_title,
+            rotation=90,
+            va="center",
+            ha="right",
+            fontsize=8,
+            transform=row_axes[0].transAxes,
+        )
+    figure.suptitle(title, fontsize=9)
+    return _save(figure, path)

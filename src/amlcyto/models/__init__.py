@@ -1,12 +1,13 @@
 """Model registry: ``create_model(name, num_classes, image_size)`` and the architectures it knows.
 
 Importing this package registers the poster CNNs, ``cnn``, ``cnn_small``, ``resnet18`` and
-``resnet34``.
+``resnet34`` (models of cell images), and ``attention_mil`` (a model of bags of cell features).
 """
 
 from __future__ import annotations
 
 from amlcyto.models import cnn as _cnn  # noqa: F401  (registers the CNNs)
+from amlcyto.models import mil as _mil  # noqa: F401  (registers attention MIL)
 from amlcyto.models import resnet as _resnet  # noqa: F401  (registers the ResNets)
 from amlcyto.models.base import CellModel
 from amlcyto.models.cnn import POSTER_PRESETS, CompactCNN, PosterCNN

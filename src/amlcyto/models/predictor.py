@@ -95,5 +95,10 @@ class CellPredictor(nn.Module):
         """``(B, num_features)`` features of uint8 cells (the input of the model's head)."""
         return self.model.forward_features(self.input(images))
 
+    def features_and_probabilities(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Both in one pass: ``(B, num_features)`` features and ``(B, K)`` probabilities."""
+        features = self.features(images)
+        return features, self.to_probabilities(self.model.forward_head(features))
+
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.to_probabilities(self.logits(images))

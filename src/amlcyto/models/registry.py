@@ -1,7 +1,9 @@
 """A name -> builder table of models (timm-style) and the config that rebuilds a model exactly.
 
-A builder is a plain function ``builder(num_classes, image_size, **options) -> nn.Module``
-whose signature is the model's options: :func:`create_model` binds the given options to it
+A builder is a plain function ``builder(num_classes, image_size, **options) -> nn.Module`` for
+a model of cell images, or ``builder(num_classes, feature_width, **options)`` for a model of
+bags of cell features (``inputs="features"``: patient-level MIL), whose signature is the
+model's options: :func:`create_model` binds the given options to it
 (unknown ones are refused, listing the known ones) and records every bound argument, defaults
 included, on the model as ``model.registry_config``. :func:`model_config` returns that record,
 and ``create_model(**model_config(model))`` rebuilds the architecture.
@@ -20,6 +22,8 @@ from amlcyto.errors import AmlcytoError
 from amlcyto.models.outputs import num_outputs_for
 
 Builder = Callable[..., nn.Module]
+CELLS, FEATURES = "cells", "features"  # what a model takes: cell images, or bags of features
+_NEEDED = {CELLS: ("num_classes", "image_size"), FEATURES: ("num_classes", "feature_width")}
 
 # Options that change how weights start, not the architecture: recorded by the run (where it
 # started from), never in the config that rebuilds the model (which would download again).
@@ -36,6 +40,7 @@ def register_model(
     image_size: int = 64,
     lr: float = 1e-3,
     description: str = "",
+    inputs: str = CELLS,
 ) -> Builder | Callable[[Builder], Builder]:
     """Add a model builder to the registry under ``name`` (default: the function's name).
 
@@ -55,6 +60,9 @@ def register_model(
         Learning rate recommended for this model.
     description : str
         One line shown by ``amlcyto models``; defaults to the builder's docstring summary.
+    inputs : str
+        ``cells`` (images; the builder takes ``image_size``) or ``features`` (a bag of cell
+        features; the builder takes ``feature_width``, and ``image_size`` is unused).
 
     Returns
     -------
@@ -69,25 +77,32 @@ def register_model(
         parameters = inspect.signature(builder).parameters
         if any(p.kind is p.VAR_KEYWORD for p in parameters.values()):
             raise ValueError(f"builder {key!r} takes **kwargs; name each option instead")
-        for needed in ("num_classes", "image_size"):
+        for needed in _NEEDED[inputs]:
             if needed not in parameters:
                 raise ValueError(f"builder {key!r} must take {needed}")
         summary = description or (builder.__doc__ or "").strip().split("\n")[0]
         _BUILDERS[key] = builder
-        _DEFAULTS[key] = {"name": key, "image_size": image_size, "lr": lr, "description": summary}
+        _DEFAULTS[key] = {
+            "name": key,
+            "image_size": image_size if inputs == CELLS else None,
+            "lr": lr,
+            "description": summary,
+            "inputs": inputs,
+        }
         return builder
 
     return decorate(fn) if fn is not None else decorate
 
 
-def list_models() -> list[str]:
-    """Return the names of all registered models, sorted."""
-    return sorted(_BUILDERS)
+def list_models(inputs: str | None = CELLS) -> list[str]:
+    """The names of the registered models that take ``inputs`` (``cells``, ``features``, or
+    None for all), sorted."""
+    return sorted(k for k, d in _DEFAULTS.items() if inputs is None or d["inputs"] == inputs)
 
 
 def _check_name(name: str) -> None:
     if name not in _BUILDERS:
-        raise AmlcytoError(f"unknown model {name!r}; choose one of: {', '.join(list_models())}")
+        raise AmlcytoError(f"unknown model {name!r}; choose one of: {', '.join(list_models(None))}")
 
 
 def model_defaults(name: str) -> dict[str, Any]:
@@ -106,6 +121,12 @@ def model_options(name: str) -> dict[str, Any]:
         for p in parameters
         if p.name not in ("num_classes", "image_size") and p.default is not p.empty
     }
+
+
+def model_inputs(name: str) -> str:
+    """``cells`` or ``features``: what the model ``name`` takes."""
+    _check_name(name)
+    return _DEFAULTS[name]["inputs"]
 
 
 def create_model(
@@ -132,24 +153,31 @@ def create_model(
         ``reset_classifier``, ``gradcam_layer`` and ``registry_config``.
     """
     _check_name(name)
-    if image_size is None:
-        image_size = _DEFAULTS[name]["image_size"]
     num_outputs_for(num_classes)
-    if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 1:
-        raise AmlcytoError(f"image_size must be a positive integer, got {image_size!r}")
+    if model_inputs(name) == FEATURES:
+        if image_size is not None:
+            raise AmlcytoError(
+                f"model {name!r} takes bags of cell features, not images; train it with "
+                "`amlcyto mil train`."
+            )
+        sizes = {}
+    else:
+        if image_size is None:
+            image_size = _DEFAULTS[name]["image_size"]
+        if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 1:
+            raise AmlcytoError(f"image_size must be a positive integer, got {image_size!r}")
+        sizes = {"image_size": image_size}
     builder = _BUILDERS[name]
-    known = model_options(name)
+    known = [p for p in inspect.signature(builder).parameters if p not in ("num_classes", *sizes)]
     unknown = sorted(set(options) - set(known))
     if unknown:
         raise AmlcytoError(
             f"model {name!r} does not take the option(s) {', '.join(unknown)}; it takes: "
             f"{', '.join(known) or 'none'}"
         )
-    bound = inspect.signature(builder).bind(
-        num_classes=num_classes, image_size=image_size, **options
-    )
-    bound.apply_defaults()
     try:
+        bound = inspect.signature(builder).bind(num_classes=num_classes, **sizes, **options)
+        bound.apply_defaults()
         model = builder(**bound.arguments)
     except (TypeError, ValueError) as error:  # e.g. a dropout of "x"
         raise AmlcytoError(f"model {name!r}: bad option value ({error})") from None

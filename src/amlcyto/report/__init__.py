@@ -8,3 +8,6 @@ offline in any browser; galleries are filtered by plain JavaScript inside it.
 # right and wrong; the page counts the rest. Here, not in build.py, so that the command line
 # reads it without importing PyTorch.
 DEFAULT_EXAMPLES = 6
+# Cells shown per patient of a MIL run, highest attention first: a whole cohort's page stays
+# near 10 MB at 64 px thumbnails (189 patients x 24 cells).
+DEFAULT_MIL_CELLS = 24

@@ -15,10 +15,11 @@ from amlcyto.data.audit import FINDING_COLUMNS
 from amlcyto.data.scan import PROBLEM_COLUMNS
 from amlcyto.errors import AmlcytoError
 from amlcyto.io import check_output_file, write_text_atomic
-from amlcyto.report import DEFAULT_EXAMPLES
+from amlcyto.report import DEFAULT_EXAMPLES, DEFAULT_MIL_CELLS
 from amlcyto.report.cell_run import cell_run_section, read_given_table
+from amlcyto.report.mil_run import mil_run_section
 from amlcyto.report.poster_folder import is_poster_folder, poster_section
-from amlcyto.runs import CELL_CLASSIFIER, CONFIG, RunInfo, read_run_info
+from amlcyto.runs import CELL_CLASSIFIER, CONFIG, PATIENT_MIL, RunInfo, read_run_info
 
 TEMPLATE = "report.html.j2"
 
@@ -38,6 +39,7 @@ def build_report(
     out: str | Path,
     force: bool = False,
     examples: int = DEFAULT_EXAMPLES,
+    mil_cells: int = DEFAULT_MIL_CELLS,
     audit_file: str | Path | None = None,
     problems_file: str | Path | None = None,
     note: str | None = None,
@@ -48,13 +50,17 @@ def build_report(
     Parameters
     ----------
     sources : paths
-        Run directories (``amlcyto train``; one without a test evaluation is scored first, into
-        ``RUN/eval-test``) and ``reproduce-poster`` folders, each a section of the page.
+        Run directories (``amlcyto train``: one without a test evaluation is scored first, into
+        ``RUN/eval-test``; ``amlcyto mil train``) and ``reproduce-poster`` folders, each a
+        section of the page.
     out : path
         The HTML file; refused where it exists unless ``force``.
     examples : int
         Cells shown per class and outcome (predicted right, wrong), most confident first; the
         page says how many more there were.
+    mil_cells : int
+        Cells shown per patient of a MIL run, highest attention first (the page counts the
+        rest).
     audit_file, problems_file : path, optional
         The CSVs of ``amlcyto audit`` and of ``amlcyto scan`` (its problem list) for the data
         the runs came from. Without an audit file each run's split is checked for shared
@@ -64,8 +70,10 @@ def build_report(
         data are simulated).
     """
     out = check_output_file(out, force)
-    if examples < 0:
-        raise AmlcytoError(f"--examples must be 0 or more, got {examples}.")
+    if examples < 0 or mil_cells < 0:
+        raise AmlcytoError(
+            f"--examples and --mil-cells must be 0 or more, got {examples}, {mil_cells}."
+        )
     if not sources:
         raise AmlcytoError("name at least one run or reproduce-poster folder to report on.")
     audit = read_given_table(audit_file, FINDING_COLUMNS, "amlcyto audit")
@@ -76,6 +84,8 @@ def build_report(
         log(f"report: reading {source}")
         if info is None:
             sections.append(poster_section(Path(source)))
+        elif info.kind == PATIENT_MIL:
+            sections.append(mil_run_section(info, mil_cells))
         else:
             sections.append(cell_run_section(info, examples, audit, problems, log))
     html = (
@@ -90,6 +100,7 @@ def build_report(
     )
     write_text_atomic(out, html)
     cells = sum(len(s["gallery"]["items"]) for s in sections if s["kind"] == "cell")
+    cells += sum(len(p["cells"]) for s in sections if s["kind"] == "mil" for p in s["patients"])
     return Report(out, out.stat().st_size, len(sections), cells)
 
 
@@ -101,10 +112,11 @@ def _checked(source: Path) -> RunInfo | None:
     if not (source / CONFIG).is_file():
         raise AmlcytoError(
             f"{source}: neither a run (no {CONFIG}) nor a reproduce-poster folder (no "
-            "comparison.csv); name a folder made by `amlcyto train` or `amlcyto reproduce-poster`."
+            "comparison.csv); name a folder made by `amlcyto train`, `amlcyto mil train` or "
+            "`amlcyto reproduce-poster`."
         )
     info = read_run_info(source)
-    if info.kind != CELL_CLASSIFIER:
+    if info.kind not in (CELL_CLASSIFIER, PATIENT_MIL):
         raise AmlcytoError(f"{source}: a {info.kind} run, which this report cannot show yet.")
     return info
 

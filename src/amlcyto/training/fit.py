@@ -32,6 +32,7 @@ from amlcyto.data.transforms import CellAugment
 from amlcyto.errors import AmlcytoError, Interrupted, first_line
 from amlcyto.io import check_output_dir
 from amlcyto.models import CellPredictor, create_model, model_defaults
+from amlcyto.models.registry import CELLS, model_inputs
 from amlcyto.runs import (
     CELL_CLASSIFIER,
     HISTORY,
@@ -132,6 +133,11 @@ def plan_training(data: str | Path | pd.DataFrame, config: TrainConfig) -> Train
     every image file is there. Commands that write before they train (search, reproduce-poster)
     call this first."""
     config.check()
+    if model_inputs(config.model) != CELLS:
+        raise AmlcytoError(
+            f"model {config.model!r} takes bags of cell features, not cell images; train it "
+            "with `amlcyto mil train FEATURES` (after `amlcyto embed`)."
+        )
     defaults = model_defaults(config.model)
     image_size = config.image_size or defaults["image_size"]
     frame = load_split(data, config)

@@ -1,0 +1,50 @@
+"""`amlcyto embed`: every cell of a dataset through a cell run's features, into one file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from amlcyto.cli.common import err_console, reports_errors
+
+
+def register(app: typer.Typer) -> None:
+    app.command("embed")(embed_command)
+
+
+@reports_errors
+def embed_command(
+    run: Annotated[Path, typer.Argument(help="Cell run directory (from `amlcyto train`).")],
+    data: Annotated[
+        Path, typer.Argument(help="Manifest or split CSV (every row), or a folder to scan.")
+    ],
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="The features file to write (HDF5, .h5).")
+    ],
+    batch_size: Annotated[int, typer.Option(min=1, help="Images per inference batch.")] = 256,
+    workers: Annotated[
+        int | None,
+        typer.Option(min=0, help="Decoding processes (default: one per core with a GPU)."),
+    ] = None,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite the file.")] = False,
+) -> None:
+    """Write each cell's features (the input of the model's head), its class probabilities,
+    path, patient and label, and the extractor's identity, for `amlcyto mil train`."""
+    from amlcyto.io import check_output_file
+    from amlcyto.mil.embed import embed
+
+    check_output_file(out, force)
+    result = embed(run, data, out, force=force, batch_size=batch_size, workers=workers)
+    if result.problems_file is not None:
+        err_console.print(
+            f"left out {len(result.problems)} files that could not be read or are not images; "
+            f"listed in {result.problems_file}",
+            markup=False,
+            soft_wrap=True,
+        )
+    err_console.print(
+        f"embedded {result.cells} cells at {result.images_per_s:.0f} images/s", markup=False
+    )
+    print(result.path)

@@ -1,0 +1,108 @@
+"""``embed(run, data, out)``: every cell of a dataset through a cell run's features, into one
+features file (see :mod:`amlcyto.mil.features`), streamed a batch at a time."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from amlcyto.data.discovery import Problem, check_some_readable
+from amlcyto.data.scan import PROBLEM_COLUMNS, listed_rows, problems_path_for, write_problems
+from amlcyto.evaluation.inference import inference_device, scored_batches
+from amlcyto.io import check_output_file, write_atomic
+from amlcyto.mil.bags import check_every_patient_has_cells
+from amlcyto.mil.features import Extractor, FeatureWriter
+from amlcyto.runs import Run, load_run
+
+
+@dataclass
+class Embedding:
+    """What :func:`embed` wrote: the file, its rows, the files left out, and the speed."""
+
+    path: Path
+    cells: int
+    problems: pd.DataFrame
+    problems_file: Path | None
+    seconds: float
+
+    @property
+    def images_per_s(self) -> float:
+        return (self.cells + len(self.problems)) / max(self.seconds, 1e-9)
+
+
+def extractor_of(run: Run) -> Extractor:
+    """The identity a features file records of the cell run that made it."""
+    info = run.info
+    return Extractor(
+        run=str(Path(info.path).resolve()),
+        weights_sha256=info.weights_sha256 or "",
+        model=info.model["name"],
+        model_options=info.model["options"],
+        image_size=info.input.image_size,
+        mean=list(info.input.mean),
+        std=list(info.input.std),
+        feature_width=int(run.model.num_features),
+        cell_classes=list(info.classes),
+    )
+
+
+def embed(
+    run_dir: str | Path,
+    data: str | Path,
+    out: str | Path,
+    force: bool = False,
+    batch_size: int = 256,
+    workers: int | None = None,
+    log: Callable[[str], None] | None = None,
+) -> Embedding:
+    """Write the features and class probabilities of every cell of ``data`` into ``out``.
+
+    Parameters
+    ----------
+    run_dir : path
+        A cell classifier run (``amlcyto train``): its ``forward_features`` embed the cells.
+    data : path
+        A manifest or split file (every row, whatever its split) or a folder (scanned now).
+    out : path
+        The HDF5 file to write (atomically: a half-written file never appears). Cells that
+        cannot be decoded are left out of it and listed in ``<out stem>.problems.csv`` beside.
+    """
+    out = check_output_file(out, force)
+    run = load_run(run_dir, device=inference_device())
+    rows, problems = listed_rows(data)
+    rows = rows.reset_index(drop=True)
+    paths = rows["path"].tolist()
+    unreadable: dict[int, Problem] = {}
+    patients: set[str] = set()  # those with a readable cell
+    started = time.perf_counter()
+
+    def write(tmp: Path) -> None:
+        with FeatureWriter(tmp, extractor_of(run), len(run.classes)) as writer:
+            for batch in scored_batches(run, paths, batch_size, workers, features=True):
+                readable = batch.readable
+                chunk = rows.iloc[batch.start : batch.start + len(readable)]
+                writer.append(
+                    batch.features[readable], batch.probabilities[readable], chunk[readable]
+                )
+                unreadable.update(batch.unreadable)
+                patients.update(chunk.loc[readable, "patient"].astype(str))
+                if log is not None:
+                    log(f"embedded {batch.start + len(readable)} of {len(paths)} cells")
+        check_some_readable(unreadable, len(paths), str(data))
+        check_every_patient_has_cells(rows, patients, unreadable)
+
+    write_atomic(out, write)
+    seconds = time.perf_counter() - started
+    listed = pd.DataFrame([vars(p) for p in unreadable.values()], columns=PROBLEM_COLUMNS)
+    problems = pd.concat([problems, listed], ignore_index=True) if len(listed) else problems
+    problems_file = problems_path_for(out)
+    if len(problems):
+        write_problems(problems, problems_file)
+    else:
+        problems_file.unlink(missing_ok=True)  # an earlier file's, with --force
+    listed_file = problems_file if len(problems) else None
+    return Embedding(out, len(paths) - len(unreadable), problems, listed_file, seconds)

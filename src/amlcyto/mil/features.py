@@ -1,0 +1,220 @@
+"""Cell feature files: what ``amlcyto embed`` writes and ``amlcyto mil`` reads (HDF5, h5py).
+
+```
+FEATURES.h5
+  features        (N, F) float32   the cell model's features (the input of its head)
+  probabilities   (N, K) float32   the cell model's class probabilities (cell_classes order)
+  path            (N,) text        each cell's image file (absolute)
+  patient         (N,) text        its patient (bag)
+  label           (N,) text        its label ("" where the data had none)
+  attrs           amlcyto_kind = "cell-features", format_version, amlcyto_version,
+                  extractor (JSON: the cell run, its weights' SHA-256, model, image size,
+                  normalisation, feature width, cell classes)
+```
+
+Rows are written in chunks as they are computed, so memory stays flat for any number of cells.
+Two files are the same extractor's only when :meth:`Extractor.key` is equal: the run's path may
+differ (a copied run), its weights and input may not.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from amlcyto.errors import AmlcytoError, first_line
+
+KIND = "cell-features"
+FORMAT_VERSION = 1
+CHUNK_ROWS = 4096
+
+
+@dataclass(frozen=True)
+class Extractor:
+    """The identity of the cell model that embedded the cells."""
+
+    run: str
+    weights_sha256: str
+    model: str
+    model_options: dict
+    image_size: int
+    mean: list[float]
+    std: list[float]
+    feature_width: int
+    cell_classes: list[str]
+
+    def key(self) -> str:
+        """What must match for features to be comparable: everything but the run's path."""
+        fields = asdict(self)
+        fields.pop("run")
+        return json.dumps(fields, sort_keys=True)
+
+    def describe(self) -> str:
+        return f"{self.model} at {self.image_size} px, weights {self.weights_sha256[:12]}"
+
+    @classmethod
+    def from_json(cls, text: str, source: str | Path) -> Extractor:
+        try:
+            return cls(**json.loads(text))
+        except (TypeError, ValueError) as error:
+            raise AmlcytoError(
+                f"{source}: its extractor record is damaged ({first_line(error)}); embed the "
+                "cells again with `amlcyto embed`."
+            ) from None
+
+
+@dataclass
+class CellFeatures:
+    """A features file read into memory."""
+
+    features: np.ndarray  # (N, F) float32
+    probabilities: np.ndarray  # (N, K) float32
+    cells: pd.DataFrame  # path, patient, label
+    extractor: Extractor
+    source: str
+
+    def __len__(self) -> int:
+        return len(self.cells)
+
+
+class FeatureWriter:
+    """Appends rows to a new features file, a chunk at a time (use as a context manager)."""
+
+    def __init__(self, path: str | Path, extractor: Extractor, num_classes: int):
+        import h5py
+
+        import amlcyto
+
+        self.file = h5py.File(path, "w")
+        width = extractor.feature_width
+        text = h5py.string_dtype("utf-8")
+        self.datasets = {
+            "features": self._dataset("features", (0, width), np.float32),
+            "probabilities": self._dataset("probabilities", (0, num_classes), np.float32),
+            "path": self._dataset("path", (0,), text),
+            "patient": self._dataset("patient", (0,), text),
+            "label": self._dataset("label", (0,), text),
+        }
+        self.file.attrs["amlcyto_kind"] = KIND
+        self.file.attrs["format_version"] = FORMAT_VERSION
+        self.file.attrs["amlcyto_version"] = amlcyto.__version__
+        self.file.attrs["extractor"] = json.dumps(asdict(extractor))
+        self.rows = 0
+
+    def _dataset(self, name: str, shape: tuple, dtype):
+        rows = (CHUNK_ROWS,) + shape[1:]
+        return self.file.create_dataset(
+            name, shape=shape, maxshape=(None,) + shape[1:], dtype=dtype, chunks=rows
+        )
+
+    def append(self, features: np.ndarray, probabilities: np.ndarray, cells: pd.DataFrame):
+        count = len(cells)
+        if count == 0:
+            return
+        columns = {
+            "features": features.astype(np.float32, copy=False),
+            "probabilities": probabilities.astype(np.float32, copy=False),
+            "path": cells["path"].astype(str).to_numpy(dtype=object),
+            "patient": cells["patient"].astype(str).to_numpy(dtype=object),
+            "label": cells["label"].fillna("").astype(str).to_numpy(dtype=object),
+        }
+        for name, values in columns.items():
+            dataset = self.datasets[name]
+            dataset.resize(self.rows + count, axis=0)
+            dataset[self.rows : self.rows + count] = values
+        self.rows += count
+
+    def __enter__(self) -> FeatureWriter:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.file.close()
+
+
+def read_features(path: str | Path) -> CellFeatures:
+    """Read a features file whole (features of the cohort: 81,214 x 512 float32 = 166 MB)."""
+    import h5py
+
+    path = Path(path)
+    if not path.is_file():
+        raise AmlcytoError(f"{path}: no such features file; make one with `amlcyto embed`.")
+    try:
+        with h5py.File(path, "r") as file:
+            if file.attrs.get("amlcyto_kind") != KIND:
+                raise AmlcytoError(
+                    f"{path}: not a cell features file of amlcyto; make one with `amlcyto embed`."
+                )
+            version = int(file.attrs.get("format_version", -1))
+            if version != FORMAT_VERSION:
+                raise AmlcytoError(
+                    f"{path}: features format {version}, this amlcyto reads {FORMAT_VERSION}; "
+                    "embed the cells again with `amlcyto embed`."
+                )
+            extractor = Extractor.from_json(file.attrs["extractor"], path)
+            features = file["features"][()]
+            probabilities = file["probabilities"][()]
+            cells = pd.DataFrame(
+                {name: file[name].asstr()[()] for name in ("path", "patient", "label")}
+            )
+    except (OSError, KeyError) as error:
+        raise AmlcytoError(
+            f"{path}: not a readable features file ({first_line(error)}); embed the cells again "
+            "with `amlcyto embed`."
+        ) from None
+    if features.shape != (len(cells), extractor.feature_width):
+        raise AmlcytoError(
+            f"{path}: holds features of shape {features.shape} for {len(cells)} cells of width "
+            f"{extractor.feature_width}; embed the cells again with `amlcyto embed`."
+        )
+    return CellFeatures(features, probabilities, cells, extractor, str(path))
+
+
+def read_feature_files(paths: list[str | Path]) -> CellFeatures:
+    """Several features files as one; refused where two come from different extractors or
+    list the same cell twice."""
+    parts = [read_features(p) for p in paths]
+    first = parts[0]
+    for part in parts[1:]:
+        if part.extractor.key() != first.extractor.key():
+            raise AmlcytoError(
+                f"{part.source}: embedded by another cell model ({part.extractor.describe()}) "
+                f"than {first.source} ({first.extractor.describe()}); embed all the cells with "
+                "one run (`amlcyto embed RUN ...`)."
+            )
+    cells = pd.concat([p.cells for p in parts], ignore_index=True)
+    repeated = cells["path"].duplicated()
+    if repeated.any():
+        raise AmlcytoError(
+            f"{cells.loc[repeated, 'path'].iloc[0]}: listed in more than one features file "
+            f"({int(repeated.sum())} such cells); give each cell once."
+        )
+    return CellFeatures(
+        np.concatenate([p.features for p in parts]),
+        np.concatenate([p.probabilities for p in parts]),
+        cells,
+        first.extractor,
+        ", ".join(p.source for p in parts),
+    )
+
+
+def check_same_extractor(expected: Extractor, features: CellFeatures, what: str) -> None:
+    """Refuse features that ``expected`` (the extractor a MIL run was trained on) did not make."""
+    if features.extractor.key() != expected.key():
+        raise AmlcytoError(
+            f"{features.source}: embedded by {features.extractor.describe()}, but {what} was "
+            f"trained on features of {expected.describe()} ({expected.run}); embed the cells "
+            f"with that run: `amlcyto embed {expected.run} DATA --out FEATURES.h5`."
+        )
+
+
+def is_features_file(path: str | Path) -> bool:
+    """An HDF5 file (by its signature), as ``amlcyto embed`` writes."""
+    try:
+        with open(path, "rb") as handle:
+            return handle.read(8) == b"\x89HDF\r\n\x1a\n"
+    except OSError:
+        return False

@@ -1,0 +1,135 @@
+"""``mil_predict(run, data, out)``: new patients' calls, and the cells that drove each one.
+
+``data`` is a features file of ``amlcyto embed`` (made by the run's own cell model), a manifest
+or split file (its ``patient`` column makes the bags), or folders of images, each image's
+patient being its folder (``NEW/PATIENT/*.tif``, or ``class/PATIENT/*.tif``). Images are
+embedded here by the cell run the MIL run was trained on, which must be unchanged.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from amlcyto.data.discovery import check_some_readable
+from amlcyto.data.manifest import read_manifest
+from amlcyto.data.scan import PROBLEM_COLUMNS
+from amlcyto.errors import AmlcytoError
+from amlcyto.evaluation.inference import inference_device, scored_batches
+from amlcyto.evaluation.predict import collect_images
+from amlcyto.evaluation.tables import probability_columns
+from amlcyto.mil.bags import check_every_patient_has_cells, make_bags
+from amlcyto.mil.features import (
+    CellFeatures,
+    Extractor,
+    check_same_extractor,
+    is_features_file,
+    read_feature_files,
+)
+from amlcyto.mil.fit import predict_bags
+from amlcyto.runs import RunInfo, load_mil_run, load_run
+
+TOP_CELLS = 5  # the highest-attention cells listed per patient
+
+
+def mil_predict(
+    run_dir: str | Path, inputs: Sequence[str | Path], batch_size: int = 256
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """One row per patient: cells, called class, class probabilities, the true class where the
+    data has one, and its ``TOP_CELLS`` highest-attention cells (``cell_1`` ... with
+    ``attention_1`` ...). Also the images left out (cannot be decoded), listed."""
+    info, model = load_mil_run(run_dir)
+    data, problems = mil_inputs(info, inputs, batch_size)
+    bags = make_bags(data, labelled=False)
+    probabilities, attention = predict_bags(model, data.features, bags.rows)
+    called = probabilities.argmax(axis=1)
+    table = pd.DataFrame(
+        {
+            "patient": bags.patients,
+            "cells": bags.sizes(),
+            "predicted": np.asarray(info.classes)[called],
+        }
+    )
+    if any(bags.labels):
+        table.insert(2, "true", bags.labels)
+    for column, values in zip(probability_columns(info.classes), probabilities.T, strict=True):
+        table[column] = values
+    paths = data.cells["path"].to_numpy()
+    for rank in range(TOP_CELLS):
+        table[f"cell_{rank + 1}"], table[f"attention_{rank + 1}"] = "", np.nan
+    for i, rows in enumerate(bags.rows):
+        weights = attention[i][min(called[i], len(attention[i]) - 1)]
+        for rank, j in enumerate(np.argsort(-weights, kind="stable")[:TOP_CELLS]):
+            table.loc[i, f"cell_{rank + 1}"] = paths[rows[j]]
+            table.loc[i, f"attention_{rank + 1}"] = weights[j]
+    return table, problems
+
+
+def mil_inputs(
+    info: RunInfo, inputs: Sequence[str | Path], batch_size: int = 256
+) -> tuple[CellFeatures, pd.DataFrame]:
+    """The cell features of ``inputs`` for the MIL run ``info`` (checked to come from its
+    extractor), and the images that could not be read."""
+    expected = Extractor(**info.input.extractor)
+    if inputs and all(is_features_file(p) for p in inputs):
+        data = read_feature_files(list(inputs))
+        check_same_extractor(expected, data, str(info.path))
+        return data, pd.DataFrame(columns=PROBLEM_COLUMNS)
+    return _embed_in_memory(expected, _image_rows(inputs), batch_size)
+
+
+def _image_rows(inputs: Sequence[str | Path]) -> pd.DataFrame:
+    """``path, patient, label`` of the images: a manifest's rows, or each image under a folder
+    with its folder as patient (and the folder above as label where it is a class folder)."""
+    frames = []
+    images = []
+    for item in map(Path, inputs):
+        if item.is_file() and item.suffix.lower() == ".csv":
+            frames.append(read_manifest(item)[["path", "patient", "label"]])
+        else:
+            images += collect_images([item])[0]
+    if images:
+        frames.append(
+            pd.DataFrame(
+                {
+                    "path": images,
+                    "patient": [os.path.basename(os.path.dirname(p)) for p in images],
+                    "label": "",
+                }
+            )
+        )
+    return pd.concat(frames, ignore_index=True)
+
+
+def _embed_in_memory(
+    expected: Extractor, rows: pd.DataFrame, batch_size: int
+) -> tuple[CellFeatures, pd.DataFrame]:
+    from amlcyto.mil.embed import extractor_of
+
+    run = load_run(expected.run, device=inference_device())
+    if extractor_of(run).key() != expected.key():
+        raise AmlcytoError(
+            f"{expected.run}: the cell run that made this MIL run's features has changed since "
+            "(other weights or settings); give features made before the change, or retrain "
+            "the MIL run on features of the run as it is now."
+        )
+    paths = rows["path"].tolist()
+    features, probabilities, keep, unreadable = [], [], [], {}
+    for batch in scored_batches(run, paths, batch_size, features=True):
+        readable = batch.readable
+        features.append(batch.features[readable])
+        probabilities.append(batch.probabilities[readable])
+        keep.append(np.flatnonzero(readable) + batch.start)
+        unreadable.update(batch.unreadable)
+    check_some_readable(unreadable, len(paths), ", ".join(sorted(set(rows["patient"]))))
+    cells = rows.iloc[np.concatenate(keep)].reset_index(drop=True)
+    check_every_patient_has_cells(rows, set(cells["patient"]), unreadable)
+    problems = pd.DataFrame([vars(p) for p in unreadable.values()], columns=PROBLEM_COLUMNS)
+    data = CellFeatures(
+        np.concatenate(features), np.concatenate(probabilities), cells, expected, "the images"
+    )
+    return data, problems

@@ -1,0 +1,114 @@
+"""The report's section for a patient MIL run: the fold metrics beside SCEMILA's, and per
+patient its out-of-fold call and a gallery of its cells sorted by attention, filterable by the
+cell type the cell model gave each."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from amlcyto.data.decoding import read_rgb_resized
+from amlcyto.errors import AmlcytoError, first_line
+from amlcyto.evaluation.tables import probability_columns
+from amlcyto.mil.features import read_feature_files
+from amlcyto.mil.reference import SCEMILA_TEST_ACCURACY, SCEMILA_TEST_F1, SOURCE
+from amlcyto.mil.train import ATTENTION, PATIENTS
+from amlcyto.report.images import file_uri, thumbnail_uri
+from amlcyto.runs import RunInfo
+
+THUMBNAIL = 64  # px: a patient's gallery holds many cells
+
+
+def mil_run_section(info: RunInfo, cells_per_patient: int) -> dict:
+    """Everything the template shows of one MIL run (``info.path``)."""
+    folder = info.path
+    try:
+        metrics = json.loads((folder / "metrics.json").read_text(encoding="utf-8"))
+        patients = pd.read_csv(folder / PATIENTS, dtype={"patient": str, "true": str})
+        attention = pd.read_csv(folder / ATTENTION, dtype={"patient": str})
+    except (OSError, ValueError) as error:
+        raise AmlcytoError(
+            f"{folder}: not a whole MIL run ({first_line(error)}); train it again with "
+            "`amlcyto mil train ... --force`."
+        ) from None
+    cell_types = _cell_types(info)
+    return {
+        "kind": "mil",
+        "title": folder.name,
+        "path": str(folder),
+        "summary": _summary(metrics, info.classes),
+        "folds": metrics["folds"],
+        "confusion": file_uri(folder / "confusion_matrix.png"),
+        "classes": info.classes,
+        "patients": [
+            _patient(row, attention, cell_types, info.classes, cells_per_patient)
+            for row in patients.to_dict("records")
+        ],
+        "cells_per_patient": cells_per_patient,
+        "extractor": info.input.extractor,
+    }
+
+
+def _summary(metrics: dict, classes: list[str]) -> dict:
+    return {
+        "rows": [
+            {
+                "name": name,
+                "mean": metrics["per_class_f1"][name]["mean"],
+                "sd": metrics["per_class_f1"][name]["sd"],
+                "scemila": SCEMILA_TEST_F1.get(name),
+            }
+            for name in classes
+        ],
+        "accuracy": (metrics["accuracy"], metrics["accuracy_sd"], SCEMILA_TEST_ACCURACY),
+        "macro_f1": (metrics["macro_f1"], metrics["macro_f1_sd"]),
+        "auc": (metrics.get("auc"), metrics.get("auc_sd")),
+        "source": SOURCE,
+    }
+
+
+def _cell_types(info: RunInfo) -> dict[str, str]:
+    """path -> the cell model's call, from the features the run was trained on (empty where
+    they are gone: the gallery then cannot be filtered by cell type)."""
+    try:
+        data = read_feature_files(info.training.get("features") or [])
+    except (AmlcytoError, IndexError):
+        return {}
+    names = np.asarray(info.input.extractor["cell_classes"])[data.probabilities.argmax(axis=1)]
+    return dict(zip(data.cells["path"], names, strict=True))
+
+
+def _patient(row: dict, attention: pd.DataFrame, cell_types, classes, cap: int) -> dict:
+    mine = attention[attention["patient"] == row["patient"]].sort_values(
+        "attention", ascending=False, kind="stable"
+    )
+    shown = mine.head(cap)
+    cells = []
+    for cell in shown.to_dict("records"):
+        entry = {
+            "name": Path(cell["path"]).name,
+            "attention": cell["attention"],
+            "type": cell_types.get(cell["path"], "unknown"),
+            "problem": None,
+        }
+        try:
+            entry["image"] = thumbnail_uri(read_rgb_resized(cell["path"], THUMBNAIL))
+        except AmlcytoError as error:
+            entry["problem"] = str(error)
+        cells.append(entry)
+    return {
+        "patient": row["patient"],
+        "true": row["true"],
+        "predicted": row["predicted"],
+        "fold": row["fold"],
+        "probabilities": [
+            (name, row[column])
+            for name, column in zip(classes, probability_columns(classes), strict=True)
+        ],
+        "cells": cells,
+        "total": len(mine),
+        "types": sorted({c["type"] for c in cells}),
+    }
