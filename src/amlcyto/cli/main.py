@@ -12,6 +12,7 @@ from amlcyto.cli import (
     evaluate,
     explain,
     export,
+    finetune,
     mil,
     models,
     poster,
@@ -39,7 +40,7 @@ def main() -> None:
 
 
 COMMANDS = (scan, split, audit, demo, models, train, cv, evaluate, predict, explain, export)
-COMMANDS += (report, embed, mil, simulate)
+COMMANDS += (report, embed, mil, simulate, finetune)
 COMMANDS += (poster, search)
 for module in COMMANDS:
     module.register(app)

@@ -56,6 +56,9 @@ class TrainConfig:
     cache: bool = True  # decode once into a uint8 cache file, then read rows back
     cache_dir: str | None = None  # default $AMLCYTO_CACHE or ~/.cache/amlcyto
     pretrained: bool = False  # ImageNet weights for torchvision backbones (needs a download)
+    init_from: str | None = None  # start from a run's weights (its path), or "imagenet" (a file)
+    init_weights: str | None = None  # with init_from "imagenet": torchvision's weights file
+    freeze_features: bool = False  # train the head alone; the features stay as they started
     model_options: dict[str, Any] = field(default_factory=dict)  # e.g. widths, dropout
     progress: bool = True  # show a progress bar
 
@@ -126,6 +129,18 @@ class TrainConfig:
             raise AmlcytoError(
                 f"--options cannot set {name}: {RESERVED_OPTIONS[name]}; take it out of --options."
             )
+        if self.freeze_features and self.init_from is None and not self.pretrained:
+            raise AmlcytoError(
+                "--freeze-features keeps features learnt elsewhere: start from a run "
+                "(`amlcyto finetune RUN`) or from ImageNet weights."
+            )
+        if self.init_from is not None and self.pretrained:
+            raise AmlcytoError(
+                "--pretrained downloads ImageNet weights; fine-tuning starts from "
+                "its own weights: leave --pretrained out."
+            )
+        if self.init_weights is not None and self.init_from != "imagenet":
+            raise AmlcytoError("--weights is for --from imagenet; leave it out.")
         from amlcyto.training.performance import check_machine  # imports torch and Lightning
 
         check_machine(self.accelerator, self.devices, self.num_nodes, self.strategy)

@@ -18,7 +18,7 @@ import sys
 import time
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import lightning as L
@@ -31,7 +31,7 @@ from amlcyto.data.splits import fold_numbers, same_split, split_by_patient, spli
 from amlcyto.data.transforms import CellAugment
 from amlcyto.errors import AmlcytoError, Interrupted, first_line
 from amlcyto.io import check_output_dir
-from amlcyto.models import CellPredictor, create_model, model_defaults
+from amlcyto.models import CellPredictor, model_defaults
 from amlcyto.models.registry import CELLS, model_inputs
 from amlcyto.runs import (
     CELL_CLASSIFIER,
@@ -65,6 +65,7 @@ from amlcyto.training.performance import (
     tune_malloc,
 )
 from amlcyto.training.schedule import CosineSchedule, ScheduleAndStop, StoppingRule
+from amlcyto.training.start import feature_modules, starting_model
 from amlcyto.training.tasks import rows_of_classes, task_classes
 
 CHECKPOINT = "checkpoint"
@@ -154,14 +155,8 @@ def plan_training(data: str | Path | pd.DataFrame, config: TrainConfig) -> Train
     )
     rows = rows_of_classes(frame, classes)
     _check_val_rows(rows, classes, source)
-    options = {"pretrained": False} if config.pretrained else {}  # no download to check
-    model = create_model(
-        config.model,
-        num_classes=len(classes),
-        image_size=image_size,
-        **options,
-        **config.model_options,
-    )
+    # no download to check: the model without ImageNet weights
+    model = starting_model(replace(config, pretrained=False), len(classes), image_size).model
     try:  # the cells it will get: RGB (3 channels) at image_size
         with torch.no_grad():
             model.eval()(torch.zeros(2, 3, image_size, image_size))
@@ -223,13 +218,8 @@ def train(
     checkpoint = _checkpoint_to_resume(out, work, frame, config, force, resume, lead)
 
     L.seed_everything(config.seed, workers=True, verbose=False)
-    model = create_model(
-        config.model,
-        num_classes=len(classes),
-        image_size=image_size,
-        **({"pretrained": True} if config.pretrained else {}),
-        **config.model_options,
-    )
+    start = starting_model(config, len(classes), image_size)
+    model = start.model
     precision = choose_precision(config.precision, config.accelerator)
     channels_last = config.channels_last
     if channels_last is None:
@@ -242,6 +232,8 @@ def train(
     tune_malloc()
     datamodule = CellDataModule(frame, classes, config, image_size)
     mean, std = datamodule.channel_stats()  # every image is decoded (cached) by now
+    if start.mean is not None:  # a fine-tuned model keeps the scaling its features learnt
+        mean, std = start.mean, start.std
     if lead and checkpoint is None:  # only now, with everything checked, is anything written
         shutil.rmtree(work, ignore_errors=True)
         work.mkdir(parents=True)
@@ -255,6 +247,7 @@ def train(
         schedule=schedule,
         augment=CellAugment() if config.augment else None,
         seed=config.seed,
+        frozen=feature_modules(model) if config.freeze_features else (),
     )
     generators = {"augment": module.generator, "sampler": datamodule.sampler_generator}
     best = BestWeights("val_loss")
@@ -315,7 +308,7 @@ def train(
         model={},  # filled in from the model by save_run
         input=InputSpec(image_size=image_size, mean=mean, std=std),
         task=config.task,
-        started_from={"kind": "imagenet", "model": config.model} if config.pretrained else None,
+        started_from=start.started_from,
         data=DataInfo(
             split_sha256=file_sha256(work / SPLIT) if (work / SPLIT).is_file() else None,
             train_images=len(datamodule.train_rows),
@@ -492,6 +485,8 @@ class _quiet_lightning:
             logging.getLogger(name).setLevel(logging.WARNING)
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")
         warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+        # frozen features (fine-tuning) are kept in eval mode on purpose
+        warnings.filterwarnings("ignore", message=".*module\\(s\\) in eval mode.*")
         return self
 
     def __exit__(self, *exc):

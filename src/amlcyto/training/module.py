@@ -27,8 +27,10 @@ class CellClassifier(L.LightningModule):
         schedule: CosineSchedule | None = None,
         augment: CellAugment | None = None,
         seed: int = 0,
+        frozen: tuple[torch.nn.Module, ...] | list[torch.nn.Module] = (),
     ):
         super().__init__()
+        self.frozen = list(frozen)  # feature modules kept in eval mode: frozen BatchNorm stats
         self.predictor = predictor
         self.lr, self.weight_decay = lr, weight_decay
         self.schedule = schedule or CosineSchedule(20)  # its length may change as training goes
@@ -37,6 +39,16 @@ class CellClassifier(L.LightningModule):
         num_classes = predictor.num_classes
         self.val_acc = MulticlassAccuracy(num_classes, average="micro")
         self.val_f1 = MulticlassF1Score(num_classes, average="macro")
+        self.train()  # Lightning keeps each module's mode as it finds it: set them now
+
+    def train(self, mode: bool = True):
+        """Training mode, except for frozen feature modules (their BatchNorm statistics would
+        otherwise still move, though no weight learns). Lightning restores these modes after
+        each validation pass."""
+        super().train(mode)
+        for module in self.frozen:
+            module.eval()
+        return self
 
     @property
     def model(self) -> torch.nn.Module:
@@ -77,6 +89,7 @@ class CellClassifier(L.LightningModule):
         self.log("val_macro_f1", self.val_f1, on_step=False, on_epoch=True)
 
     def configure_optimizers(self):
-        optimizer = torch.optim.AdamW(self.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+        learning = [p for p in self.parameters() if p.requires_grad]  # frozen weights stay out
+        optimizer = torch.optim.AdamW(learning, lr=self.lr, weight_decay=self.weight_decay)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, self.schedule)
         return {"optimizer": optimizer, "lr_scheduler": scheduler}

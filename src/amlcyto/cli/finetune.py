@@ -1,0 +1,83 @@
+"""`amlcyto finetune`: transfer learning from a run (or ImageNet weights on file) to new data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from amlcyto.cli.common import err_console, reports_errors
+from amlcyto.cli.train_options import train_options
+from amlcyto.training.config import TrainConfig
+
+
+def register(app: typer.Typer) -> None:
+    app.command("finetune")(finetune_command)
+
+
+@reports_errors
+@train_options(exclude=("pretrained",))
+def finetune_command(
+    run: Annotated[
+        Path | None,
+        typer.Argument(help="The cell run to start from (its model, features and image size)."),
+    ] = None,
+    data: Annotated[
+        Path | None,
+        typer.Option(help="The new data: a split or manifest CSV (split by patient here)."),
+    ] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Run directory to create.")] = (
+        None
+    ),
+    freeze_features: Annotated[
+        bool, typer.Option("--freeze-features", help="Train the new head alone.")
+    ] = False,
+    start: Annotated[
+        str,
+        typer.Option("--from", help="run (the RUN argument) or imagenet (with --weights)."),
+    ] = "run",
+    weights: Annotated[
+        Path | None,
+        typer.Option(help="With --from imagenet: torchvision's weights file for --model."),
+    ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Replace the run in --out once the new one is done.")
+    ] = False,
+    *,
+    config: TrainConfig,
+) -> None:
+    """Transfer learning: keep a trained run's features, put a new head on them for NEW_DATA's
+    classes (any number, any names), and train as `amlcyto train` does (split by patient,
+    schedule, outputs); --freeze-features trains the head alone. The run records where it
+    started from. With --from imagenet, start a ResNet from ImageNet weights you downloaded."""
+    from dataclasses import replace
+
+    from amlcyto.errors import AmlcytoError
+    from amlcyto.io import check_output_dir
+    from amlcyto.training.finetune import finetune, finetune_from_imagenet
+
+    if data is None or out is None:
+        raise AmlcytoError("finetune needs the new data (--data) and a run folder (--out).")
+    check_output_dir(out, force=True)
+    if start == "imagenet":
+        config = replace(config, freeze_features=freeze_features)
+        info = finetune_from_imagenet(weights, data, out, config, force=force)
+    elif start == "run":
+        if run is None:
+            raise AmlcytoError(
+                "name the RUN to start from (a folder of `amlcyto train`), or use --from "
+                "imagenet --weights FILE."
+            )
+        info = finetune(run, data, out, config, freeze_features=freeze_features, force=force)
+    else:
+        raise AmlcytoError(f"--from {start}: use run or imagenet.")
+    origin = info.started_from or {}
+    err_console.print(
+        f"started from {origin.get('path') or origin.get('weights_file')} "
+        f"({'features frozen' if freeze_features else 'all weights trained'}); best epoch "
+        f"{info.results['best_epoch']}; classes {', '.join(info.classes)}",
+        markup=False,
+        soft_wrap=True,
+    )
+    print(info.path)
