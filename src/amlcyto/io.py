@@ -6,6 +6,7 @@ import contextlib
 import errno
 import json
 import os
+import shutil
 import uuid
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -128,6 +129,18 @@ def write_atomic(path: str | Path, write: Callable[[Path], None]) -> Path:
 def _remove_quietly(path: Path) -> None:
     with contextlib.suppress(OSError):
         path.unlink(missing_ok=True)
+
+
+def replace_folder(new: str | Path, out: str | Path) -> Path:
+    """Put the finished folder ``new`` in the place of ``out`` (deleting an earlier ``out``):
+    at every moment ``out`` is the old folder whole or the new one whole."""
+    new, out = Path(new), Path(out)
+    old = out.parent / f".{out.name}.{uuid.uuid4().hex}.old"
+    if out.exists():
+        os.replace(out, old)
+    os.replace(new, out)
+    shutil.rmtree(old, ignore_errors=True)
+    return out
 
 
 def remove_outputs(folder: str | Path, names: Iterable[str]) -> None:

@@ -6,6 +6,7 @@ import typer
 
 from amlcyto.cli import (
     audit,
+    curate,
     cv,
     demo,
     embed,
@@ -40,7 +41,7 @@ def main() -> None:
 
 
 COMMANDS = (scan, split, audit, demo, models, train, cv, evaluate, predict, explain, export)
-COMMANDS += (report, embed, mil, simulate, finetune)
+COMMANDS += (report, embed, mil, simulate, finetune, curate)
 COMMANDS += (poster, search)
 for module in COMMANDS:
     module.register(app)

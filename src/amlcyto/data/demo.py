@@ -12,7 +12,6 @@ All lengths in this module are in pixels of a 144-px image and scale with ``imag
 from __future__ import annotations
 
 import functools
-import os
 import re
 import shutil
 import uuid
@@ -24,6 +23,7 @@ import tifffile
 
 from amlcyto.data.labels import CANONICAL_CLASSES
 from amlcyto.errors import AmlcytoError
+from amlcyto.io import replace_folder
 
 DEMO_CLASSES = CANONICAL_CLASSES
 DEMO_CELL_KINDS = {"n": "normal", "l": "leukemic"}
@@ -559,7 +559,7 @@ def make_demo_dataset(
     tmp.mkdir()
     try:
         _draw_dataset(tmp, patients_per_class, cells_per_patient, image_size, seed, progress)
-        _swap_in(tmp, out)
+        replace_folder(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -602,15 +602,6 @@ def _first_foreign_entry(folder: Path) -> Path | None:
         elif not path.is_dir():
             return path
     return None
-
-
-def _swap_in(new: Path, out: Path) -> None:
-    """Put the folder ``new`` in the place of ``out``, deleting the earlier ``out``."""
-    old = out.parent / f".{out.name}.{uuid.uuid4().hex}.old"
-    if out.exists():
-        os.replace(out, old)
-    os.replace(new, out)
-    shutil.rmtree(old, ignore_errors=True)
 
 
 def _draw_dataset(

@@ -46,7 +46,7 @@ from amlcyto.data.discovery import SKIPPED, check_data_dir, discover
 from amlcyto.data.mappings import CATEGORIES, SourceClass, load_mapping
 from amlcyto.data.patient_tables import read_patient_tables
 from amlcyto.errors import AmlcytoError
-from amlcyto.io import check_output_dir, write_csv_atomic, write_json_atomic
+from amlcyto.io import check_output_dir, replace_folder, write_csv_atomic, write_json_atomic
 
 NOTE = (
     "SIMULATED patients for testing patient-level (multiple-instance) methods, not patients: "
@@ -473,7 +473,7 @@ def _write_dataset(out: Path, root: Path, cells, encoder: list[str], settings: d
             copies += _link(root / source, tmp / "encoder" / folder / name)
         write_csv_atomic(tmp / "cells.csv", cells)
         write_json_atomic(tmp / "simulation.json", {**settings, "copied_files": copies})
-        _swap_in(tmp, out)
+        replace_folder(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -489,12 +489,3 @@ def _link(source: Path, target: Path) -> bool:
     except OSError:
         shutil.copyfile(source, target)
         return True
-
-
-def _swap_in(new: Path, out: Path) -> None:
-    """Put the folder ``new`` in the place of ``out``, deleting the earlier ``out``."""
-    old = out.parent / f".{out.name}.{uuid.uuid4().hex}.old"
-    if out.exists():
-        os.replace(out, old)
-    os.replace(new, out)
-    shutil.rmtree(old, ignore_errors=True)

@@ -40,14 +40,7 @@ def report_rows(table: pd.DataFrame, classes: list[str]) -> list[dict]:
     ``precision``, ``recall``, ``f1``, ``support``), then ``accuracy`` (its value in ``f1``),
     ``macro avg`` and ``weighted avg``."""
     present = present_classes(table, classes)
-    report = classification_report(
-        table["true"],
-        table["predicted"],
-        labels=present,
-        target_names=present,
-        output_dict=True,
-        zero_division=0,
-    )
+    report = _report_dict(table, present)
     rows = []
     for name in [*present, "accuracy", "macro avg", "weighted avg"]:
         if name == "accuracy":
@@ -67,6 +60,18 @@ def report_rows(table: pd.DataFrame, classes: list[str]) -> list[dict]:
     return rows
 
 
+def _report_dict(table: pd.DataFrame, present: list[str]) -> dict:
+    """scikit-learn's classification report as a dict, over the classes ``present``."""
+    return classification_report(
+        table["true"],
+        table["predicted"],
+        labels=present,
+        target_names=present,
+        output_dict=True,
+        zero_division=0,
+    )
+
+
 def present_classes(table: pd.DataFrame, classes: list[str]) -> list[str]:
     """The classes that occur in ``table`` as truth or as prediction, in ``classes`` order.
 
@@ -84,14 +89,7 @@ def compute_metrics(table: pd.DataFrame, classes: list[str]) -> dict:
     run's classes that neither occur nor are predicted.
     """
     present = present_classes(table, classes)
-    report = classification_report(
-        table["true"],
-        table["predicted"],
-        labels=present,
-        target_names=present,
-        output_dict=True,
-        zero_division=0,
-    )
+    report = _report_dict(table, present)
     per_class = {
         name: {
             "precision": report[name]["precision"],

@@ -31,7 +31,13 @@ from amlcyto.errors import AmlcytoError
 from amlcyto.evaluation.metrics import compute_metrics
 from amlcyto.evaluation.plots import plot_confusion
 from amlcyto.evaluation.tables import probability_columns, rounded
-from amlcyto.io import check_output_dir, write_csv_atomic, write_json_atomic, write_text_atomic
+from amlcyto.io import (
+    check_output_dir,
+    replace_folder,
+    write_csv_atomic,
+    write_json_atomic,
+    write_text_atomic,
+)
 from amlcyto.mil.bags import Bags, make_bags
 from amlcyto.mil.config import MilConfig
 from amlcyto.mil.features import read_feature_files
@@ -163,9 +169,7 @@ def mil_train(
         _write_outputs(work, bags, folds, patients, attention, data, classes, metrics, history)
         info.data.split_sha256 = file_sha256(work / FOLDS)
         info = save_run(work, final.model, info)
-        if out.exists():
-            shutil.rmtree(out)
-        work.rename(out)
+        replace_folder(work, out)
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise

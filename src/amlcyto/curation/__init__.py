@@ -1,0 +1,1 @@
+"""Curation: the normal cells inside leukemia patients, found and reported (``curate``)."""

@@ -1,0 +1,73 @@
+"""How control-like (normal) each cell of a leukemia patient looks: three scores in [0, 1].
+
+- ``cell``: the control probability of a cell run that tells control from the leukemia classes.
+- ``attention``: from a patient MIL run, one minus the cell's percentile of attention within its
+  patient, in the attention branch of the patient's own (leukemia) class: the cells that class
+  looked at least are the likeliest normal ones.
+- ``combined``: the mean of the two.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from amlcyto.errors import AmlcytoError
+from amlcyto.mil.train import ATTENTION
+
+CONTROL = "control"
+SCORES = ("cell", "attention", "combined")
+
+
+def check_runs(run_dir: str | Path, mil_dir: str | Path | None) -> None:
+    """Refuse, before any work, a cell run without a control class or a MIL run that is not."""
+    from amlcyto.runs import CELL_CLASSIFIER, PATIENT_MIL, read_run_kind
+
+    classes = read_run_kind(run_dir, CELL_CLASSIFIER).classes
+    if CONTROL not in classes:
+        raise AmlcytoError(
+            f"{run_dir}: its classes ({', '.join(classes)}) have no {CONTROL!r}, so it cannot "
+            "say how control-like a cell looks; give --run a run trained with control cells."
+        )
+    if mil_dir is not None:
+        read_run_kind(mil_dir, PATIENT_MIL)
+
+
+def cell_scores(run_dir: str | Path, paths: list[str]) -> tuple[np.ndarray, dict]:
+    """``p(control)`` of each path from the cell run (NaN where unreadable), and the problems."""
+    from amlcyto.evaluation.inference import inference_device, predict_readable
+    from amlcyto.runs import load_run
+
+    run = load_run(run_dir, device=inference_device())
+    probabilities, unreadable = predict_readable(run, paths)
+    return probabilities[:, run.classes.index(CONTROL)], unreadable
+
+
+def attention_scores(mil_dir: str | Path, cells: pd.DataFrame) -> np.ndarray:
+    """One minus each cell's within-patient percentile of out-of-fold attention (in the branch
+    of its patient's class) from the MIL run's ``attention.csv``; NaN for cells it lacks."""
+    table = pd.read_csv(Path(mil_dir) / ATTENTION, dtype={"patient": str})
+    by_path = table.set_index("path")
+    known = cells["path"].isin(by_path.index)
+    if not known.any():
+        raise AmlcytoError(
+            f"{mil_dir}: its attention covers none of these cells; curate the data the MIL run "
+            "was trained on (`amlcyto mil train` on features of the same images)."
+        )
+    weights = np.full(len(cells), np.nan)
+    for i in np.flatnonzero(known.to_numpy()):
+        row = by_path.loc[cells["path"].iat[i]]
+        column = f"attention_{cells['label'].iat[i]}"
+        weights[i] = row[column] if column in by_path.columns else row["attention"]
+    groups = pd.Series(weights).groupby(cells["patient"].to_numpy())
+    percentile = groups.rank(pct=True, method="average")  # rank / n, in (0, 1]
+    sizes = groups.transform("count")  # scored cells of the patient
+    # rank/n in (0, 1]; rescaled so a bag's lowest cell is 1 and its highest 0
+    scaled = (percentile.to_numpy() * sizes.to_numpy() - 1) / np.maximum(sizes.to_numpy() - 1, 1)
+    return np.where(np.isnan(weights), np.nan, 1.0 - scaled)
+
+
+def combined_scores(cell: np.ndarray, attention: np.ndarray) -> np.ndarray:
+    return (cell + attention) / 2.0
