@@ -269,3 +269,19 @@ def test_the_chain_from_images_through_the_command_line(
     ok(invoke("mil", "explain", run, "NPM1_P0", "--out", tmp_path / "ex"))
     assert (tmp_path / "ex" / "NPM1_P0_montage.png").is_file()
     one_line_error(invoke("mil", "train", embedded, "--out", run), "--force")
+
+
+def test_bags_of_one_cell_each_are_refused(tmp_path: Path):
+    cells = pd.DataFrame(
+        {
+            "path": [f"/c/{i}.png" for i in range(12)],
+            "patient": [f"p{i}" for i in range(12)],
+            "label": ["a", "b"] * 6,
+        }
+    )
+    path = tmp_path / "flat.h5"
+    with FeatureWriter(path, extractor(), 2) as writer:
+        writer.append(np.zeros((12, 8)), np.full((12, 2), 0.5), cells)
+    one_line_error(
+        invoke("mil", "train", path, "--out", tmp_path / "r", "--folds", "2"), "one cell", "patient"
+    )

@@ -250,3 +250,26 @@ def test_a_mil_run_shows_its_folds_and_each_patients_out_of_fold_call(
     assert [r[1] for r in folds] == ["3", "3", "3"]
     assert len(page.cells) == 2 * 9 and report.cells == 18  # 2 of each patient's 6 cells
     assert {c["type"] for c in page.cells} <= {"NPM1", "PML_RARA", "control"}
+
+
+def test_classes_named_like_numbers_report_twice(tmp_path: Path, tiny_config, isolated_cache):
+    """Class folders 0 and 1: the second report reads the evaluation back, names kept as text."""
+    from conftest import write_tiny_dataset
+
+    from amlcyto.data.manifest import write_manifest
+    from amlcyto.data.scan import scan
+    from amlcyto.data.splits import split_by_patient
+    from amlcyto.training import train
+
+    root = write_tiny_dataset(tmp_path / "data", classes=("control", "NPM1"))
+    for old, new in (("control", "0"), ("NPM1", "1")):
+        (root / old).rename(root / new)
+    split = split_by_patient(scan(root, workers=1).manifest, test=0.34, val=0.34, seed=0)
+    run = train(
+        write_manifest(split, tmp_path / "s.csv"), tmp_path / "r", tiny_config(isolated_cache)
+    ).path
+    first = build_report([run], tmp_path / "a.html", log=str)
+    second = build_report([run], tmp_path / "b.html", log=str)
+    assert Page(first.path.read_text()).table("report") == Page(second.path.read_text()).table(
+        "report"
+    )

@@ -162,6 +162,24 @@ def write_csv_atomic(path: str | Path, frame: pd.DataFrame) -> Path:
     return write_atomic(path, lambda tmp: frame.to_csv(tmp, index=False))
 
 
+def safe_filename(name: str) -> str:
+    """``name`` (a patient, a class) as a file name part: letters, digits, ``-_.`` kept, any
+    other character ``_``."""
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in str(name)).lstrip(".") or "_"
+
+
+def read_result_table(path: str | Path) -> pd.DataFrame:
+    """A CSV that amlcyto wrote (predictions, patients, attention): names (paths, patients,
+    classes) stay text, so a class named ``0`` or ``NA`` is a name; only an empty cell is
+    missing."""
+    return pd.read_csv(
+        path,
+        dtype={c: str for c in ("path", "patient", "true", "predicted", "label")},
+        keep_default_na=False,
+        na_values=[""],
+    )
+
+
 def read_yaml(path: str | Path, what: str) -> object:
     """The YAML document in ``path`` (``what`` it is, for the error): a file that cannot be
     read or parsed is one line naming it (and the line of the YAML mistake)."""

@@ -17,7 +17,7 @@ def register(app: typer.Typer) -> None:
 
 
 @reports_errors
-@train_options(exclude=("pretrained",))
+@train_options(exclude=("pretrained", "model", "options"))  # the model is RUN's
 def finetune_command(
     run: Annotated[
         Path | None,
@@ -41,6 +41,10 @@ def finetune_command(
         Path | None,
         typer.Option(help="With --from imagenet: torchvision's weights file for --model."),
     ] = None,
+    model: Annotated[
+        str | None,
+        typer.Option("--model", "-m", help="With --from imagenet: resnet18 or resnet34."),
+    ] = None,
     force: Annotated[
         bool, typer.Option("--force", help="Replace the run in --out once the new one is done.")
     ] = False,
@@ -61,9 +65,14 @@ def finetune_command(
         raise AmlcytoError("finetune needs the new data (--data) and a run folder (--out).")
     check_output_dir(out, force=True)
     if start == "imagenet":
-        config = replace(config, freeze_features=freeze_features)
+        config = replace(config, model=model or "resnet18", freeze_features=freeze_features)
         info = finetune_from_imagenet(weights, data, out, config, force=force)
     elif start == "run":
+        if model is not None:
+            raise AmlcytoError(
+                f"--model {model}: fine-tuning keeps RUN's model; leave --model out (it is for "
+                "--from imagenet)."
+            )
         if run is None:
             raise AmlcytoError(
                 "name the RUN to start from (a folder of `amlcyto train`), or use --from "

@@ -36,12 +36,13 @@ from amlcyto.data.mappings import CATEGORIES
 from amlcyto.data.scan import PROBLEM_COLUMNS, labelled_rows, write_problems
 from amlcyto.errors import AmlcytoError
 from amlcyto.evaluation.plots import plot_montage
-from amlcyto.io import prepare_output_dir, write_csv_atomic
+from amlcyto.io import prepare_output_dir, remove_outputs, safe_filename, write_csv_atomic
 
 # Measured on demo and simulated patients (bench j): the default where a MIL run is given.
 DEFAULT_SCORE_WITH_MIL = "combined"
 DEFAULT_THRESHOLD = 0.5
 MONTAGE_CELLS = 16
+OUTPUTS = ("cells.csv", "patients.csv", "curated.csv", "problems.csv")
 # Differential categories that control blood has too: a leukemic patient's normal cells.
 NORMAL_CATEGORIES = (
     "neutrophil_segmented",
@@ -101,12 +102,13 @@ def curate(
     score = score or (DEFAULT_SCORE_WITH_MIL if mil is not None else "cell")
     _check_settings(score, mil, threshold, fraction)
     check_runs(run, mil)
-    rows, _ = labelled_rows(data)
+    rows, skipped = labelled_rows(data)  # a folder's skipped files are listed, not dropped
     leukemic = rows[rows["label"] != CONTROL].reset_index(drop=True)
     if leukemic.empty:
         raise AmlcytoError(f"{data}: every patient is {CONTROL}; there is nothing to curate.")
     table = read_patient_normal_shares(patients_table) if patients_table else None
     out = prepare_output_dir(out, force)
+    remove_outputs(out, [*OUTPUTS, *(p.name for p in out.glob("montage_*.png"))])  # --force
 
     cells = leukemic[["path", "patient", "label"]].copy()
     cells["score_cell"], unreadable = cell_scores(run, cells["path"].tolist())
@@ -115,14 +117,15 @@ def curate(
         cells["score_combined"] = combined_scores(cells["score_cell"], cells["score_attention"])
     cells["flagged"] = _flags(cells, f"score_{score}", threshold, fraction)
     patients = _patient_summary(cells, table)
-    problems = pd.DataFrame([vars(p) for p in unreadable.values()], columns=PROBLEM_COLUMNS)
+    unread = pd.DataFrame([vars(p) for p in unreadable.values()], columns=PROBLEM_COLUMNS)
+    problems = pd.concat([skipped, unread], ignore_index=True) if len(unread) else skipped
 
     write_csv_atomic(out / "cells.csv", cells.round(6))
     write_csv_atomic(out / "patients.csv", patients.round(4))
     if len(problems):
         write_problems(problems, out / "problems.csv")
     for label, mine in cells.groupby("label"):
-        _montage(mine, f"score_{score}", label, out / f"montage_{label}.png")
+        _montage(mine, f"score_{score}", label, out / f"montage_{safe_filename(label)}.png")
     manifest = None
     if write_curated or relabel is not None:
         manifest = write_manifest(_curated(rows, cells, relabel), out / "curated.csv")

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from amlcyto.errors import AmlcytoError
+from amlcyto.io import read_result_table
 from amlcyto.mil.train import ATTENTION
 
 CONTROL = "control"
@@ -48,7 +49,7 @@ def cell_scores(run_dir: str | Path, paths: list[str]) -> tuple[np.ndarray, dict
 def attention_scores(mil_dir: str | Path, cells: pd.DataFrame) -> np.ndarray:
     """One minus each cell's within-patient percentile of out-of-fold attention (in the branch
     of its patient's class) from the MIL run's ``attention.csv``; NaN for cells it lacks."""
-    table = pd.read_csv(Path(mil_dir) / ATTENTION, dtype={"patient": str})
+    table = read_result_table(Path(mil_dir) / ATTENTION)
     by_path = table.set_index("path")
     known = cells["path"].isin(by_path.index)
     if not known.any():

@@ -20,6 +20,7 @@ from amlcyto.evaluation.scorer import Scorer, open_scorer
 from amlcyto.evaluation.tables import aggregate, predictions_table, rounded
 from amlcyto.io import (
     prepare_output_dir,
+    read_result_table,
     remove_outputs,
     write_csv_atomic,
     write_json_atomic,
@@ -206,8 +207,8 @@ def load_evaluation(folder: str | Path) -> Evaluation:
     folder = Path(folder)
     try:
         metrics = json.loads((folder / "metrics.json").read_text(encoding="utf-8"))
-        cells = pd.read_csv(folder / "predictions.csv", dtype={"patient": str, "true": str})
-        patients = pd.read_csv(folder / "patients.csv", dtype={"patient": str, "true": str})
+        cells = read_result_table(folder / "predictions.csv")
+        patients = read_result_table(folder / "patients.csv")
         problems = (
             pd.read_csv(folder / PROBLEMS, dtype=str, keep_default_na=False)
             if (folder / PROBLEMS).is_file()

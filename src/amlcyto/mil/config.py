@@ -26,6 +26,13 @@ class MilConfig:
     model_options: dict[str, Any] = field(default_factory=dict)
 
     def check(self) -> MilConfig:
+        from amlcyto.models.registry import FEATURES, list_models, model_inputs
+
+        if model_inputs(self.model) != FEATURES:
+            raise AmlcytoError(
+                f"--model {self.model}: a model of cell images; `mil train` takes a model of "
+                f"bags of cell features: {', '.join(list_models(FEATURES))}."
+            )
         if self.folds < 2:
             raise AmlcytoError(f"--folds must be 2 or more, got {self.folds}.")
         if self.epochs < 1:

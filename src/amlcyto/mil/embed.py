@@ -29,9 +29,12 @@ class Embedding:
     problems_file: Path | None
     seconds: float
 
+    unreadable: int = 0  # images that could not be decoded (in ``problems`` too)
+
     @property
     def images_per_s(self) -> float:
-        return (self.cells + len(self.problems)) / max(self.seconds, 1e-9)
+        """Images decoded (or tried) per second."""
+        return (self.cells + self.unreadable) / max(self.seconds, 1e-9)
 
 
 def extractor_of(run: Run) -> Extractor:
@@ -91,7 +94,7 @@ def embed(
                 unreadable.update(batch.unreadable)
                 patients.update(chunk.loc[readable, "patient"].astype(str))
                 if log is not None:
-                    log(f"embedded {batch.start + len(readable)} of {len(paths)} cells")
+                    log(f"read {batch.start + len(readable)} of {len(paths)} images")
         check_some_readable(unreadable, len(paths), str(data))
         check_every_patient_has_cells(rows, patients, unreadable)
 
@@ -105,4 +108,5 @@ def embed(
     else:
         problems_file.unlink(missing_ok=True)  # an earlier file's, with --force
     listed_file = problems_file if len(problems) else None
-    return Embedding(out, len(paths) - len(unreadable), problems, listed_file, seconds)
+    cells = len(paths) - len(unreadable)
+    return Embedding(out, cells, problems, listed_file, seconds, len(unreadable))

@@ -20,7 +20,7 @@ import pandas as pd
 from amlcyto.data.decoding import read_rgb_resized
 from amlcyto.errors import AmlcytoError
 from amlcyto.evaluation.plots import plot_montage
-from amlcyto.io import prepare_output_dir, write_csv_atomic
+from amlcyto.io import prepare_output_dir, safe_filename, write_csv_atomic
 from amlcyto.mil.features import Extractor, check_same_extractor, read_feature_files
 from amlcyto.mil.fit import predict_bags
 from amlcyto.runs import load_mil_run
@@ -51,7 +51,15 @@ def mil_explain(
     in the branch of the class it calls; ``features`` default to the files it was trained on."""
     info, model = load_mil_run(run_dir)
     expected = Extractor(**info.input.extractor)
-    data = read_feature_files(list(features or info.training["features"]))
+    if features is None:
+        features = info.training["features"]
+        gone = [f for f in features if not Path(f).is_file()]
+        if gone:
+            raise AmlcytoError(
+                f"{gone[0]}: the features {run_dir} was trained on are gone; give them with "
+                f"--features FILE.h5 (or embed the cells again with {expected.run})."
+            )
+    data = read_feature_files(list(features))
     check_same_extractor(expected, data, str(info.path))
     mine = np.flatnonzero(data.cells["patient"].astype(str).to_numpy() == str(patient))
     if not len(mine):
@@ -76,7 +84,7 @@ def mil_explain(
             "cell_type_probability": cell_probabilities.max(axis=1)[order].round(4),
         }
     )
-    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in str(patient))
+    safe = safe_filename(patient)
     table = write_csv_atomic(out / f"{safe}_cells.csv", cells)
     montage = _montage(cells, shown, out / f"{safe}_montage.png", patient, info.classes[called])
     return PatientExplanation(

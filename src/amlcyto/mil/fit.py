@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from amlcyto.errors import AmlcytoError
 from amlcyto.mil.config import MilConfig
 from amlcyto.models import create_model
 from amlcyto.models.outputs import classification_loss, probabilities
@@ -94,6 +95,11 @@ def _fit(config, lr, features, bags, targets, num_classes, val, epochs, seed, lo
             optimiser.step()
             losses.append(float(loss.detach()))
         row = {"epoch": epoch, "train_loss": float(np.mean(losses))}
+        if not np.isfinite(row["train_loss"]):
+            raise AmlcytoError(
+                f"the bag model's training diverged at epoch {epoch} (loss {row['train_loss']}); "
+                "lower --lr."
+            )
         if val is not None:
             probs = predict_bags(model, data, val[0])[0]
             row["val_loss"] = _log_loss(probs, val[1])

@@ -84,7 +84,7 @@ def mil_inputs(
 
 def _image_rows(inputs: Sequence[str | Path]) -> pd.DataFrame:
     """``path, patient, label`` of the images: a manifest's rows, or each image under a folder
-    with its folder as patient (and the folder above as label where it is a class folder)."""
+    with the folder it lies in as its patient (no label: new patients are unlabelled)."""
     frames = []
     images = []
     for item in map(Path, inputs):

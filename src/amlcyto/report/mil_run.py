@@ -13,6 +13,7 @@ import pandas as pd
 from amlcyto.data.decoding import read_rgb_resized
 from amlcyto.errors import AmlcytoError, first_line
 from amlcyto.evaluation.tables import probability_columns
+from amlcyto.io import read_result_table
 from amlcyto.mil.features import read_feature_files
 from amlcyto.mil.reference import SCEMILA_TEST_ACCURACY, SCEMILA_TEST_F1, SOURCE
 from amlcyto.mil.train import ATTENTION, PATIENTS
@@ -27,8 +28,8 @@ def mil_run_section(info: RunInfo, cells_per_patient: int) -> dict:
     folder = info.path
     try:
         metrics = json.loads((folder / "metrics.json").read_text(encoding="utf-8"))
-        patients = pd.read_csv(folder / PATIENTS, dtype={"patient": str, "true": str})
-        attention = pd.read_csv(folder / ATTENTION, dtype={"patient": str})
+        patients = read_result_table(folder / PATIENTS)
+        attention = read_result_table(folder / ATTENTION)
     except (OSError, ValueError) as error:
         raise AmlcytoError(
             f"{folder}: not a whole MIL run ({first_line(error)}); train it again with "
@@ -40,6 +41,7 @@ def mil_run_section(info: RunInfo, cells_per_patient: int) -> dict:
         "title": folder.name,
         "path": str(folder),
         "summary": _summary(metrics, info.classes),
+        "extractor_saw": metrics.get("extractor_trained_on_patients", 0),
         "folds": metrics["folds"],
         "confusion": file_uri(folder / "confusion_matrix.png"),
         "classes": info.classes,
@@ -63,7 +65,12 @@ def _summary(metrics: dict, classes: list[str]) -> dict:
             }
             for name in classes
         ],
-        "accuracy": (metrics["accuracy"], metrics["accuracy_sd"], SCEMILA_TEST_ACCURACY),
+        # SCEMILA's accuracy is of its five classes: beside a run of the same five only
+        "accuracy": (
+            metrics["accuracy"],
+            metrics["accuracy_sd"],
+            SCEMILA_TEST_ACCURACY if set(classes) == set(SCEMILA_TEST_F1) else None,
+        ),
         "macro_f1": (metrics["macro_f1"], metrics["macro_f1_sd"]),
         "auc": (metrics.get("auc"), metrics.get("auc_sd")),
         "source": SOURCE,
