@@ -24,7 +24,7 @@ def curate_command(
     ] = None,
     score: Annotated[
         str | None,
-        typer.Option(help="cell, attention or combined (default: combined with --mil, else cell)."),
+        typer.Option(help="cell (the default: measured best), attention or combined."),
     ] = None,
     threshold: Annotated[
         float | None, typer.Option(help="Flag cells scoring above this (default 0.5).")

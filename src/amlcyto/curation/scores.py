@@ -1,6 +1,9 @@
 """How control-like (normal) each cell of a leukemia patient looks: three scores in [0, 1].
 
-- ``cell``: the control probability of a cell run that tells control from the leukemia classes.
+- ``cell``: from a cell run that tells control from the leukemia classes, the cell's control
+  probability against its patient's own class: ``p(control) / (p(control) + p(own class))``
+  (a two-class run: its control probability). Against all classes, a normal cell of a
+  five-class run scores about 0.5, for every leukemia class holds normal cells too (bench j).
 - ``attention``: from a patient MIL run, one minus the cell's percentile of attention within its
   patient, in the attention branch of the patient's own (leukemia) class: the cells that class
   looked at least are the likeliest normal ones.
@@ -36,14 +39,18 @@ def check_runs(run_dir: str | Path, mil_dir: str | Path | None) -> None:
         read_run_kind(mil_dir, PATIENT_MIL)
 
 
-def cell_scores(run_dir: str | Path, paths: list[str]) -> tuple[np.ndarray, dict]:
-    """``p(control)`` of each path from the cell run (NaN where unreadable), and the problems."""
+def cell_scores(run_dir: str | Path, cells: pd.DataFrame) -> tuple[np.ndarray, dict]:
+    """Each cell's control probability against its patient's class (``label``; against every
+    class where the run lacks it), NaN where unreadable; and the problems."""
     from amlcyto.evaluation.inference import inference_device, predict_readable
     from amlcyto.runs import load_run
 
     run = load_run(run_dir, device=inference_device())
-    probabilities, unreadable = predict_readable(run, paths)
-    return probabilities[:, run.classes.index(CONTROL)], unreadable
+    probabilities, unreadable = predict_readable(run, cells["path"].tolist())
+    control = probabilities[:, run.classes.index(CONTROL)]
+    own = np.array([run.classes.index(c) if c in run.classes else -1 for c in cells["label"]])
+    against = np.where(own >= 0, probabilities[np.arange(len(own)), own], 1.0 - control)
+    return control / np.maximum(control + against, 1e-12), unreadable
 
 
 def attention_scores(mil_dir: str | Path, cells: pd.DataFrame) -> np.ndarray:
