@@ -75,9 +75,15 @@ def read_manifest(csv_path: str | Path) -> pd.DataFrame:
                 f"{csv_path}: line {line} has no {column} ({int(empty.sum())} such row(s)); "
                 "fill it in or recreate the manifest with `amlcyto scan`."
             )
-    base = csv_path.resolve().parent
-    frame["path"] = [p if os.path.isabs(p) else os.path.normpath(base / p) for p in frame["path"]]
+    frame["path"] = absolute_paths(frame["path"], csv_path)
     return frame
+
+
+def absolute_paths(paths, csv_path: str | Path) -> list[str]:
+    """``paths`` as a CSV at ``csv_path`` holds them (relative to its folder, or absolute)
+    made absolute: how every CSV amlcyto writes is read back."""
+    base = Path(csv_path).resolve().parent
+    return [p if os.path.isabs(p) else os.path.normpath(base / p) for p in paths]
 
 
 def write_manifest(frame: pd.DataFrame, csv_path: str | Path, absolute: bool = False) -> Path:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -11,7 +11,7 @@ import pandas as pd
 
 from amlcyto.data.decoding import DECODE_PROBLEMS
 from amlcyto.data.discovery import SKIPPED, Problem, check_some_readable
-from amlcyto.data.manifest import write_manifest
+from amlcyto.data.manifest import absolute_paths, write_manifest
 from amlcyto.data.scan import PROBLEM_COLUMNS, labelled_rows, write_problems
 from amlcyto.errors import AmlcytoError, first_line
 from amlcyto.evaluation.metrics import compute_metrics, report_text
@@ -219,8 +219,7 @@ def load_evaluation(folder: str | Path) -> Evaluation:
             f"{folder}: not a whole evaluation ({first_line(error)}); score the run again with "
             "`amlcyto evaluate RUN --force`."
         ) from None
-    base = folder.resolve()
-    cells["path"] = [p if os.path.isabs(p) else os.path.normpath(base / p) for p in cells["path"]]
+    cells["path"] = absolute_paths(cells["path"], folder / "predictions.csv")
     classes = metrics["classes"]
     return Evaluation(
         folder,
@@ -232,6 +231,21 @@ def load_evaluation(folder: str | Path) -> Evaluation:
         metrics.get("left_out", {}),
         problems,
     )
+
+
+def test_evaluation(run_dir: str | Path, log: Callable[[str], None] | None = None) -> Evaluation:
+    """A run's evaluation on its own test split: the one ``evaluate`` wrote into
+    ``RUN/eval-test``, read back, or, where there is none whole, made now (replacing the files
+    of an incomplete one)."""
+    folder = Path(run_dir) / "eval-test"  # evaluate's default_out for the run's test split
+    if (folder / "metrics.json").is_file():
+        try:
+            return load_evaluation(folder)
+        except AmlcytoError:
+            pass  # incomplete: scored again below
+    if log is not None:
+        log(f"{run_dir}: no test evaluation yet; scoring its test split into {folder}")
+    return evaluate(run_dir, force=True)
 
 
 def _with_problems(problems: pd.DataFrame, more: list[Problem]) -> pd.DataFrame:

@@ -4,10 +4,11 @@ features file (see :mod:`amlcyto.mil.features`), streamed a batch at a time."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from amlcyto.data.discovery import Problem, check_some_readable
@@ -53,6 +54,30 @@ def extractor_of(run: Run) -> Extractor:
     )
 
 
+def embedded_chunks(
+    run: Run,
+    rows: pd.DataFrame,
+    source: str,
+    unreadable: dict[int, Problem],
+    batch_size: int = 256,
+    workers: int | None = None,
+) -> Iterator[tuple[np.ndarray, np.ndarray, pd.DataFrame]]:
+    """The readable cells of ``rows`` (index 0..N-1) through the run, a chunk at a time:
+    ``(features, probabilities, their rows)``; each image that cannot be decoded goes into
+    ``unreadable``. At the end, a one-line error where no image of ``source`` or none of a
+    patient's could be read. The one embedding loop of ``embed`` and ``mil predict``."""
+    paths = rows["path"].tolist()
+    patients: set[str] = set()  # those with a readable cell
+    for batch in scored_batches(run, paths, batch_size, workers, features=True):
+        readable = batch.readable
+        chunk = rows.iloc[batch.start : batch.start + len(readable)][readable]
+        unreadable.update(batch.unreadable)
+        patients.update(chunk["patient"].astype(str))
+        yield batch.features[readable], batch.probabilities[readable], chunk
+    check_some_readable(unreadable, len(paths), source)
+    check_every_patient_has_cells(rows, patients, unreadable)
+
+
 def embed(
     run_dir: str | Path,
     data: str | Path,
@@ -78,25 +103,16 @@ def embed(
     run = load_run(run_dir, device=inference_device())
     rows, problems = listed_rows(data)
     rows = rows.reset_index(drop=True)
-    paths = rows["path"].tolist()
     unreadable: dict[int, Problem] = {}
-    patients: set[str] = set()  # those with a readable cell
     started = time.perf_counter()
 
     def write(tmp: Path) -> None:
+        chunks = embedded_chunks(run, rows, str(data), unreadable, batch_size, workers)
         with FeatureWriter(tmp, extractor_of(run), len(run.classes)) as writer:
-            for batch in scored_batches(run, paths, batch_size, workers, features=True):
-                readable = batch.readable
-                chunk = rows.iloc[batch.start : batch.start + len(readable)]
-                writer.append(
-                    batch.features[readable], batch.probabilities[readable], chunk[readable]
-                )
-                unreadable.update(batch.unreadable)
-                patients.update(chunk.loc[readable, "patient"].astype(str))
+            for features, probabilities, chunk in chunks:
+                writer.append(features, probabilities, chunk)
                 if log is not None:
-                    log(f"read {batch.start + len(readable)} of {len(paths)} images")
-        check_some_readable(unreadable, len(paths), str(data))
-        check_every_patient_has_cells(rows, patients, unreadable)
+                    log(f"read {writer.rows + len(unreadable)} of {len(rows)} images")
 
     write_atomic(out, write)
     seconds = time.perf_counter() - started
@@ -108,5 +124,5 @@ def embed(
     else:
         problems_file.unlink(missing_ok=True)  # an earlier file's, with --force
     listed_file = problems_file if len(problems) else None
-    cells = len(paths) - len(unreadable)
+    cells = len(rows) - len(unreadable)
     return Embedding(out, cells, problems, listed_file, seconds, len(unreadable))

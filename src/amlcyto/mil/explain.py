@@ -22,7 +22,7 @@ from amlcyto.errors import AmlcytoError
 from amlcyto.evaluation.plots import plot_montage
 from amlcyto.io import prepare_output_dir, safe_filename, write_csv_atomic
 from amlcyto.mil.features import Extractor, check_same_extractor, read_feature_files
-from amlcyto.mil.fit import predict_bags
+from amlcyto.mil.fit import class_branch, predict_bags
 from amlcyto.runs import load_mil_run
 
 SHOWN = 8  # cells of each end (highest, lowest attention) in the montage
@@ -71,10 +71,10 @@ def mil_explain(
     out = prepare_output_dir(out, force)
     probabilities, attention = predict_bags(model, data.features, [mine])
     called = int(probabilities[0].argmax())
-    weights = attention[0][min(called, len(attention[0]) - 1)]
+    weights = class_branch(attention[0], called)
     order = np.argsort(-weights, kind="stable")
     cell_probabilities = data.probabilities[mine]
-    cell_types = np.asarray(expected.cell_classes)[cell_probabilities.argmax(axis=1)]
+    cell_types = data.cell_types()[mine]
     cells = pd.DataFrame(
         {
             "rank": np.arange(1, len(mine) + 1),

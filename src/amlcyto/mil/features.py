@@ -80,6 +80,10 @@ class CellFeatures:
     def __len__(self) -> int:
         return len(self.cells)
 
+    def cell_types(self) -> np.ndarray:
+        """Each cell's class as the cell model called it (its most probable class)."""
+        return np.asarray(self.extractor.cell_classes)[self.probabilities.argmax(axis=1)]
+
 
 class FeatureWriter:
     """Appends rows to a new features file, a chunk at a time (use as a context manager)."""

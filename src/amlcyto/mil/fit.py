@@ -145,6 +145,12 @@ def _predict_bags(model, features, bags) -> tuple[np.ndarray, list[np.ndarray]]:
     return np.stack(out) if out else np.zeros((0, width), np.float32), attention
 
 
+def class_branch(attention: np.ndarray, class_index: int) -> np.ndarray:
+    """The attention ``(n,)`` of the branch that speaks for class ``class_index``, out of a
+    bag's ``(branches, n)``: its own branch with one per class, else the only one."""
+    return attention[min(class_index, len(attention) - 1)]
+
+
 def _num_classes(model: torch.nn.Module) -> int:
     return int(model.registry_config["num_classes"])
 

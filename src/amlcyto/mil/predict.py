@@ -15,14 +15,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from amlcyto.data.discovery import check_some_readable
 from amlcyto.data.manifest import read_manifest
 from amlcyto.data.scan import PROBLEM_COLUMNS
 from amlcyto.errors import AmlcytoError
-from amlcyto.evaluation.inference import inference_device, scored_batches
+from amlcyto.evaluation.inference import inference_device
 from amlcyto.evaluation.predict import collect_images
 from amlcyto.evaluation.tables import probability_columns
-from amlcyto.mil.bags import check_every_patient_has_cells, make_bags
+from amlcyto.mil.bags import make_bags
 from amlcyto.mil.features import (
     CellFeatures,
     Extractor,
@@ -30,7 +29,7 @@ from amlcyto.mil.features import (
     is_features_file,
     read_feature_files,
 )
-from amlcyto.mil.fit import predict_bags
+from amlcyto.mil.fit import class_branch, predict_bags
 from amlcyto.runs import RunInfo, load_mil_run, load_run
 
 TOP_CELLS = 5  # the highest-attention cells listed per patient
@@ -62,7 +61,7 @@ def mil_predict(
     for rank in range(TOP_CELLS):
         table[f"cell_{rank + 1}"], table[f"attention_{rank + 1}"] = "", np.nan
     for i, rows in enumerate(bags.rows):
-        weights = attention[i][min(called[i], len(attention[i]) - 1)]
+        weights = class_branch(attention[i], called[i])
         for rank, j in enumerate(np.argsort(-weights, kind="stable")[:TOP_CELLS]):
             table.loc[i, f"cell_{rank + 1}"] = paths[rows[j]]
             table.loc[i, f"attention_{rank + 1}"] = weights[j]
@@ -108,7 +107,7 @@ def _image_rows(inputs: Sequence[str | Path]) -> pd.DataFrame:
 def _embed_in_memory(
     expected: Extractor, rows: pd.DataFrame, batch_size: int
 ) -> tuple[CellFeatures, pd.DataFrame]:
-    from amlcyto.mil.embed import extractor_of
+    from amlcyto.mil.embed import embedded_chunks, extractor_of
 
     run = load_run(expected.run, device=inference_device())
     if extractor_of(run).key() != expected.key():
@@ -117,17 +116,12 @@ def _embed_in_memory(
             "(other weights or settings); give features made before the change, or retrain "
             "the MIL run on features of the run as it is now."
         )
-    paths = rows["path"].tolist()
-    features, probabilities, keep, unreadable = [], [], [], {}
-    for batch in scored_batches(run, paths, batch_size, features=True):
-        readable = batch.readable
-        features.append(batch.features[readable])
-        probabilities.append(batch.probabilities[readable])
-        keep.append(np.flatnonzero(readable) + batch.start)
-        unreadable.update(batch.unreadable)
-    check_some_readable(unreadable, len(paths), ", ".join(sorted(set(rows["patient"]))))
-    cells = rows.iloc[np.concatenate(keep)].reset_index(drop=True)
-    check_every_patient_has_cells(rows, set(cells["patient"]), unreadable)
+    unreadable: dict = {}
+    source = ", ".join(sorted(set(rows["patient"])))
+    features, probabilities, kept = zip(
+        *embedded_chunks(run, rows, source, unreadable, batch_size), strict=True
+    )
+    cells = pd.concat(kept).reset_index(drop=True)
     problems = pd.DataFrame([vars(p) for p in unreadable.values()], columns=PROBLEM_COLUMNS)
     data = CellFeatures(
         np.concatenate(features), np.concatenate(probabilities), cells, expected, "the images"

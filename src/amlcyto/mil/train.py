@@ -41,7 +41,7 @@ from amlcyto.io import (
 from amlcyto.mil.bags import Bags, make_bags
 from amlcyto.mil.config import MilConfig
 from amlcyto.mil.features import read_feature_files
-from amlcyto.mil.fit import fit, predict_bags
+from amlcyto.mil.fit import class_branch, fit, predict_bags
 from amlcyto.mil.reference import SCEMILA_CV_F1, SCEMILA_TEST_ACCURACY, SCEMILA_TEST_F1, SOURCE
 from amlcyto.models import model_defaults
 from amlcyto.runs import PATIENT_MIL, DataInfo, InputSpec, RunInfo, file_sha256, save_run
@@ -317,7 +317,7 @@ def attention_table(bags, folds, attention, data, patients, classes) -> pd.DataF
                 "path": data.cells["path"].to_numpy()[rows],
                 "patient": bags.patients[i],
                 "fold": folds[i],
-                "attention": weights[min(called[i], len(weights) - 1)],
+                "attention": class_branch(weights, called[i]),
             }
         )
         if len(weights) == len(classes):

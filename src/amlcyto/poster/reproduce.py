@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import warnings
 from collections.abc import Callable
 from dataclasses import replace
@@ -19,7 +18,7 @@ from amlcyto.data.splits import (
     split_by_patient,
 )
 from amlcyto.errors import AmlcytoError
-from amlcyto.evaluation.evaluate import evaluate
+from amlcyto.evaluation.evaluate import evaluate, test_evaluation
 from amlcyto.io import prepare_output_dir, write_csv_atomic
 from amlcyto.poster.reference import POSTER_LEARNING_RATES, POSTER_RESULTS, POSTER_TASKS
 from amlcyto.training import TrainConfig, train
@@ -134,7 +133,7 @@ def reproduce_poster(
             run = out / f"{subtype}-{protocol}"
             if resume and not force and finished_run(run, config, log):
                 log(f"[{protocol}] control vs {subtype}: finished earlier, kept")
-                metrics = _metrics(run)
+                metrics = test_evaluation(run).metrics
             else:
                 interrupted = resume and not force and work_dir(run).is_dir()
                 doing = "resuming" if interrupted else "training"
@@ -167,14 +166,6 @@ def _check_same_split(split_file: Path, split: pd.DataFrame) -> None:
             f"{split_file}: made from other data or settings (seed, test/val shares); resume "
             "with the same ones, or start over with --force."
         )
-
-
-def _metrics(run: Path) -> dict:
-    """The metrics of a finished run's test evaluation, evaluating it where there are none."""
-    try:
-        return json.loads((run / "eval-test" / "metrics.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return evaluate(run, force=True).metrics
 
 
 def _rows(subtype: str, protocol: str, metrics: dict) -> list[dict]:

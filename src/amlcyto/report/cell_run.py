@@ -12,11 +12,12 @@ from amlcyto.data.audit import audit, audit_counts
 from amlcyto.data.manifest import image_group_id, read_manifest
 from amlcyto.data.splits import leaked_patients, split_summary
 from amlcyto.errors import AmlcytoError, first_line
-from amlcyto.evaluation.evaluate import Evaluation, evaluate, load_evaluation
+from amlcyto.evaluation.evaluate import Evaluation, test_evaluation
 from amlcyto.evaluation.explain import explain_cells
 from amlcyto.evaluation.inference import inference_device
 from amlcyto.evaluation.metrics import report_rows
 from amlcyto.evaluation.plots import gradcam_overlay
+from amlcyto.evaluation.tables import probability_columns
 from amlcyto.poster.reference import POSTER_RESULTS
 from amlcyto.report.images import file_uri, thumbnail_uri
 from amlcyto.runs import RunInfo, load_run
@@ -64,25 +65,17 @@ def cell_run_section(
     """Everything the template shows of one cell classifier run (``info.path``), its test
     evaluation made first where the run has none. ``audit`` and ``problems``: the findings of
     ``amlcyto audit`` and the problem list of ``amlcyto scan`` for its data, where given."""
-    evaluation = _test_evaluation(info, log)
+    evaluation = test_evaluation(info.path, log)
     split = read_manifest(info.split_file)
     return {
         "kind": "cell",
         "title": info.path.name,
         "path": str(info.path),
         "data": _data(split, audit, problems),
-        "training": _training(info),
+        "training": _training(info, evaluation),
         "results": _results(info, evaluation, split),
         "gallery": _gallery(info, evaluation, examples),
     }
-
-
-def _test_evaluation(info: RunInfo, log: Callable[[str], None]) -> Evaluation:
-    folder = info.path / "eval-test"
-    if (folder / "metrics.json").is_file():
-        return load_evaluation(folder)
-    log(f"{info.path}: no test evaluation yet; scoring its test split into {folder}")
-    return evaluate(info.path)
 
 
 def _data(split: pd.DataFrame, audit: GivenTable | None, problems: GivenTable | None) -> dict:
@@ -152,7 +145,7 @@ def _problems(given: GivenTable | None) -> dict | None:
     }
 
 
-def _training(info: RunInfo) -> dict:
+def _training(info: RunInfo, evaluation: Evaluation) -> dict:
     settings = experiment_settings(info.train_config)
     chosen = {k: info.training.get(k) for k in ("lr", "precision", "channels_last")}
     results = info.results
@@ -173,7 +166,7 @@ def _training(info: RunInfo) -> dict:
             ("train / val / test images", _counts(info)),
         ],
         "versions": info.versions,
-        "loss_curves": file_uri(info.path / "eval-test" / "loss_curves.png"),
+        "loss_curves": file_uri(evaluation.out / "loss_curves.png"),
     }
 
 
@@ -242,10 +235,12 @@ def _gallery(info: RunInfo, evaluation: Evaluation, examples: int) -> dict:
     """For each class, its test cells predicted right and wrong, most confident first, at
     most ``examples`` of each, each with its Grad-CAM overlay."""
     cells = evaluation.predictions
+    columns = probability_columns(info.classes)
+    column_of = dict(zip(info.classes, columns, strict=True))
     chosen, counts = [], []
     for name in info.classes:
         mine = cells[cells["true"] == name]
-        confidence = mine[[f"p_{c}" for c in info.classes]].max(axis=1)
+        confidence = mine[columns].max(axis=1)
         row = {"class": name}
         for outcome, picked in (
             ("right", mine["predicted"] == name),
@@ -263,7 +258,7 @@ def _gallery(info: RunInfo, evaluation: Evaluation, examples: int) -> dict:
         entry = {
             "true": row["true"],
             "predicted": row["predicted"],
-            "probability": row[f"p_{row['predicted']}"],
+            "probability": row[column_of[row["predicted"]]],
             "outcome": outcome,
             "name": Path(row["path"]).name,
             # a folder without patient folders makes each image its own patient: not shown

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from amlcyto.data.decoding import read_rgb_resized
@@ -84,8 +83,7 @@ def _cell_types(info: RunInfo) -> dict[str, str]:
         data = read_feature_files(info.training.get("features") or [])
     except (AmlcytoError, IndexError):
         return {}
-    names = np.asarray(info.input.extractor["cell_classes"])[data.probabilities.argmax(axis=1)]
-    return dict(zip(data.cells["path"], names, strict=True))
+    return dict(zip(data.cells["path"], data.cell_types(), strict=True))
 
 
 def _patient(row: dict, attention: pd.DataFrame, cell_types, classes, cap: int) -> dict:
