@@ -225,10 +225,17 @@ class Run:
     info: RunInfo
     model: torch.nn.Module
     predictor: CellPredictor
+    precision: str = "32"  # what inference computes in: "32", "bf16" or "16"
 
     @property
     def path(self) -> Path:
         return self.info.path
+
+    def autocast(self):
+        """The context inference runs in: autocast to the run's low precision, or nothing."""
+        dtype = {"bf16": torch.bfloat16, "16": torch.float16}.get(self.precision)
+        device = next(self.predictor.parameters()).device.type
+        return torch.autocast(device, dtype=dtype or torch.bfloat16, enabled=dtype is not None)
 
     @property
     def classes(self) -> list[str]:
@@ -425,18 +432,23 @@ def load_mil_run(run_dir: str | Path, device: str | torch.device = "cpu") -> tup
     return info, _load_model(info, device).to(device).eval()
 
 
-def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> Run:
+def load_run(
+    run_dir: str | Path, device: str | torch.device = "cpu", precision: str = "auto"
+) -> Run:
     """Rebuild a run's model from ``config.json`` and load its safetensors weights (no pickle),
-    after checking them against the record's checksum."""
+    after checking them against the record's checksum.
+
+    The model is laid out channels_last, which is faster for inference of every registry model
+    on CPUs and GPUs (bench c). ``precision`` is what inference computes in
+    (:func:`~amlcyto.training.performance.inference_precision`: ``"auto"`` follows the run's
+    training where the device has the hardware)."""
+    from amlcyto.training.performance import inference_precision
+
     info = read_run_kind(run_dir, CELL_CLASSIFIER)
-    model = _load_model(info, device)
-    channels_last = torch.device(device).type == "cuda" or bool(
-        info.training.get("channels_last", False)
-    )
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last)
+    resolved = inference_precision(precision, info.training.get("precision"), device)
+    model = _load_model(info, device).to(memory_format=torch.channels_last)
     predictor = CellPredictor(
-        model, len(info.classes), info.input.mean, info.input.std, channels_last=channels_last
+        model, len(info.classes), info.input.mean, info.input.std, channels_last=True
     )
     predictor.to(device).eval()
-    return Run(info=info, model=model, predictor=predictor)
+    return Run(info=info, model=model, predictor=predictor, precision=resolved)

@@ -59,3 +59,10 @@ def _warnings_as_lines() -> Iterator[None]:
 
 def _error_line(message: str) -> None:
     err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+
+
+# --precision of the commands that run a cell model over images (predict, evaluate, embed)
+PRECISION_HELP = (
+    "What inference computes in: auto (a run trained in bf16 mixed precision predicts in bf16 "
+    "where this machine computes bf16 natively, else fp32), 32 or bf16."
+)

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from amlcyto.cli.common import err_console, reports_errors
+from amlcyto.cli.common import PRECISION_HELP, err_console, reports_errors
 
 
 def register(app: typer.Typer) -> None:
@@ -29,6 +29,7 @@ def embed_command(
         typer.Option(min=0, help="Decoding processes (default: one per core with a GPU)."),
     ] = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite the file.")] = False,
+    precision: Annotated[str, typer.Option(help=PRECISION_HELP)] = "auto",
 ) -> None:
     """Write each cell's features (the input of the model's head), its class probabilities,
     path, patient and label, and the extractor's identity, for `amlcyto mil train`."""
@@ -36,7 +37,9 @@ def embed_command(
     from amlcyto.mil.embed import embed
 
     check_output_file(out, force)
-    result = embed(run, data, out, force=force, batch_size=batch_size, workers=workers)
+    result = embed(
+        run, data, out, force=force, batch_size=batch_size, workers=workers, precision=precision
+    )
     if result.problems_file is not None:
         err_console.print(
             f"left out {len(result.problems)} files that could not be read or are not images; "

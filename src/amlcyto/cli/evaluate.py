@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from amlcyto.cli.common import err_console, reports_errors
+from amlcyto.cli.common import PRECISION_HELP, err_console, reports_errors
 
 
 def register(app: typer.Typer) -> None:
@@ -45,6 +45,7 @@ def evaluate_command(
     force: Annotated[
         bool, typer.Option("--force", help="Overwrite an existing output folder.")
     ] = False,
+    precision: Annotated[str, typer.Option(help=PRECISION_HELP)] = "auto",
 ) -> None:
     """Score a run on its test split, or on any folder or manifest with the run's class names."""
     from amlcyto.evaluation.evaluate import evaluate
@@ -53,7 +54,14 @@ def evaluate_command(
     if out is not None:
         check_output_dir(out, force)
     result = evaluate(
-        run, data=data, split=split, out=out, force=force, batch_size=batch_size, workers=workers
+        run,
+        data=data,
+        split=split,
+        out=out,
+        force=force,
+        batch_size=batch_size,
+        workers=workers,
+        precision=precision,
     )
     m = result.metrics
     print(f"Cells ({m['n']} images)\n\n{result.report}")

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from amlcyto.cli.common import err_console, reports_errors
+from amlcyto.cli.common import PRECISION_HELP, err_console, reports_errors
 
 
 def register(app: typer.Typer) -> None:
@@ -35,6 +35,7 @@ def predict_command(
         typer.Option(min=0, help="Decoding processes (default: one per core for large sets)."),
     ] = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite the CSV.")] = False,
+    precision: Annotated[str, typer.Option(help=PRECISION_HELP)] = "auto",
 ) -> None:
     """Predict each image's class; folder rows hold the mean cell probabilities of their images.
 
@@ -47,7 +48,9 @@ def predict_command(
     from amlcyto.io import check_output_file
 
     check_output_file(out, force)
-    table, passed_over = predict(run, paths, batch_size=batch_size, workers=workers)
+    table, passed_over = predict(
+        run, paths, batch_size=batch_size, workers=workers, precision=precision
+    )
     for path in passed_over:
         why = passed_over_reason(path)
         err_console.print(f"passed over {path}: {why}", markup=False, soft_wrap=True)

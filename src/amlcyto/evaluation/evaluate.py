@@ -108,6 +108,7 @@ def evaluate(
     force: bool = False,
     batch_size: int = 256,
     workers: int | None = None,
+    precision: str = "auto",
 ) -> Evaluation:
     """Score a run: cell-level and patient-level reports, metrics, predictions and figures.
 
@@ -141,7 +142,7 @@ def evaluate(
         No rows of the run's classes, none of them readable, or ``out`` holds files and
         ``force`` is not set.
     """
-    run = open_scorer(run_dir)
+    run = open_scorer(run_dir, precision)
     frame, problems = evaluation_rows(run, data, split)
     source = str(data or run.split_file)
     known = frame["label"].isin(run.classes)
@@ -167,6 +168,7 @@ def evaluate(
     metrics = compute_metrics(cells, run.classes)
     metrics["patients"] = compute_metrics(patients, run.classes)
     metrics["left_out"] = left_out
+    metrics["inference_precision"] = run.precision
     # images that could not be decoded (other problems of a folder: stray files, empty folders)
     unreadable_rows = problems["action"].eq(SKIPPED) & problems["problem"].isin(DECODE_PROBLEMS)
     metrics["unreadable_images"] = int(unreadable_rows.sum())

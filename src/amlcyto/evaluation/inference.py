@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -14,8 +16,11 @@ from amlcyto.data.datasets import CellDataset, image_source
 from amlcyto.data.decoding import ImageDecodeError
 from amlcyto.data.discovery import SKIPPED, Problem
 from amlcyto.errors import AmlcytoError
+from amlcyto.models.fusion import fold_batchnorm
 from amlcyto.runs import Run
 from amlcyto.training.performance import tune_malloc
+
+T = TypeVar("T")
 
 
 def inference_device() -> str:
@@ -114,24 +119,29 @@ def scored_batches(
     """The images of ``paths`` through the run's model, a batch at a time, in order: the one
     inference loop of ``predict``, ``evaluate`` and ``embed`` (with ``features``: the input of
     the model's head too, from the same pass). Decoding happens in ``workers`` processes (see
-    :func:`default_workers`); a file that cannot be decoded is listed, never dropped."""
+    :func:`default_workers`), or without them in a thread one batch ahead of the model; a file
+    that cannot be decoded is listed, never dropped. The model runs with its BatchNorm folded
+    into the convolutions (:func:`~amlcyto.models.fusion.fold_batchnorm`) in the run's
+    precision (:meth:`~amlcyto.runs.Run.autocast`)."""
     if len(paths) == 0:
         return
     tune_malloc()
     workers = default_workers(len(paths)) if workers is None else workers
     source = image_source(list(paths), run.image_size, cache=cache, cache_dir=cache_dir)
     loader = DataLoader(_Checked(source), batch_size=batch_size, num_workers=workers)
-    predictor = run.predictor.eval()
+    predictor = fold_batchnorm(run.predictor).to(memory_format=torch.channels_last)
     device = next(predictor.parameters()).device
     start = 0
-    for images, codes, details in loader:
+    batches = loader if workers else decoded_ahead(loader)
+    for images, codes, details in batches:
         images = images.to(device)
-        if features:
-            cell_features, probabilities = predictor.features_and_probabilities(images)
-            cell_features = cell_features.float().cpu().numpy()
-        else:
-            cell_features, probabilities = None, predictor(images)
-        probabilities = probabilities.cpu()
+        with run.autocast():
+            if features:
+                cell_features, probabilities = predictor.features_and_probabilities(images)
+                cell_features = cell_features.float().cpu().numpy()
+            else:
+                cell_features, probabilities = None, predictor(images)
+        probabilities = probabilities.float().cpu()
         readable = torch.tensor([not code for code in codes])
         broken = readable & ~torch.isfinite(probabilities).all(dim=1)
         if broken.any():
@@ -148,6 +158,21 @@ def scored_batches(
         }
         yield ScoredBatch(start, probabilities.numpy(), cell_features, unreadable)
         start += len(codes)
+
+
+def decoded_ahead(batches: Iterable[T]) -> Iterator[T]:
+    """``batches``, each produced in a background thread while the caller uses the one before.
+
+    Without DataLoader workers (a CPU-only machine, see :func:`default_workers`) the next batch
+    is decoded while the model runs on this one: Pillow and the resize release the GIL, so the
+    two overlap instead of taking turns."""
+    done = object()
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="amlcyto-decode") as pool:
+        iterator = iter(batches)
+        ahead = pool.submit(next, iterator, done)
+        while (batch := ahead.result()) is not done:
+            ahead = pool.submit(next, iterator, done)
+            yield batch
 
 
 class _Checked(Dataset):

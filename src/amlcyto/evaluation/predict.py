@@ -84,6 +84,7 @@ def predict(
     inputs: Sequence[str | Path],
     batch_size: int = 256,
     workers: int | None = None,
+    precision: str = "auto",
 ) -> tuple[pd.DataFrame, list[str]]:
     """Predict every image under ``inputs``; list the ones that cannot be read, score the rest.
 
@@ -102,7 +103,7 @@ def predict(
     AmlcytoError
         No image was found, or none of them can be read.
     """
-    scorer = open_scorer(run_dir)  # a run, or an exported .onnx model
+    scorer = open_scorer(run_dir, precision)  # a run, or an exported .onnx model
     classes = scorer.classes
     images, others = collect_images(inputs)
     probabilities, unreadable = scorer.score(images, batch_size, workers)

@@ -11,6 +11,7 @@ import numpy as np
 
 from amlcyto.data.discovery import Problem
 from amlcyto.deploy.onnx_model import is_onnx_model, load_onnx_model, predict_readable_onnx
+from amlcyto.errors import AmlcytoError
 
 
 @dataclass
@@ -26,6 +27,7 @@ class Scorer:
     split_file: Path | None
     history: Path | None
     score: Callable[[Sequence[str], int, int | None], tuple[np.ndarray, dict[int, Problem]]]
+    precision: str = "32"  # what inference computes in (an exported model: always fp32)
 
     def eval_dir(self, name: str) -> Path:
         """``RUN/eval-<name>``, or ``<model>-eval-<name>`` beside an exported model."""
@@ -34,10 +36,15 @@ class Scorer:
         return self.path / f"eval-{name}"
 
 
-def open_scorer(path: str | Path) -> Scorer:
-    """A run directory, or an ``.onnx`` file made by ``amlcyto export``."""
+def open_scorer(path: str | Path, precision: str = "auto") -> Scorer:
+    """A run directory, or an ``.onnx`` file made by ``amlcyto export``; ``precision`` as
+    :func:`amlcyto.runs.load_run` takes it (an exported model computes in fp32)."""
     path = Path(path)
     if is_onnx_model(path):
+        if precision not in ("auto", "32"):
+            raise AmlcytoError(
+                f"{path}: an exported model predicts in fp32; drop --precision {precision}."
+            )
         model = load_onnx_model(path)
         return Scorer(
             path,
@@ -49,7 +56,7 @@ def open_scorer(path: str | Path) -> Scorer:
     from amlcyto.evaluation.inference import inference_device, predict_readable
     from amlcyto.runs import HISTORY, load_run
 
-    run = load_run(path, device=inference_device())
+    run = load_run(path, device=inference_device(), precision=precision)
     history = run.path / HISTORY
     return Scorer(
         run.path,
@@ -59,4 +66,5 @@ def open_scorer(path: str | Path) -> Scorer:
         lambda paths, batch_size, workers: predict_readable(
             run, paths, batch_size=batch_size, workers=workers
         ),
+        run.precision,
     )

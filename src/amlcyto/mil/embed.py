@@ -86,6 +86,7 @@ def embed(
     batch_size: int = 256,
     workers: int | None = None,
     log: Callable[[str], None] | None = None,
+    precision: str = "auto",
 ) -> Embedding:
     """Write the features and class probabilities of every cell of ``data`` into ``out``.
 
@@ -98,9 +99,11 @@ def embed(
     out : path
         The HDF5 file to write (atomically: a half-written file never appears). Cells that
         cannot be decoded are left out of it and listed in ``<out stem>.problems.csv`` beside.
+    precision : str
+        What inference computes in (:func:`amlcyto.runs.load_run`); recorded in the file.
     """
     out = check_output_file(out, force)
-    run = load_run(run_dir, device=inference_device())
+    run = load_run(run_dir, device=inference_device(), precision=precision)
     rows, problems = listed_rows(data)
     rows = rows.reset_index(drop=True)
     unreadable: dict[int, Problem] = {}
@@ -109,6 +112,7 @@ def embed(
     def write(tmp: Path) -> None:
         chunks = embedded_chunks(run, rows, str(data), unreadable, batch_size, workers)
         with FeatureWriter(tmp, extractor_of(run), len(run.classes)) as writer:
+            writer.file.attrs["inference_precision"] = run.precision
             for features, probabilities, chunk in chunks:
                 writer.append(features, probabilities, chunk)
                 if log is not None:

@@ -112,6 +112,36 @@ def choose_precision(precision: str, accelerator: str) -> str:
     return "bf16-mixed" if cpu_has_native_bf16() else "32-true"
 
 
+INFERENCE_PRECISIONS = ("auto", "32", "bf16", "16")
+_MIXED = {"bf16-mixed": "bf16", "16-mixed": "16"}
+
+
+def inference_precision(requested: str, trained: str | None, device: str | torch.device) -> str:
+    """The precision a run predicts in: ``"32"``, ``"bf16"`` or ``"16"`` (autocast).
+
+    ``auto`` follows the run: a run trained in mixed precision predicts in the same low
+    precision where ``device`` computes it natively (bf16 on GPUs that support it and on CPUs
+    with AVX512-BF16 or AMX, fp16 on GPUs), as it was validated during training; a run trained
+    in fp32, or on a device without the hardware, predicts in fp32. bf16 inference doubles the
+    speed on such CPUs (bench l in bench/RESULTS.md); probabilities then differ from fp32 ones by
+    about 1e-2.
+    """
+    if requested not in INFERENCE_PRECISIONS:
+        raise AmlcytoError(f"--precision {requested!r}: use {', '.join(INFERENCE_PRECISIONS)}.")
+    gpu = torch.device(device).type == "cuda"
+    if requested == "auto":
+        requested = _MIXED.get(trained or "", "32")
+        native = {
+            "32": True,
+            "bf16": torch.cuda.is_bf16_supported() if gpu else cpu_has_native_bf16(),
+            "16": gpu,
+        }
+        return requested if native[requested] else "32"
+    if requested == "16" and not gpu:
+        raise AmlcytoError("--precision 16 needs a GPU; on a CPU use 32 or bf16.")
+    return requested
+
+
 def faster_with_channels_last(
     model: torch.nn.Module, image_size: int, batch_size: int = 16
 ) -> bool:
