@@ -141,3 +141,51 @@ def test_evaluate_records_its_precision_and_an_exported_model_refuses_bf16(
     onnx.write_bytes(b"")
     with pytest.raises(AmlcytoError, match="drop --precision bf16"):
         open_scorer(onnx, precision="bf16")
+
+
+def test_folding_keeps_names_indices_and_sequential_subclasses():
+    from collections import OrderedDict
+
+    class Custom(nn.Sequential):  # its own forward: left alone
+        def forward(self, x):
+            return super().forward(x) * 2
+
+    named = nn.Sequential(
+        OrderedDict(conv=nn.Conv2d(3, 4, 3, bias=False), bn=nn.BatchNorm2d(4), act=nn.ReLU())
+    )
+    model = _with_learned_batchnorm(
+        nn.Sequential(named, Custom(nn.Conv2d(4, 4, 3), nn.BatchNorm2d(4)))
+    )
+    folded = fold_batchnorm(model)
+    assert isinstance(folded[0].act, nn.ReLU) and isinstance(folded[0].bn, nn.Identity)
+    assert isinstance(folded[1], Custom) and isinstance(folded[1][1], nn.BatchNorm2d)
+    x = torch.rand(2, 3, 12, 12)
+    with torch.inference_mode():
+        assert torch.allclose(model(x), folded(x), atol=1e-4)
+
+
+def test_a_caller_that_stops_early_leaves_the_rest_undecoded():
+    produced = []
+
+    def batches():
+        for index in range(100):
+            produced.append(index)
+            yield index
+
+    ahead = decoded_ahead(batches())
+    assert next(ahead) == 0
+    ahead.close()
+    assert len(produced) <= 3
+
+
+def test_training_names_are_understood_and_a_features_file_of_another_precision_refused():
+    from amlcyto.mil.features import CellFeatures, Extractor, check_same_extractor
+
+    assert inference_precision("bf16-mixed", None, "cpu") == "bf16"
+    assert inference_precision("32-true", "bf16-mixed", "cpu") == "32"
+    made = Extractor("r", "sha", "cnn_small", {}, 16, [0.5] * 3, [0.2] * 3, 8, ["a", "b"], "bf16")
+    expected = Extractor(**{**made.__dict__, "precision": "32"})
+    features = CellFeatures(np.zeros((1, 8)), np.zeros((1, 2)), None, made, "cells.h5")
+    with pytest.raises(AmlcytoError, match="--precision 32"):
+        check_same_extractor(expected, features, "this MIL run")
+    check_same_extractor(made, features, "this MIL run")  # the same precision passes

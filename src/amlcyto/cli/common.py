@@ -63,6 +63,6 @@ def _error_line(message: str) -> None:
 
 # --precision of the commands that run a cell model over images (predict, evaluate, embed)
 PRECISION_HELP = (
-    "What inference computes in: auto (a run trained in bf16 mixed precision predicts in bf16 "
-    "where this machine computes bf16 natively, else fp32), 32 or bf16."
+    "What inference computes in: auto (a run trained in mixed precision predicts in its bf16 "
+    "or fp16 where this machine computes it natively, else fp32), 32, bf16 or 16 (GPU)."
 )

@@ -130,9 +130,19 @@ def scored_batches(
     source = image_source(list(paths), run.image_size, cache=cache, cache_dir=cache_dir)
     loader = DataLoader(_Checked(source), batch_size=batch_size, num_workers=workers)
     predictor = fold_batchnorm(run.predictor).to(memory_format=torch.channels_last)
+    batches = loader if workers else decoded_ahead(loader)
+    try:
+        yield from _scored(run, paths, batches, predictor, features)
+    finally:  # a caller that stops early lets the decoding thread go now, not at collection
+        if hasattr(batches, "close"):
+            batches.close()
+
+
+def _scored(
+    run: Run, paths: Sequence[str], batches: Iterable, predictor: torch.nn.Module, features: bool
+) -> Iterator[ScoredBatch]:
     device = next(predictor.parameters()).device
     start = 0
-    batches = loader if workers else decoded_ahead(loader)
     for images, codes, details in batches:
         images = images.to(device)
         with run.autocast():
@@ -170,9 +180,12 @@ def decoded_ahead(batches: Iterable[T]) -> Iterator[T]:
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="amlcyto-decode") as pool:
         iterator = iter(batches)
         ahead = pool.submit(next, iterator, done)
-        while (batch := ahead.result()) is not done:
-            ahead = pool.submit(next, iterator, done)
-            yield batch
+        try:
+            while (batch := ahead.result()) is not done:
+                ahead = pool.submit(next, iterator, done)
+                yield batch
+        finally:  # a caller that stops early: the batch in flight is waited for, then dropped
+            ahead.cancel()
 
 
 class _Checked(Dataset):

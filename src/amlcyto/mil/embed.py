@@ -51,6 +51,7 @@ def extractor_of(run: Run) -> Extractor:
         std=list(info.input.std),
         feature_width=int(run.model.num_features),
         cell_classes=list(info.classes),
+        precision=run.precision,
     )
 
 
@@ -100,7 +101,8 @@ def embed(
         The HDF5 file to write (atomically: a half-written file never appears). Cells that
         cannot be decoded are left out of it and listed in ``<out stem>.problems.csv`` beside.
     precision : str
-        What inference computes in (:func:`amlcyto.runs.load_run`); recorded in the file.
+        What inference computes in (:func:`amlcyto.runs.load_run`); recorded in the file's
+        extractor identity, and what ``mil predict`` embeds new images in.
     """
     out = check_output_file(out, force)
     run = load_run(run_dir, device=inference_device(), precision=precision)
@@ -112,7 +114,6 @@ def embed(
     def write(tmp: Path) -> None:
         chunks = embedded_chunks(run, rows, str(data), unreadable, batch_size, workers)
         with FeatureWriter(tmp, extractor_of(run), len(run.classes)) as writer:
-            writer.file.attrs["inference_precision"] = run.precision
             for features, probabilities, chunk in chunks:
                 writer.append(features, probabilities, chunk)
                 if log is not None:

@@ -46,11 +46,14 @@ class Extractor:
     std: list[float]
     feature_width: int
     cell_classes: list[str]
+    precision: str = "32"  # what the cell model computed in (files before it: fp32)
 
     def key(self) -> str:
-        """What must match for features to be comparable: everything but the run's path."""
+        """What must match for features to be comparable: everything but the run's path (the
+        precision is checked apart, with its own fix)."""
         fields = asdict(self)
         fields.pop("run")
+        fields.pop("precision")
         return json.dumps(fields, sort_keys=True)
 
     def describe(self) -> str:
@@ -212,6 +215,13 @@ def check_same_extractor(expected: Extractor, features: CellFeatures, what: str)
             f"{features.source}: embedded by {features.extractor.describe()}, but {what} was "
             f"trained on features of {expected.describe()} ({expected.run}); embed the cells "
             f"with that run: `amlcyto embed {expected.run} DATA --out FEATURES.h5`."
+        )
+    if features.extractor.precision != expected.precision:
+        raise AmlcytoError(
+            f"{features.source}: embedded in precision {features.extractor.precision}, but "
+            f"{what} was trained on features computed in {expected.precision}; embed the cells "
+            f"again with `amlcyto embed {expected.run} DATA --out FEATURES.h5 --precision "
+            f"{expected.precision}`."
         )
 
 

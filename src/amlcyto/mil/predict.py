@@ -109,7 +109,8 @@ def _embed_in_memory(
 ) -> tuple[CellFeatures, pd.DataFrame]:
     from amlcyto.mil.embed import embedded_chunks, extractor_of
 
-    run = load_run(expected.run, device=inference_device())
+    # the precision the MIL run's features were computed in, whatever this machine would choose
+    run = load_run(expected.run, device=inference_device(), precision=expected.precision)
     if extractor_of(run).key() != expected.key():
         raise AmlcytoError(
             f"{expected.run}: the cell run that made this MIL run's features has changed since "

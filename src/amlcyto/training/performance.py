@@ -113,7 +113,8 @@ def choose_precision(precision: str, accelerator: str) -> str:
 
 
 INFERENCE_PRECISIONS = ("auto", "32", "bf16", "16")
-_MIXED = {"bf16-mixed": "bf16", "16-mixed": "16"}
+# training's names (and the trained precision a run records) -> inference's
+_MIXED = {"32-true": "32", "bf16-mixed": "bf16", "16-mixed": "16"}
 
 
 def inference_precision(requested: str, trained: str | None, device: str | torch.device) -> str:
@@ -124,8 +125,10 @@ def inference_precision(requested: str, trained: str | None, device: str | torch
     with AVX512-BF16 or AMX, fp16 on GPUs), as it was validated during training; a run trained
     in fp32, or on a device without the hardware, predicts in fp32. bf16 inference doubles the
     speed on such CPUs (bench l in bench/RESULTS.md); probabilities then differ from fp32 ones by
-    about 1e-2.
+    a few hundredths at most. Training's names (``32-true``, ``bf16-mixed``, ``16-mixed``) are
+    accepted for ``requested`` too.
     """
+    requested = _MIXED.get(requested, requested)  # training's names are understood too
     if requested not in INFERENCE_PRECISIONS:
         raise AmlcytoError(f"--precision {requested!r}: use {', '.join(INFERENCE_PRECISIONS)}.")
     gpu = torch.device(device).type == "cuda"
@@ -139,6 +142,8 @@ def inference_precision(requested: str, trained: str | None, device: str | torch
         return requested if native[requested] else "32"
     if requested == "16" and not gpu:
         raise AmlcytoError("--precision 16 needs a GPU; on a CPU use 32 or bf16.")
+    if requested == "bf16" and gpu and not torch.cuda.is_bf16_supported():
+        raise AmlcytoError("--precision bf16: this GPU has no bf16; use 16 or 32.")
     return requested
 
 
