@@ -40,9 +40,15 @@ from amlcyto.training.config import differing_settings
 from amlcyto.training.finetune import finetune
 from bench.common import OUT, SHARED, bench_split, pbc_manifest, save_json, score_config
 
-NAME = "transfer"
-PRETRAIN = "transfer_pretrain"
-MODEL, SIZE = "cnn_small", 64
+DEFAULT_MODEL, SIZE = "cnn_small", 64
+
+
+def bench_names(model: str) -> tuple[str, str]:
+    """The names of the target and pretraining outputs in bench/out for ``model``."""
+    suffix = "" if model == DEFAULT_MODEL else f"_{model}"
+    return f"transfer{suffix}", f"transfer_pretrain{suffix}"
+
+
 ARMS = ("scratch", "frozen", "unfrozen")
 TARGET_GAIN = 0.15  # fine-tuned minus scratch, mean test accuracy
 
@@ -54,6 +60,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--scratch-lrs", type=_rates, default=(1e-3, 3e-3), help="e.g. 1e-3,3e-3")
     parser.add_argument("--frozen-lrs", type=_rates, default=(3e-3, 1e-2, 3e-2))
     parser.add_argument("--unfrozen-lrs", type=_rates, default=(3e-4, 1e-3))
+    parser.add_argument("--model", default=DEFAULT_MODEL, help="pretrained and target model")
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--pretrain-epochs", type=int, default=15)
@@ -82,7 +89,7 @@ def command_line(args: argparse.Namespace) -> str:
 
 def pretrain_config(args: argparse.Namespace) -> TrainConfig:
     return TrainConfig(
-        model=MODEL,
+        model=args.model,
         image_size=SIZE,
         epochs=args.pretrain_epochs,
         batch_size=args.pretrain_batch_size,
@@ -103,7 +110,8 @@ def reusable(run: Path, config: TrainConfig) -> bool:
 def pretrain(args: argparse.Namespace) -> tuple[Path, dict]:
     """The PBC run the target runs start from, and its test scores."""
     config = pretrain_config(args)
-    run = OUT / PRETRAIN / "run"
+    name, pretrain_name = bench_names(args.model)
+    run = OUT / pretrain_name / "run"
     if args.reuse and reusable(run, config):
         print(f"reusing {run}")
         metrics = evaluate(run, force=True).metrics
@@ -112,19 +120,19 @@ def pretrain(args: argparse.Namespace) -> tuple[Path, dict]:
             "accuracy": metrics["accuracy"],
             "macro_f1": metrics["macro_f1"],
         }
-    split_file = bench_split(PRETRAIN, pbc_manifest(), config.seed)
-    summary = score_config(PRETRAIN, split_file, config, command_line(args))
+    split_file = bench_split(pretrain_name, pbc_manifest(), config.seed)
+    summary = score_config(pretrain_name, split_file, config, command_line(args))
     keep = ("train_images", "test_images", "epochs", "best_epoch", "lr", "accuracy", "macro_f1")
     return run, {"reused": False, **{k: summary[k] for k in keep}}
 
 
-def target_folds(folds: int, seed: int) -> tuple[Path, pd.DataFrame]:
+def target_folds(folds: int, seed: int, name: str) -> tuple[Path, pd.DataFrame]:
     """lmu_sample scanned and folded by group (each image its own), written to folds.csv."""
     result = scan(SHARED / "lmu_sample")
     if len(result.problems):
         print(f"lmu_sample: {len(result.problems)} scan problem(s):\n{result.problems}")
     frame = assign_folds(result.manifest, folds=folds, seed=seed)
-    return write_manifest(frame, OUT / NAME / "folds.csv"), frame
+    return write_manifest(frame, OUT / name / "folds.csv"), frame
 
 
 def cross_fold_duplicates(frame: pd.DataFrame) -> dict:
@@ -141,7 +149,7 @@ def cross_fold_duplicates(frame: pd.DataFrame) -> dict:
 
 def target_config(args: argparse.Namespace, test_fold: int, lr: float | None) -> TrainConfig:
     return TrainConfig(
-        model=MODEL,
+        model=args.model,
         image_size=SIZE,
         epochs=args.epochs,
         batch_size=args.batch_size,
@@ -164,7 +172,8 @@ def train_arm(arm: str, folds_csv: Path, source: Path, config: TrainConfig, out:
 
 def score_candidate(arm: str, folds_csv: Path, source: Path, config: TrainConfig) -> dict:
     """Train and score one arm of one fold at one learning rate: validation and test scores."""
-    out = OUT / NAME / f"fold{config.test_fold}" / arm / f"lr{config.lr:g}"
+    name = bench_names(config.model)[0]
+    out = OUT / name / f"fold{config.test_fold}" / arm / f"lr{config.lr:g}"
     started = time.perf_counter()
     info = train_arm(arm, folds_csv, source, config, out)
     metrics = evaluate(info.path, force=True).metrics
@@ -233,10 +242,10 @@ def gains(summaries: dict[str, dict]) -> dict:
 
 
 def print_table(
-    pretrained: dict, summaries: dict, differences: dict, folds: dict, classes: int
+    model: str, pretrained: dict, summaries: dict, differences: dict, folds: dict, classes: int
 ) -> None:
     print(
-        f"\nPBC pretraining ({MODEL}, {SIZE} px): test accuracy {pretrained['accuracy']:.3f}, "
+        f"\nPBC pretraining ({model}, {SIZE} px): test accuracy {pretrained['accuracy']:.3f}, "
         f"macro F1 {pretrained['macro_f1']:.3f}"
     )
     print(
@@ -263,18 +272,19 @@ def main() -> None:
     args = parse_args()
     started = time.perf_counter()
     source, pretrained = pretrain(args)
-    folds_csv, frame = target_folds(args.folds, args.seed)
+    name = bench_names(args.model)[0]
+    folds_csv, frame = target_folds(args.folds, args.seed, name)
     duplicates = cross_fold_duplicates(frame)
     folds = run_folds(args, folds_csv, source)
     summaries = {arm: summarise(rows) for arm, rows in folds.items()}
     differences = gains(summaries)
     classes = int(frame["label"].nunique())
-    print_table(pretrained, summaries, differences, folds, classes)
+    print_table(args.model, pretrained, summaries, differences, folds, classes)
     save_json(
-        NAME,
+        name,
         {
             "command": command_line(args),
-            "model": MODEL,
+            "model": args.model,
             "image_size": SIZE,
             "pretrain": {"run": str(source), **pretrained},
             "target": {
