@@ -23,6 +23,7 @@ import argparse
 import json
 import os
 import re
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -159,13 +160,8 @@ def amlcyto_predict(run_dir: Path, folder: Path, out_csv: Path) -> dict:
 
 def ratio(ours: list[dict], theirs: list[dict]) -> float:
     """amlcyto's images/s over TensorFlow's, each the median of its rounds."""
-
-    def median(rows: list[dict]) -> float:
-        values = sorted(row["images_per_s"] for row in rows)
-        middle = len(values) // 2
-        return values[middle] if len(values) % 2 else (values[middle - 1] + values[middle]) / 2
-
-    return round(median(ours) / median(theirs), 2)
+    speed = [statistics.median(row["images_per_s"] for row in rows) for rows in (ours, theirs)]
+    return round(speed[0] / speed[1], 2)
 
 
 def cpu() -> dict:

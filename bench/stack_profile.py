@@ -27,6 +27,7 @@ from amlcyto.models import create_model
 from amlcyto.models.fusion import fold_batchnorm
 from amlcyto.training.performance import cpu_has_native_bf16, tune_malloc
 from bench.common import pbc_manifest, save_json
+from bench.throughput import timed
 
 SECONDS = 6.0
 
@@ -65,16 +66,6 @@ print(json.dumps({"decode": decode_rate, "model_inference": infer, "model_traini
 """
 
 
-def timed(step, batch: int, seconds: float = SECONDS) -> float:
-    for _ in range(3):
-        step()
-    count, started = 0, time.perf_counter()
-    while time.perf_counter() - started < seconds:
-        step()
-        count += batch
-    return count / (time.perf_counter() - started)
-
-
 def amlcyto_side(paths: list[str]) -> dict:
     tune_malloc()
     source = FileImages(paths, 64)
@@ -101,7 +92,7 @@ def compiled_side(precision: str) -> dict:
         started = time.perf_counter()
         first = compiled(x).float()
         seconds = time.perf_counter() - started
-        speed = timed(lambda: compiled(x), 256)
+        speed = timed(lambda: compiled(x), 256, warmup=3, seconds=SECONDS)
     return {
         f"compiled_inference_{precision}": speed,
         f"compile_seconds_{precision}": round(seconds, 1),
@@ -118,7 +109,9 @@ def model_side(precision: str) -> dict:
     result = {}
     with torch.inference_mode(), torch.autocast("cpu", torch.bfloat16, enabled=low):
         runner = fold_batchnorm(model).to(memory_format=cl)
-        result[f"model_inference_{precision}"] = timed(lambda: runner(x), 256)
+        result[f"model_inference_{precision}"] = timed(
+            lambda: runner(x), 256, warmup=3, seconds=SECONDS
+        )
         with torch.profiler.profile() as profile:
             runner(x)
     result[f"inference_ops_{precision}"] = top_ops(profile)
@@ -133,7 +126,7 @@ def model_side(precision: str) -> dict:
         F.binary_cross_entropy_with_logits(logits.float(), y).backward()
         optimizer.step()
 
-    result[f"model_training_{precision}"] = timed(step, 32)
+    result[f"model_training_{precision}"] = timed(step, 32, warmup=3, seconds=SECONDS)
     with torch.profiler.profile() as profile:
         for _ in range(3):
             step()

@@ -52,8 +52,10 @@ def flops(model: torch.nn.Module, size: int, train: bool) -> float:
 SECONDS = 8.0
 
 
-def timed(step, batch: int, warmup: int = 2) -> float:
-    seconds = SECONDS
+def timed(step, batch: int, warmup: int = 2, seconds: float | None = None) -> float:
+    """Images per second of ``step`` (``batch`` images a call) over ``seconds`` (default
+    ``--seconds``), after ``warmup`` calls."""
+    seconds = SECONDS if seconds is None else seconds
     for _ in range(warmup):
         step()
     count, started = 0, time.perf_counter()

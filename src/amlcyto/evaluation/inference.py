@@ -130,44 +130,38 @@ def scored_batches(
     source = image_source(list(paths), run.image_size, cache=cache, cache_dir=cache_dir)
     loader = DataLoader(_Checked(source), batch_size=batch_size, num_workers=workers)
     predictor = fold_batchnorm(run.predictor).to(memory_format=torch.channels_last)
-    batches = loader if workers else decoded_ahead(loader)
-    try:
-        yield from _scored(run, paths, batches, predictor, features)
-    finally:  # a caller that stops early lets the decoding thread go now, not at collection
-        if hasattr(batches, "close"):
-            batches.close()
-
-
-def _scored(
-    run: Run, paths: Sequence[str], batches: Iterable, predictor: torch.nn.Module, features: bool
-) -> Iterator[ScoredBatch]:
     device = next(predictor.parameters()).device
+    batches = loader if workers else decoded_ahead(loader)
     start = 0
-    for images, codes, details in batches:
-        images = images.to(device)
-        with run.autocast():
-            if features:
-                cell_features, probabilities = predictor.features_and_probabilities(images)
-                cell_features = cell_features.float().cpu().numpy()
-            else:
-                cell_features, probabilities = None, predictor(images)
-        probabilities = probabilities.float().cpu()
-        readable = torch.tensor([not code for code in codes])
-        broken = readable & ~torch.isfinite(probabilities).all(dim=1)
-        if broken.any():
-            first = paths[start + int(broken.nonzero()[0, 0])]
-            raise AmlcytoError(
-                f"{run.path}: the model gives NaN or infinite outputs (for {first} and "
-                f"{int(broken.sum()) - 1} more of its batch); its weights or normalisation are "
-                "broken: retrain the run."
-            )
-        unreadable = {
-            start + offset: Problem(paths[start + offset], code, detail, SKIPPED)
-            for offset, (code, detail) in enumerate(zip(codes, details, strict=True))
-            if code
-        }
-        yield ScoredBatch(start, probabilities.numpy(), cell_features, unreadable)
-        start += len(codes)
+    try:
+        for images, codes, details in batches:
+            images = images.to(device)
+            with run.autocast():
+                if features:
+                    cell_features, probabilities = predictor.features_and_probabilities(images)
+                    cell_features = cell_features.float().cpu().numpy()
+                else:
+                    cell_features, probabilities = None, predictor(images)
+            probabilities = probabilities.float().cpu()
+            readable = torch.tensor([not code for code in codes])
+            broken = readable & ~torch.isfinite(probabilities).all(dim=1)
+            if broken.any():
+                first = paths[start + int(broken.nonzero()[0, 0])]
+                raise AmlcytoError(
+                    f"{run.path}: the model gives NaN or infinite outputs (for {first} and "
+                    f"{int(broken.sum()) - 1} more of its batch); its weights or normalisation are "
+                    "broken: retrain the run."
+                )
+            unreadable = {
+                start + offset: Problem(paths[start + offset], code, detail, SKIPPED)
+                for offset, (code, detail) in enumerate(zip(codes, details, strict=True))
+                if code
+            }
+            yield ScoredBatch(start, probabilities.numpy(), cell_features, unreadable)
+            start += len(codes)
+    finally:  # a caller that stops early lets the decoding thread go now, not at collection
+        if batches is not loader:
+            batches.close()
 
 
 def decoded_ahead(batches: Iterable[T]) -> Iterator[T]:
