@@ -10,10 +10,11 @@ import torch
 from cli_helpers import invoke, ok
 from PIL import Image
 
-from amlcyto.evaluation.explain import TABLE, explain
+from amlcyto.evaluation.explain import TABLE, explain, explain_cells
 from amlcyto.evaluation.gradcam import class_scores, grad_cam
 from amlcyto.evaluation.predict import predict
 from amlcyto.models import CellPredictor, create_model, list_models, model_defaults
+from amlcyto.runs import load_run
 
 
 @pytest.mark.parametrize("name", list_models())
@@ -66,3 +67,28 @@ def test_explain_command(trained_run: Path, tiny_data: Path, tmp_path: Path):
     assert "wrote 6 overlays" in result.stderr and result.stdout.strip() == str(out)
     again = invoke("explain", trained_run, tiny_data / "NPM1" / "NPM1_P0", "--out", out)
     assert again.exit_code == 2 and "already holds files" in again.stderr
+
+
+def test_explain_cells_explains_the_class_it_is_given(trained_run: Path, tiny_data, tmp_path):
+    """The report hands over the class its (maybe bf16) evaluation predicted: the map must be
+    that class's, not whatever Grad-CAM's own pass would pick, and an unreadable image in the
+    batch must not shift the classes of the others."""
+    (tmp_path / "cut.png").write_bytes(b"\x89PNG\r\n\x1a\n cut short")
+    cells = sorted(str(p) for p in (tiny_data / "NPM1" / "NPM1_P0").iterdir())[:3]
+    paths = [cells[0], str(tmp_path / "cut.png"), *cells[1:]]
+    run = load_run(trained_run)
+    assert len(run.classes) == 3
+    own = list(explain_cells(run, paths))
+    other = [
+        None if item.problem else run.classes[(int(item.probabilities.argmax()) + 1) % 3]
+        for item in own
+    ]
+    chosen = list(explain_cells(run, paths, classes=other))
+    assert chosen[1].problem is not None and chosen[1].cam is None
+    for index in (0, 2, 3):
+        cell = torch.from_numpy(own[index].cell[None].copy())
+        target = torch.tensor([run.classes.index(other[index])])
+        expected, _ = grad_cam(run.predictor, cell, target)
+        assert torch.allclose(torch.from_numpy(chosen[index].cam), expected[0], atol=1e-5)
+    with pytest.raises(ValueError, match="3 classes for 4 paths"):
+        list(explain_cells(run, paths, classes=other[:3]))

@@ -36,21 +36,37 @@ class ExplainedCell:
 
     path: str
     cell: np.ndarray | None = None  # (S, S, 3) uint8
-    cam: np.ndarray | None = None  # (S, S) float in [0, 1], for the predicted class
+    cam: np.ndarray | None = None  # (S, S) float in [0, 1], for the explained class
     probabilities: np.ndarray | None = None  # (K,)
     problem: str | None = None
 
 
-def explain_cells(run: Run, paths: Sequence[str], batch_size: int = 32) -> Iterator[ExplainedCell]:
+def explain_cells(
+    run: Run,
+    paths: Sequence[str],
+    batch_size: int = 32,
+    classes: Sequence[str] | None = None,
+) -> Iterator[ExplainedCell]:
     """Grad-CAM of each image in ``paths``, in order, a batch at a time; an image that cannot
-    be decoded comes back with its problem (listed, never dropped)."""
+    be decoded comes back with its problem (listed, never dropped).
+
+    Each map explains the class the model predicts now, or with ``classes`` (a class name per
+    path) that class: the report passes the class its evaluation predicted, which on a near tie
+    can differ from Grad-CAM's own fp32 pass when the evaluation ran in bf16."""
+    if classes is not None and len(classes) != len(paths):
+        raise ValueError(f"{len(classes)} classes for {len(paths)} paths")
+    index_of = {name: index for index, name in enumerate(run.classes)}
     device = next(run.predictor.parameters()).device
     for start in range(0, len(paths), batch_size):
         batch = [_read(path, run.image_size) for path in paths[start : start + batch_size]]
         readable = [item for item in batch if item.problem is None]
         if readable:
             cells = torch.from_numpy(np.stack([item.cell for item in readable])).to(device)
-            maps, probabilities = grad_cam(run.predictor, cells)
+            targets = None
+            if classes is not None:
+                wanted = zip(classes[start : start + batch_size], batch, strict=True)
+                targets = torch.tensor([index_of[c] for c, item in wanted if item.problem is None])
+            maps, probabilities = grad_cam(run.predictor, cells, targets)
             for item, cam, p in zip(readable, maps.numpy(), probabilities.numpy(), strict=True):
                 item.cam, item.probabilities = cam, p
         yield from batch

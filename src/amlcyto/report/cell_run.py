@@ -254,7 +254,9 @@ def _gallery(info: RunInfo, evaluation: Evaluation, examples: int) -> dict:
     run = load_run(info.path, device=inference_device())
     paths = [row["path"] for _, row in chosen]
     items = []
-    for (outcome, row), item in zip(chosen, explain_cells(run, paths), strict=True):
+    predicted = [row["predicted"] for _, row in chosen]
+    explained = explain_cells(run, paths, classes=predicted)
+    for (outcome, row), item in zip(chosen, explained, strict=True):
         entry = {
             "true": row["true"],
             "predicted": row["predicted"],
