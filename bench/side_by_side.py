@@ -14,6 +14,10 @@ TensorFlow is a benchmark-only extra, never a dependency of amlcyto:
 ``pip install -e ".[peer]"`` (tensorflow-cpu 2.21.0), or ``--peer-python`` naming another
 environment's python that has it.
 
+With ``--precision int8`` amlcyto predicts in int8 (an AVX2-only CPU has no faster
+arithmetic): each round first calibrates the trained run with ``amlcyto quantize`` (timed on its
+own: once per run, like training) and evaluates the test images in int8.
+
 Run from the repository root: python3 -m bench.side_by_side [--epochs 5] [--rounds 2]
 """
 
@@ -46,6 +50,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--skip-train", action="store_true")
     parser.add_argument("--skip-predict", action="store_true")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--precision",
+        default="auto",
+        help="amlcyto predict's --precision; int8 first calibrates the run (amlcyto quantize, "
+        "timed on its own, with an int8 evaluation of the test images)",
+    )
     return parser.parse_args()
 
 
@@ -151,9 +161,26 @@ def keras_predict(python: str, folder: Path) -> dict:
     return {**run, "images": images, "images_per_s": round(images / run["seconds"], 1)}
 
 
-def amlcyto_predict(run_dir: Path, folder: Path, out_csv: Path) -> dict:
+def amlcyto_quantize(run_dir: Path) -> dict:
+    """``amlcyto quantize`` of the trained run (once per run, like training), then the test
+    images evaluated in int8: its seconds and what it measured."""
+    amlcyto = [sys.executable, "-m", "amlcyto.cli.main"]
+    quantize = timed([*amlcyto, "quantize", str(run_dir), "--force"])
+    out = run_dir / "eval-test-int8"
+    timed([*amlcyto, "evaluate", str(run_dir), "--precision", "int8", "--out", str(out), "--force"])
+    check = json.loads((run_dir / "int8.json").read_text())["check"]
+    metrics = json.loads((out / "metrics.json").read_text())
+    return {
+        "seconds": quantize["seconds"],
+        "same_class_as_fp32": check["same_class"],
+        "max_probability_difference": round(check["max_probability_difference"], 4),
+        "int8_macro_f1": metrics["macro_f1"],
+    }
+
+
+def amlcyto_predict(run_dir: Path, folder: Path, out_csv: Path, precision: str) -> dict:
     command = [sys.executable, "-m", "amlcyto.cli.main", "predict", str(run_dir), str(folder)]
-    run = timed([*command, "--out", str(out_csv), "--force"])
+    run = timed([*command, "--out", str(out_csv), "--force", "--precision", precision])
     images = int(re.search(r"wrote (\d+) image rows", run.pop("log")).group(1))
     return {**run, "images": images, "images_per_s": round(images / run["seconds"], 1)}
 
@@ -188,6 +215,8 @@ def main() -> None:
         "cpu": cpu(),
         "tensorflow": tensorflow,
         "epochs": args.epochs,
+        "precision": args.precision,
+        "quantize": [],
         "train": {"tensorflow": [], "amlcyto": []},
         "predict": {"tensorflow": [], "amlcyto": []},
     }
@@ -203,12 +232,18 @@ def main() -> None:
                 row = amlcyto_train(args, split_csv, run_dir)
             print(f"  {row}", flush=True)
             result["train"][stack].append(row)
+        if args.precision == "int8" and not args.skip_predict:
+            print(f"round {round_ + 1}: amlcyto quantize", flush=True)
+            row = amlcyto_quantize(run_dir)
+            print(f"  {row}", flush=True)
+            result["quantize"].append(row)
         for stack in order if not args.skip_predict else ():
             print(f"round {round_ + 1}: predict with {stack}", flush=True)
             if stack == "tensorflow":
                 row = keras_predict(args.peer_python, SHARED / "pbc")
             else:
-                row = amlcyto_predict(run_dir, SHARED / "pbc", out / "predictions.csv")
+                csv = out / "predictions.csv"
+                row = amlcyto_predict(run_dir, SHARED / "pbc", csv, args.precision)
             print(f"  {row}", flush=True)
             result["predict"][stack].append(row)
     for job in ("train", "predict"):

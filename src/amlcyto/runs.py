@@ -6,6 +6,7 @@ RUN/
   model.safetensors   the weights (tensors only: loading one can never run code)
   split.csv           the exact rows the model was trained, validated and tested on
   history.csv         one row per epoch: losses, metrics, speed
+  int8.json           optional, from `amlcyto quantize`: the int8 calibration (numbers only)
 ```
 
 Every reader of a run goes through :func:`read_run_info` (the record alone) or
@@ -225,7 +226,7 @@ class Run:
     info: RunInfo
     model: torch.nn.Module
     predictor: CellPredictor
-    precision: str = "32"  # what inference computes in: "32", "bf16" or "16"
+    precision: str = "32"  # what inference computes in: "32", "bf16", "16" or "int8"
 
     @property
     def path(self) -> Path:
@@ -441,14 +442,21 @@ def load_run(
     The model is laid out channels_last, which is faster for inference of every registry model
     on CPUs and GPUs (bench c). ``precision`` is what inference computes in
     (:func:`~amlcyto.training.performance.inference_precision`: ``"auto"`` follows the run's
-    training where the device has the hardware)."""
+    training where the device has the hardware; ``"int8"`` runs the predictor's network in int8
+    from the run's ``int8.json``, see :mod:`amlcyto.deploy.int8`, while ``model`` stays the fp32
+    one)."""
     from amlcyto.training.performance import inference_precision
 
     info = read_run_kind(run_dir, CELL_CLASSIFIER)
     resolved = inference_precision(precision, info.training.get("precision"), device)
     model = _load_model(info, device).to(memory_format=torch.channels_last)
+    network = model
+    if resolved == "int8":
+        from amlcyto.deploy.int8 import int8_network
+
+        network = int8_network(info, model)
     predictor = CellPredictor(
-        model, len(info.classes), info.input.mean, info.input.std, channels_last=True
+        network, len(info.classes), info.input.mean, info.input.std, channels_last=True
     )
     predictor.to(device).eval()
     return Run(info=info, model=model, predictor=predictor, precision=resolved)

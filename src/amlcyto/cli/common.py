@@ -64,5 +64,6 @@ def _error_line(message: str) -> None:
 # --precision of the commands that run a cell model over images (predict, evaluate, embed)
 PRECISION_HELP = (
     "What inference computes in: auto (a run trained in mixed precision predicts in its bf16 "
-    "or fp16 where this machine computes it natively, else fp32), 32, bf16 or 16 (GPU)."
+    "or fp16 where this machine computes it natively, else fp32), 32, bf16, 16 (GPU) or int8 "
+    "(CPU; calibrate the run with `amlcyto quantize` first)."
 )

@@ -18,6 +18,7 @@ from amlcyto.cli import (
     models,
     poster,
     predict,
+    quantize,
     report,
     scan,
     search,
@@ -41,6 +42,7 @@ def main() -> None:
 
 
 COMMANDS = (scan, split, audit, demo, models, train, cv, evaluate, predict, explain, export)
+COMMANDS += (quantize,)
 COMMANDS += (report, embed, mil, simulate, finetune, curate)
 COMMANDS += (poster, search)
 for module in COMMANDS:

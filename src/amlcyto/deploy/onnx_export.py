@@ -18,12 +18,11 @@ import numpy as np
 import torch
 
 import amlcyto
-from amlcyto.data.decoding import read_rgb_resized
-from amlcyto.data.manifest import read_manifest
 from amlcyto.deploy.onnx_model import INPUT, META, OUTPUT, load_onnx_model
+from amlcyto.deploy.run_cells import read_run_cells
 from amlcyto.errors import AmlcytoError, first_line
 from amlcyto.io import check_output_file, write_atomic
-from amlcyto.runs import SPLIT, load_run
+from amlcyto.runs import load_run
 
 TOLERANCE = 1e-4  # the largest difference of a probability allowed between the two
 CHECK_CELLS = 64
@@ -52,7 +51,7 @@ def export_onnx(run_dir: str | Path, out: str | Path, force: bool = False) -> Ex
     check_output_file(out, force)
     run = load_run(run_dir, device="cpu")
     predictor = run.predictor.eval()
-    cells = _real_cells(run)
+    cells = read_run_cells(run, ("test", "val", "train"), CHECK_CELLS)
     example = torch.from_numpy(np.concatenate([cells, cells])[:2])  # batch 2: a dynamic axis
     buffer = io.BytesIO()
     try:
@@ -81,36 +80,6 @@ def export_onnx(run_dir: str | Path, out: str | Path, force: bool = False) -> Ex
     difference = _check(out, data, predictor, cells)  # before anything is written
     write_atomic(out, lambda tmp: Path(tmp).write_bytes(data))
     return ExportResult(out, len(cells), difference)
-
-
-def _real_cells(run) -> np.ndarray:
-    """Up to CHECK_CELLS of the run's own cells (test rows first), at its image size; at
-    least one, or a one-line error naming the run's split file."""
-    size = run.info.input.image_size
-    split_file = run.path / SPLIT
-    if not split_file.is_file():
-        raise AmlcytoError(
-            f"{split_file}: missing, and the export is checked on the run's own cells; put the "
-            "run's split.csv back."
-        )
-    frame = read_manifest(split_file)
-    order = {"test": 0, "val": 1, "train": 2}
-    if "split" in frame.columns:
-        frame = frame.sort_values("split", key=lambda s: s.map(order).fillna(3), kind="stable")
-    cells = []
-    for path in frame["path"]:
-        try:
-            cells.append(read_rgb_resized(path, size))
-        except AmlcytoError:  # moved or broken since training: check on the others
-            continue
-        if len(cells) == CHECK_CELLS:
-            break
-    if not cells:
-        raise AmlcytoError(
-            f"{split_file}: none of its images can be read to check the export against "
-            "PyTorch; put the images back where the split lists them."
-        )
-    return np.stack(cells)
 
 
 def _check(out: Path, data: bytes, predictor, cells: np.ndarray) -> float:

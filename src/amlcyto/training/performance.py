@@ -112,21 +112,22 @@ def choose_precision(precision: str, accelerator: str) -> str:
     return "bf16-mixed" if cpu_has_native_bf16() else "32-true"
 
 
-INFERENCE_PRECISIONS = ("auto", "32", "bf16", "16")
+INFERENCE_PRECISIONS = ("auto", "32", "bf16", "16", "int8")
 # training's names (and the trained precision a run records) -> inference's
 _MIXED = {"32-true": "32", "bf16-mixed": "bf16", "16-mixed": "16"}
 
 
 def inference_precision(requested: str, trained: str | None, device: str | torch.device) -> str:
-    """The precision a run predicts in: ``"32"``, ``"bf16"`` or ``"16"`` (autocast).
+    """The precision a run predicts in: ``"32"``, ``"bf16"`` or ``"16"`` (autocast), or ``"int8"``.
 
     ``auto`` follows the run: a run trained in mixed precision predicts in the same low
     precision where ``device`` computes it natively (bf16 on GPUs that support it and on CPUs
     with AVX512-BF16 or AMX, fp16 on GPUs), as it was validated during training; a run trained
     in fp32, or on a device without the hardware, predicts in fp32. bf16 inference doubles the
     speed on such CPUs (bench l in bench/RESULTS.md); probabilities then differ from fp32 ones by
-    a few hundredths at most. Training's names (``32-true``, ``bf16-mixed``, ``16-mixed``) are
-    accepted for ``requested`` too.
+    a few hundredths at most. ``int8`` (CPU only, never chosen by ``auto``) needs the run
+    calibrated by ``amlcyto quantize`` (:mod:`amlcyto.deploy.int8`). Training's names
+    (``32-true``, ``bf16-mixed``, ``16-mixed``) are accepted for ``requested`` too.
     """
     requested = _MIXED.get(requested, requested)  # training's names are understood too
     if requested not in INFERENCE_PRECISIONS:
@@ -140,6 +141,8 @@ def inference_precision(requested: str, trained: str | None, device: str | torch
             "16": gpu,
         }
         return requested if native[requested] else "32"
+    if requested == "int8" and gpu:
+        raise AmlcytoError("--precision int8 runs on the CPU; on a GPU use bf16, 16 or 32.")
     if requested == "16" and not gpu:
         raise AmlcytoError("--precision 16 needs a GPU; on a CPU use 32 or bf16.")
     if requested == "bf16" and gpu and not torch.cuda.is_bf16_supported():

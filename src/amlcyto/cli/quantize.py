@@ -1,0 +1,37 @@
+"""`amlcyto quantize`: calibrate a run for `--precision int8` on its own cells."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from amlcyto.cli.common import err_console, reports_errors
+
+
+def register(app: typer.Typer) -> None:
+    app.command("quantize")(quantize_command)
+
+
+@reports_errors
+def quantize_command(
+    run: Annotated[Path, typer.Argument(help="Run directory made by `amlcyto train`.")],
+    cells: Annotated[
+        int, typer.Option(min=1, help="Validation cells to calibrate the activations on.")
+    ] = 256,
+    force: Annotated[bool, typer.Option("--force", help="Replace an earlier int8.json.")] = False,
+) -> None:
+    """Calibrate a run for int8 inference on the CPU (`predict`, `evaluate`, `embed` with
+    `--precision int8`): activation ranges from its validation cells, then the int8 network
+    checked against fp32 on its test cells. Writes RUN/int8.json (numbers only)."""
+    from amlcyto.deploy.int8 import quantize_run
+
+    result = quantize_run(run, cells=cells, force=force)
+    err_console.print(
+        f"calibrated on {result.calibration_cells} validation cells; on {result.checked_cells} "
+        f"test cells int8 gives the same class as fp32 for {100 * result.same_class:.2f} % and "
+        f"probabilities within {result.max_difference:.3f}",
+        markup=False,
+    )
+    print(result.path)

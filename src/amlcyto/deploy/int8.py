@@ -1,0 +1,239 @@
+"""``--precision int8``: a run's network in 8-bit integers on the CPU, calibrated once on its
+own cells.
+
+On a CPU without bf16 hardware (AVX2 only) int8 is the one arithmetic faster than fp32 for these
+networks (bench l in bench/RESULTS.md). It changes the outputs a little, so ``--precision auto``
+never chooses it: ``amlcyto quantize RUN`` (:func:`quantize_run`) runs the run's validation
+cells through the network with torch.ao's observers (x86 backend: per-channel symmetric int8
+weights, histogram-calibrated uint8 activations), measures the int8 model against the fp32 one
+on the run's test cells, and writes ``RUN/int8.json``; ``predict``, ``evaluate`` and ``embed``
+with ``--precision int8`` rebuild the int8 network from it (:func:`int8_network`).
+
+``int8.json`` holds numbers only (the observers' ranges and histograms, the checksum of the
+weights it was calibrated for, the agreement measured), so loading it cannot run code; the
+weights themselves are quantized from ``model.safetensors`` at every load. The features of the
+network (:meth:`forward_features`) run in int8; the head (one linear layer on those features)
+stays in fp32.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import warnings
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from amlcyto.deploy.run_cells import read_run_cells
+from amlcyto.errors import AmlcytoError, first_line
+from amlcyto.io import check_output_file, write_json_atomic
+from amlcyto.runs import WEIGHTS, Run, RunInfo, file_sha256, load_run
+
+CALIBRATION = "int8.json"
+FORMAT = 1
+BACKEND = "x86"
+CALIBRATION_CELLS = 256  # validation cells the activation ranges are measured on
+CHECK_CELLS = 1024  # test cells the int8 model is measured on against fp32
+_OBSERVER = "activation_post_process"
+
+
+@dataclass
+class Int8Calibration:
+    """What ``amlcyto quantize`` wrote and measured."""
+
+    path: Path
+    calibration_cells: int
+    checked_cells: int
+    same_class: float  # fraction of checked cells given the same class as in fp32
+    max_difference: float  # largest difference of a probability from fp32's
+
+
+class Int8CellModel(nn.Module):
+    """A cell model whose features run in int8 (``features``, a torch.ao graph) and whose head
+    is the fp32 model's own; it has the registry models' three entry points."""
+
+    def __init__(self, features: nn.Module, model: nn.Module):
+        super().__init__()
+        self.features = features
+        self.model = model  # for its head: the fp32 features are never run
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.features(x)
+
+    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
+        return self.model.forward_head(features)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x))
+
+
+class _Features(nn.Module):
+    """The model's ``forward_features`` as a module's ``forward``, for torch.ao's tracer."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model.forward_features(x)
+
+
+def quantize_run(
+    run_dir: str | Path, cells: int = CALIBRATION_CELLS, force: bool = False
+) -> Int8Calibration:
+    """Calibrate the run in ``run_dir`` for int8 on up to ``cells`` of its validation cells
+    (then training cells, where the validation split has fewer), check the result against fp32
+    on up to :data:`CHECK_CELLS` of its test cells, and write ``RUN/int8.json`` (refused if it
+    exists, unless ``force``)."""
+    if cells < 1:
+        raise AmlcytoError(f"--cells {cells}: calibrate on at least 1 cell (default 256).")
+    run = load_run(run_dir, device="cpu", precision="32")
+    out = check_output_file(run.path / CALIBRATION, force)
+    calibration = read_run_cells(run, ("val", "train"), cells)
+    batches = (
+        run.predictor.input(torch.from_numpy(calibration[start : start + 64]))
+        for start in range(0, len(calibration), 64)
+    )
+    int8, observers = calibrate(run.model, run.info.input.image_size, batches, _label(run.info))
+    check = read_run_cells(run, ("test", "val", "train"), CHECK_CELLS)
+    same_class, difference = _agreement(run, int8, check)
+    write_json_atomic(
+        out,
+        {
+            "format": FORMAT,
+            "backend": BACKEND,
+            "torch": torch.__version__,
+            "weights_sha256": _weights_sha256(run.info),
+            "calibration_cells": len(calibration),
+            "check": {
+                "cells": len(check),
+                "same_class": same_class,
+                "max_probability_difference": difference,
+            },
+            "observers": observers,
+        },
+    )
+    return Int8Calibration(out, len(calibration), len(check), same_class, difference)
+
+
+def calibrate(
+    model: nn.Module, image_size: int, batches: Iterable[torch.Tensor], label: str = "the model"
+) -> tuple[Int8CellModel, dict[str, list]]:
+    """``model`` in int8 with its activation ranges measured on ``batches`` (normalised
+    network inputs), and the observers' state that :func:`int8_network` rebuilds it from.
+    ``model`` itself is not changed."""
+    prepared = _prepared(model, image_size, label)
+    with _quiet(), torch.inference_mode():
+        for batch in batches:
+            prepared(batch)
+    observers = {
+        name: value.tolist()
+        for name, value in prepared.state_dict().items()
+        if name.split(".")[0].startswith(_OBSERVER)
+    }
+    return Int8CellModel(_converted(prepared), model), observers
+
+
+def int8_network(info: RunInfo, model: nn.Module) -> Int8CellModel:
+    """The int8 network of the run ``info`` describes, from its fp32 ``model`` (loaded from
+    its weights) and its ``int8.json``; one-line errors for a missing, unreadable or stale
+    calibration."""
+    path = info.path / CALIBRATION
+    rerun = f"amlcyto quantize {info.path} --force"
+    if not path.is_file():
+        raise AmlcytoError(
+            f"{info.path}: not calibrated for --precision int8 (no {CALIBRATION}); run "
+            f"`amlcyto quantize {info.path}` first, or use --precision 32."
+        )
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+        observers = {k: torch.tensor(v) for k, v in record["observers"].items()}
+        weights = record["weights_sha256"]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
+        raise AmlcytoError(f"{path}: unreadable ({first_line(error)}); rerun `{rerun}`.") from None
+    if record.get("format") != FORMAT or weights != _weights_sha256(info):
+        raise AmlcytoError(
+            f"{path}: calibrated for other weights or by another amlcyto; rerun `{rerun}`."
+        )
+    prepared = _prepared(model, info.input.image_size, _label(info))
+    expected = {k for k in prepared.state_dict() if k.split(".")[0].startswith(_OBSERVER)}
+    if set(observers) != expected:
+        raise AmlcytoError(
+            f"{path}: its observers do not fit this model in torch {torch.__version__} "
+            f"(calibrated with torch {record.get('torch')}); rerun `{rerun}`."
+        )
+    try:
+        prepared.load_state_dict(observers, strict=False)
+    except RuntimeError as error:
+        first = first_line(error)
+        raise AmlcytoError(f"{path}: does not fit the model ({first}); rerun `{rerun}`.") from None
+    return Int8CellModel(_converted(prepared), model)
+
+
+def _label(info: RunInfo) -> str:
+    return f"{info.path}: model {info.model.get('name')!r}"
+
+
+def _prepared(model: nn.Module, image_size: int, label: str) -> nn.Module:
+    """A copy of ``model``'s features traced by torch.ao with observers in place."""
+    try:
+        from torch.ao.quantization import get_default_qconfig_mapping, quantize_fx
+    except ImportError:  # deprecated upstream: a later torch may lack it
+        raise AmlcytoError(
+            f"--precision int8 needs torch.ao.quantization, which torch {torch.__version__} "
+            "lacks; use --precision 32."
+        ) from None
+    if BACKEND not in torch.backends.quantized.supported_engines:
+        raise AmlcytoError("--precision int8 needs an x86 CPU; use --precision 32 here.")
+    torch.backends.quantized.engine = BACKEND
+    features = _Features(copy.deepcopy(model).eval().to(memory_format=torch.contiguous_format))
+    example = torch.zeros(1, 3, image_size, image_size)
+    try:
+        with _quiet():
+            return quantize_fx.prepare_fx(
+                features, get_default_qconfig_mapping(BACKEND), (example,)
+            )
+    except Exception as error:  # the tracer raises many kinds; name the model, in one line
+        raise AmlcytoError(
+            f"{label} cannot be quantized to int8 ({first_line(error)}); use --precision 32."
+        ) from None
+
+
+def _converted(prepared: nn.Module) -> nn.Module:
+    from torch.ao.quantization import quantize_fx
+
+    with _quiet():
+        return quantize_fx.convert_fx(prepared).eval()
+
+
+def _agreement(run: Run, int8: Int8CellModel, cells: np.ndarray) -> tuple[float, float]:
+    """The fraction of ``cells`` int8 gives the same class as fp32, and the largest difference
+    of a probability."""
+    same, largest = 0, 0.0
+    with _quiet(), torch.inference_mode():
+        for start in range(0, len(cells), 256):
+            x = run.predictor.input(torch.from_numpy(cells[start : start + 256]))
+            expected = run.predictor.to_probabilities(run.model(x))
+            got = run.predictor.to_probabilities(int8(x))
+            same += int((got.argmax(1) == expected.argmax(1)).sum())
+            largest = max(largest, float((got - expected).abs().max()))
+    return same / len(cells), largest
+
+
+def _weights_sha256(info: RunInfo) -> str:
+    return info.weights_sha256 or file_sha256(info.path / WEIGHTS)
+
+
+@contextmanager
+def _quiet() -> Iterator[None]:
+    """Without torch.ao's deprecation notes (it is deprecated upstream, still in torch 2.14)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=DeprecationWarning)
+        warnings.filterwarnings("ignore", category=UserWarning, module=r"torch\.ao\..*")
+        yield
