@@ -29,7 +29,8 @@ def quantize_command(
 
     result = quantize_run(run, cells=cells, force=force)
     err_console.print(
-        f"calibrated on {result.calibration_cells} validation cells; on {result.checked_cells} "
+        f"calibrated on {result.calibration_cells} validation cells (training cells where the "
+        f"run has fewer); on {result.checked_cells} "
         f"test cells int8 gives the same class as fp32 for {100 * result.same_class:.2f} % and "
         f"probabilities within {result.max_difference:.3f}",
         markup=False,

@@ -90,7 +90,8 @@ def quantize_run(
     """Calibrate the run in ``run_dir`` for int8 on up to ``cells`` of its validation cells
     (then training cells, where the validation split has fewer), check the result against fp32
     on up to :data:`CHECK_CELLS` of its test cells, and write ``RUN/int8.json`` (refused if it
-    exists, unless ``force``)."""
+    exists, unless ``force``). Both take the classes in turn
+    (:func:`~amlcyto.deploy.run_cells.run_cell_paths`)."""
     if cells < 1:
         raise AmlcytoError(f"--cells {cells}: calibrate on at least 1 cell (default 256).")
     run = load_run(run_dir, device="cpu", precision="32")
@@ -101,7 +102,7 @@ def quantize_run(
         for start in range(0, len(calibration), 64)
     )
     int8, observers = calibrate(run.model, run.info.input.image_size, batches, _label(run.info))
-    check = read_run_cells(run, ("test", "val", "train"), CHECK_CELLS)
+    check = read_run_cells(run, ("test",), CHECK_CELLS)  # never the calibration's own cells
     same_class, difference = _agreement(run, int8, check)
     write_json_atomic(
         out,
@@ -157,9 +158,11 @@ def int8_network(info: RunInfo, model: nn.Module) -> Int8CellModel:
         weights = record["weights_sha256"]
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
         raise AmlcytoError(f"{path}: unreadable ({first_line(error)}); rerun `{rerun}`.") from None
-    if record.get("format") != FORMAT or weights != _weights_sha256(info):
+    if record.get("format") != FORMAT:
+        raise AmlcytoError(f"{path}: written by another version of amlcyto; rerun `{rerun}`.")
+    if weights != _weights_sha256(info):
         raise AmlcytoError(
-            f"{path}: calibrated for other weights or by another amlcyto; rerun `{rerun}`."
+            f"{path}: calibrated for other weights (the run was retrained since); rerun `{rerun}`."
         )
     prepared = _prepared(model, info.input.image_size, _label(info))
     expected = {k for k in prepared.state_dict() if k.split(".")[0].startswith(_OBSERVER)}
@@ -170,10 +173,15 @@ def int8_network(info: RunInfo, model: nn.Module) -> Int8CellModel:
         )
     try:
         prepared.load_state_dict(observers, strict=False)
-    except RuntimeError as error:
-        first = first_line(error)
+        return Int8CellModel(_converted(prepared), model)
+    except Exception as error:  # damaged ranges fail inside torch.ao in many ways
+        first = first_line(error) or type(error).__name__
         raise AmlcytoError(f"{path}: does not fit the model ({first}); rerun `{rerun}`.") from None
-    return Int8CellModel(_converted(prepared), model)
+
+
+def calibration_sha256(info: RunInfo) -> str:
+    """The checksum of the run's ``int8.json``: which calibration int8 outputs came from."""
+    return file_sha256(info.path / CALIBRATION)
 
 
 def _label(info: RunInfo) -> str:
@@ -190,7 +198,8 @@ def _prepared(model: nn.Module, image_size: int, label: str) -> nn.Module:
             "lacks; use --precision 32."
         ) from None
     if BACKEND not in torch.backends.quantized.supported_engines:
-        raise AmlcytoError("--precision int8 needs an x86 CPU; use --precision 32 here.")
+        raise AmlcytoError("int8 inference needs an x86 CPU; use --precision 32 here.")
+    # process-wide, and left set: the packed int8 weights belong to this engine
     torch.backends.quantized.engine = BACKEND
     features = _Features(copy.deepcopy(model).eval().to(memory_format=torch.contiguous_format))
     example = torch.zeros(1, 3, image_size, image_size)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+import pandas as pd
 
 from amlcyto.data.decoding import read_rgb_resized
 from amlcyto.data.manifest import read_manifest
@@ -15,23 +16,12 @@ from amlcyto.runs import SPLIT, Run
 
 def read_run_cells(run: Run, splits: Sequence[str], limit: int) -> np.ndarray:
     """Up to ``limit`` cells of the run's ``split.csv`` at its image size, ``(N, S, S, 3)``
-    uint8: the rows of ``splits[0]`` first, then of ``splits[1]``, ..., in the file's order.
-    A row that no longer decodes is passed over (the others still check the model); none at
-    all is a one-line error naming the split file."""
+    uint8, in the order of :func:`run_cell_paths`. A row that no longer decodes is passed over
+    (the others still serve); none at all is a one-line error naming the split file."""
     split_file = run.path / SPLIT
-    if not split_file.is_file():
-        raise AmlcytoError(
-            f"{split_file}: missing, and this step needs the run's own cells; put the run's "
-            "split.csv back."
-        )
-    frame = read_manifest(split_file)
-    if "split" in frame.columns:
-        order = {name: rank for rank, name in enumerate(splits)}
-        frame = frame[frame["split"].isin(order)]
-        frame = frame.sort_values("split", key=lambda s: s.map(order), kind="stable")
     size = run.info.input.image_size
     cells = []
-    for path in frame["path"]:
+    for path in run_cell_paths(run, splits):
         if len(cells) == limit:
             break
         try:
@@ -44,3 +34,28 @@ def read_run_cells(run: Run, splits: Sequence[str], limit: int) -> np.ndarray:
             "back where the split lists them."
         )
     return np.stack(cells)
+
+
+def run_cell_paths(run: Run, splits: Sequence[str]) -> list[str]:
+    """The paths of the run's ``split.csv`` rows in ``splits``: the rows of ``splits[0]``
+    first, then of ``splits[1]``, ...; within a split, one row of each class in turn (each
+    class's rows in a fixed shuffled order), so that any first N rows cover the classes evenly
+    rather than the file's first class and patients."""
+    split_file = run.path / SPLIT
+    if not split_file.is_file():
+        raise AmlcytoError(
+            f"{split_file}: missing, and this step needs the run's own cells; put the run's "
+            "split.csv back."
+        )
+    frame = read_manifest(split_file)
+    if "split" not in frame.columns:
+        return _classes_in_turn(frame).tolist()
+    return [path for name in splits for path in _classes_in_turn(frame[frame["split"] == name])]
+
+
+def _classes_in_turn(rows: pd.DataFrame) -> pd.Series:
+    shuffled = rows.sample(frac=1.0, random_state=0)
+    if "label" not in shuffled.columns:
+        return shuffled["path"]
+    turn = shuffled.groupby("label", sort=False).cumcount().to_numpy()
+    return shuffled["path"].iloc[np.argsort(turn, kind="stable")]

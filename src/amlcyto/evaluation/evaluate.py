@@ -90,14 +90,16 @@ def evaluation_rows(
 def default_out(run: Scorer, data: str | Path | None, split: str | None, has_split: bool) -> Path:
     """``RUN/eval-<split>`` for the run's own split, ``RUN/eval-<name>`` for other data (a
     folder's name or a CSV's stem, with the split where the data has a split column); beside
-    an exported model, ``<model>-eval-<name>``."""
+    an exported model, ``<model>-eval-<name>``. An int8 evaluation adds ``-int8``: the run's
+    own ``eval-test`` (which ``report`` shows) stays the model's, not its int8 network's."""
     split = split or "test"
     if data is None:
-        return run.eval_dir(split)
-    data = Path(data)
-    if data.is_dir():
-        return run.eval_dir(data.resolve().name)
-    return run.eval_dir(f"{data.stem}-{split}" if has_split else data.stem)
+        name = split
+    elif Path(data).is_dir():
+        name = Path(data).resolve().name
+    else:
+        name = f"{Path(data).stem}-{split}" if has_split else Path(data).stem
+    return run.eval_dir(f"{name}-int8" if run.precision == "int8" else name)
 
 
 def evaluate(

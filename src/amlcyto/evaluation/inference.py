@@ -23,9 +23,10 @@ from amlcyto.training.performance import tune_malloc
 T = TypeVar("T")
 
 
-def inference_device() -> str:
-    """Where a loaded run predicts: the GPU when there is one, else the CPU."""
-    return "cuda" if torch.cuda.is_available() else "cpu"
+def inference_device(precision: str = "auto") -> str:
+    """Where a loaded run predicts in ``precision``: the GPU when there is one, else the CPU;
+    int8 always on the CPU (:mod:`amlcyto.deploy.int8`)."""
+    return "cuda" if torch.cuda.is_available() and precision != "int8" else "cpu"
 
 
 def default_workers(count: int) -> int:

@@ -56,7 +56,7 @@ def open_scorer(path: str | Path, precision: str = "auto") -> Scorer:
     from amlcyto.evaluation.inference import inference_device, predict_readable
     from amlcyto.runs import HISTORY, load_run
 
-    run = load_run(path, device=inference_device(), precision=precision)
+    run = load_run(path, device=inference_device(precision), precision=precision)
     history = run.path / HISTORY
     return Scorer(
         run.path,

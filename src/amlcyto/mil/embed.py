@@ -13,6 +13,7 @@ import pandas as pd
 
 from amlcyto.data.discovery import Problem, check_some_readable
 from amlcyto.data.scan import PROBLEM_COLUMNS, listed_rows, problems_path_for, write_problems
+from amlcyto.deploy.int8 import calibration_sha256
 from amlcyto.evaluation.inference import inference_device, scored_batches
 from amlcyto.io import check_output_file, write_atomic
 from amlcyto.mil.bags import check_every_patient_has_cells
@@ -52,6 +53,7 @@ def extractor_of(run: Run) -> Extractor:
         feature_width=int(run.model.num_features),
         cell_classes=list(info.classes),
         precision=run.precision,
+        calibration=calibration_sha256(info) if run.precision == "int8" else "",
     )
 
 
@@ -105,7 +107,7 @@ def embed(
         extractor identity, and what ``mil predict`` embeds new images in.
     """
     out = check_output_file(out, force)
-    run = load_run(run_dir, device=inference_device(), precision=precision)
+    run = load_run(run_dir, device=inference_device(precision), precision=precision)
     rows, problems = listed_rows(data)
     rows = rows.reset_index(drop=True)
     unreadable: dict[int, Problem] = {}

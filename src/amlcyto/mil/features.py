@@ -47,17 +47,20 @@ class Extractor:
     feature_width: int
     cell_classes: list[str]
     precision: str = "32"  # what the cell model computed in (files before it: fp32)
+    calibration: str = ""  # int8: the checksum of the run's int8.json (else empty)
 
     def key(self) -> str:
         """What must match for features to be comparable: everything but the run's path (the
-        precision is checked apart, with its own fix)."""
+        precision and the int8 calibration are checked apart, with their own fix)."""
         fields = asdict(self)
         fields.pop("run")
         fields.pop("precision")
+        fields.pop("calibration")
         return json.dumps(fields, sort_keys=True)
 
     def describe(self) -> str:
-        return f"{self.model} at {self.image_size} px, weights {self.weights_sha256[:12]}"
+        int8 = f", int8 calibration {self.calibration[:12]}" if self.calibration else ""
+        return f"{self.model} at {self.image_size} px, weights {self.weights_sha256[:12]}{int8}"
 
     @classmethod
     def from_json(cls, text: str, source: str | Path) -> Extractor:
@@ -222,6 +225,13 @@ def check_same_extractor(expected: Extractor, features: CellFeatures, what: str)
             f"{what} was trained on features computed in {expected.precision}; embed the cells "
             f"again with `amlcyto embed {expected.run} DATA --out FEATURES.h5 --precision "
             f"{expected.precision}`."
+        )
+    if features.extractor.calibration != expected.calibration:
+        raise AmlcytoError(
+            f"{features.source}: embedded in int8 with another calibration of {expected.run} "
+            f"than {what} was trained on (the run was recalibrated since); embed the cells "
+            f"again with `amlcyto embed {expected.run} DATA --out FEATURES.h5 --precision int8` "
+            "and retrain the MIL run on them."
         )
 
 

@@ -110,12 +110,14 @@ def _embed_in_memory(
     from amlcyto.mil.embed import embedded_chunks, extractor_of
 
     # the precision the MIL run's features were computed in, whatever this machine would choose
-    run = load_run(expected.run, device=inference_device(), precision=expected.precision)
-    if extractor_of(run).key() != expected.key():
+    device = inference_device(expected.precision)
+    run = load_run(expected.run, device=device, precision=expected.precision)
+    now = extractor_of(run)
+    if now.key() != expected.key() or now.calibration != expected.calibration:
         raise AmlcytoError(
             f"{expected.run}: the cell run that made this MIL run's features has changed since "
-            "(other weights or settings); give features made before the change, or retrain "
-            "the MIL run on features of the run as it is now."
+            "(other weights, settings or int8 calibration); give features made before the "
+            "change, or retrain the MIL run on features of the run as it is now."
         )
     unreadable: dict = {}
     source = ", ".join(sorted(set(rows["patient"])))
