@@ -8,12 +8,19 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from cli_helpers import invoke, ok, one_line_error
 
 from amlcyto.data.manifest import read_manifest
-from amlcyto.deploy.int8 import CALIBRATION, calibrate, calibration_sha256, quantize_run
+from amlcyto.deploy.int8 import (
+    CALIBRATION,
+    CHECK_CELLS,
+    calibrate,
+    calibration_sha256,
+    quantize_run,
+)
 from amlcyto.deploy.run_cells import run_cell_paths
 from amlcyto.errors import AmlcytoError
 from amlcyto.evaluation.predict import predict
@@ -126,6 +133,10 @@ def test_a_stale_or_damaged_calibration_is_refused(calibrated, tmp_path):
     (run / CALIBRATION).write_text(json.dumps(record))
     with pytest.raises(AmlcytoError, match=f"{CALIBRATION}: .*--force"):
         load_run(run, precision="int8")
+    record["observers"][first] = None  # torch.tensor(None) raises a RuntimeError
+    (run / CALIBRATION).write_text(json.dumps(record))
+    with pytest.raises(AmlcytoError, match=f"{CALIBRATION}: unreadable"):
+        load_run(run, precision="int8")
     (run / CALIBRATION).write_text("{not json")
     with pytest.raises(AmlcytoError, match="int8.json: unreadable"):
         load_run(run, precision="int8")
@@ -153,3 +164,18 @@ def test_every_cell_model_quantizes_close_to_fp32(name):
         expected = torch.softmax(model(batches[0]), 1)
         got = torch.softmax(int8(batches[0]), 1)
     assert 0 < (got - expected).abs().max() < 0.1
+
+
+def test_a_run_without_test_rows_is_checked_on_cells_the_calibration_did_not_use(
+    calibrated, tmp_path
+):
+    run = tmp_path / "run"
+    shutil.copytree(calibrated, run)
+    split = pd.read_csv(run / "split.csv")
+    split["split"] = split["split"].replace("test", "train")
+    split.to_csv(run / "split.csv", index=False)
+    validation = int((split["split"] == "val").sum())
+    result = quantize_run(run, cells=4, force=True)
+    assert result.checked_on.startswith("validation/training") and result.calibration_cells == 4
+    assert result.checked_cells == min(CHECK_CELLS, len(split) - 4) and validation > 4
+    assert json.loads((run / CALIBRATION).read_text())["check"]["on"] == result.checked_on

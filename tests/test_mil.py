@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -159,6 +160,18 @@ def test_features_of_two_extractors_are_refused(planted: Path, tmp_path: Path):
     result = invoke("mil", "train", planted, other, "--out", tmp_path / "run")
     one_line_error(result, "another cell model", "amlcyto embed")
     assert not (tmp_path / "run").exists()
+
+
+def test_features_of_two_precisions_or_int8_calibrations_are_refused(tmp_path: Path):
+    fp32 = planted_bags(tmp_path, seed=1, name="fp32.h5")
+    int8 = dataclasses.replace(extractor(), precision="int8", calibration="c" * 64)
+    recalibrated = dataclasses.replace(int8, calibration="d" * 64)
+    first = planted_bags(tmp_path, seed=2, name="int8.h5", extractor=int8)
+    second = planted_bags(tmp_path, seed=3, name="int8b.h5", extractor=recalibrated)
+    for other in (fp32, second):
+        result = invoke("mil", "train", first, other, "--out", tmp_path / "run")
+        one_line_error(result, "embedded in precision", "amlcyto embed")
+        assert not (tmp_path / "run").exists()
 
 
 def test_a_class_with_fewer_patients_than_folds_is_refused(tmp_path: Path):

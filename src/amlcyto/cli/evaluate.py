@@ -34,7 +34,10 @@ def evaluate_command(
     out: Annotated[
         Path | None,
         typer.Option(
-            "--out", "-o", help="Output folder (default RUN/eval-SPLIT, or eval-NAME for --data)."
+            "--out",
+            "-o",
+            help="Output folder (default RUN/eval-SPLIT, or eval-NAME for --data; with -int8 "
+            "added for --precision int8).",
         ),
     ] = None,
     batch_size: Annotated[int, typer.Option(min=1, help="Images per inference batch.")] = 256,

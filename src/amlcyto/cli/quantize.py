@@ -24,15 +24,16 @@ def quantize_command(
 ) -> None:
     """Calibrate a run for int8 inference on the CPU (`predict`, `evaluate`, `embed` with
     `--precision int8`): activation ranges from its validation cells, then the int8 network
-    checked against fp32 on its test cells. Writes RUN/int8.json (numbers only)."""
+    checked against fp32 on its test cells (where it has none, validation and training cells
+    the calibration did not use). Writes RUN/int8.json (numbers only)."""
     from amlcyto.deploy.int8 import quantize_run
 
     result = quantize_run(run, cells=cells, force=force)
     err_console.print(
         f"calibrated on {result.calibration_cells} validation cells (training cells where the "
-        f"run has fewer); on {result.checked_cells} "
-        f"test cells int8 gives the same class as fp32 for {100 * result.same_class:.2f} % and "
-        f"probabilities within {result.max_difference:.3f}",
+        f"run has fewer); on {result.checked_cells} {result.checked_on} cells int8 gives the "
+        f"same class as fp32 for {100 * result.same_class:.2f} % and probabilities within "
+        f"{result.max_difference:.3f}",
         markup=False,
     )
     print(result.path)

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from amlcyto.deploy.run_cells import read_run_cells
+from amlcyto.deploy.run_cells import read_cells, run_cell_paths
 from amlcyto.errors import AmlcytoError, first_line
 from amlcyto.io import check_output_file, write_json_atomic
 from amlcyto.runs import WEIGHTS, Run, RunInfo, file_sha256, load_run
@@ -50,6 +50,7 @@ class Int8Calibration:
     path: Path
     calibration_cells: int
     checked_cells: int
+    checked_on: str  # "test", or the rows after the calibration's where a run has no test rows
     same_class: float  # fraction of checked cells given the same class as in fp32
     max_difference: float  # largest difference of a probability from fp32's
 
@@ -89,20 +90,26 @@ def quantize_run(
 ) -> Int8Calibration:
     """Calibrate the run in ``run_dir`` for int8 on up to ``cells`` of its validation cells
     (then training cells, where the validation split has fewer), check the result against fp32
-    on up to :data:`CHECK_CELLS` of its test cells, and write ``RUN/int8.json`` (refused if it
+    on up to :data:`CHECK_CELLS` of its test cells (the validation and training cells after the
+    calibration's where it has no test rows), and write ``RUN/int8.json`` (refused if it
     exists, unless ``force``). Both take the classes in turn
     (:func:`~amlcyto.deploy.run_cells.run_cell_paths`)."""
     if cells < 1:
         raise AmlcytoError(f"--cells {cells}: calibrate on at least 1 cell (default 256).")
     run = load_run(run_dir, device="cpu", precision="32")
     out = check_output_file(run.path / CALIBRATION, force)
-    calibration = read_run_cells(run, ("val", "train"), cells)
+    own = run_cell_paths(run, ("val", "train"))
+    calibration, used = read_cells(run, own, cells, "validation or training")
     batches = (
         run.predictor.input(torch.from_numpy(calibration[start : start + 64]))
         for start in range(0, len(calibration), 64)
     )
     int8, observers = calibrate(run.model, run.info.input.image_size, batches, _label(run.info))
-    check = read_run_cells(run, ("test",), CHECK_CELLS)  # never the calibration's own cells
+    # never on the calibration's own cells: the test rows, or where a run has none, the
+    # validation and training rows after those the calibration took
+    test = run_cell_paths(run, ("test",))
+    checked_on = "test" if test else "validation/training (no test rows)"
+    check = read_cells(run, test or own[used:], CHECK_CELLS, checked_on)[0]
     same_class, difference = _agreement(run, int8, check)
     write_json_atomic(
         out,
@@ -113,6 +120,7 @@ def quantize_run(
             "weights_sha256": _weights_sha256(run.info),
             "calibration_cells": len(calibration),
             "check": {
+                "on": checked_on,
                 "cells": len(check),
                 "same_class": same_class,
                 "max_probability_difference": difference,
@@ -120,7 +128,7 @@ def quantize_run(
             "observers": observers,
         },
     )
-    return Int8Calibration(out, len(calibration), len(check), same_class, difference)
+    return Int8Calibration(out, len(calibration), len(check), checked_on, same_class, difference)
 
 
 def calibrate(
@@ -156,7 +164,7 @@ def int8_network(info: RunInfo, model: nn.Module) -> Int8CellModel:
         record = json.loads(path.read_text(encoding="utf-8"))
         observers = {k: torch.tensor(v) for k, v in record["observers"].items()}
         weights = record["weights_sha256"]
-    except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, RuntimeError) as error:
         raise AmlcytoError(f"{path}: unreadable ({first_line(error)}); rerun `{rerun}`.") from None
     if record.get("format") != FORMAT:
         raise AmlcytoError(f"{path}: written by another version of amlcyto; rerun `{rerun}`.")

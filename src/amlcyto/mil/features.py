@@ -195,6 +195,13 @@ def read_feature_files(paths: list[str | Path]) -> CellFeatures:
                 f"than {first.source} ({first.extractor.describe()}); embed all the cells with "
                 "one run (`amlcyto embed RUN ...`)."
             )
+        same = (part.extractor.precision, part.extractor.calibration)
+        if same != (first.extractor.precision, first.extractor.calibration):
+            raise AmlcytoError(
+                f"{part.source}: embedded in precision {part.extractor.precision} (or another "
+                f"int8 calibration) than {first.source} ({first.extractor.precision}); embed all "
+                "the cells with one run in one precision (`amlcyto embed RUN ... --precision P`)."
+            )
     cells = pd.concat([p.cells for p in parts], ignore_index=True)
     repeated = cells["path"].duplicated()
     if repeated.any():
