@@ -141,11 +141,7 @@ def calibrate(
     with _quiet(), torch.inference_mode():
         for batch in batches:
             prepared(batch)
-    observers = {
-        name: value.tolist()
-        for name, value in prepared.state_dict().items()
-        if name.split(".")[0].startswith(_OBSERVER)
-    }
+    observers = {name: value.tolist() for name, value in _observer_state(prepared).items()}
     return Int8CellModel(_converted(prepared), model), observers
 
 
@@ -173,8 +169,7 @@ def int8_network(info: RunInfo, model: nn.Module) -> Int8CellModel:
             f"{path}: calibrated for other weights (the run was retrained since); rerun `{rerun}`."
         )
     prepared = _prepared(model, info.input.image_size, _label(info))
-    expected = {k for k in prepared.state_dict() if k.split(".")[0].startswith(_OBSERVER)}
-    if set(observers) != expected:
+    if set(observers) != set(_observer_state(prepared)):
         raise AmlcytoError(
             f"{path}: its observers do not fit this model in torch {torch.__version__} "
             f"(calibrated with torch {record.get('torch')}); rerun `{rerun}`."
@@ -220,6 +215,15 @@ def _prepared(model: nn.Module, image_size: int, label: str) -> nn.Module:
         raise AmlcytoError(
             f"{label} cannot be quantized to int8 ({first_line(error)}); use --precision 32."
         ) from None
+
+
+def _observer_state(prepared: nn.Module) -> dict[str, torch.Tensor]:
+    """The activation observers' buffers of a prepared graph: what a calibration measured."""
+    return {
+        name: value
+        for name, value in prepared.state_dict().items()
+        if name.split(".")[0].startswith(_OBSERVER)
+    }
 
 
 def _converted(prepared: nn.Module) -> nn.Module:
