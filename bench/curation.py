@@ -26,7 +26,6 @@ Run from the repository root: python3 -m bench.curation
 from __future__ import annotations
 
 import argparse
-import json
 import shlex
 import sys
 import time
@@ -46,6 +45,7 @@ from amlcyto.evaluation.evaluate import evaluate
 from amlcyto.mil.config import MilConfig
 from amlcyto.mil.embed import embed
 from amlcyto.mil.train import mil_train
+from amlcyto.runs.results import EvaluationMetrics
 from amlcyto.training import TrainConfig, train
 from bench.common import OUT, save_json
 
@@ -161,13 +161,13 @@ def test_scores(run: str | Path) -> dict:
     return headline(evaluate(run, force=True).metrics)
 
 
-def headline(metrics: dict) -> dict:
+def headline(metrics: EvaluationMetrics) -> dict:
     return {
-        "test_cells": metrics["n"],
-        "cell_accuracy": metrics["accuracy"],
-        "cell_macro_f1": metrics["macro_f1"],
-        "patient_accuracy": metrics["patients"]["accuracy"],
-        "patient_macro_f1": metrics["patients"]["macro_f1"],
+        "test_cells": metrics.n,
+        "cell_accuracy": metrics.accuracy,
+        "cell_macro_f1": metrics.macro_f1,
+        "patient_accuracy": metrics.patients.accuracy,
+        "patient_macro_f1": metrics.patients.macro_f1,
     }
 
 
@@ -181,14 +181,13 @@ def embed_and_mil(run: str | Path, data: Path, out: Path, folds: int, args) -> d
         if "epoch " not in line.split(":")[0]:  # the fold and summary lines
             print(f"[mil] {line}")
 
-    mil_train(embedding.path, out / "mil", config, force=True, log=log)
-    metrics = json.loads((out / "mil" / "metrics.json").read_text())
+    metrics = mil_train(embedding.path, out / "mil", config, force=True, log=log).metrics
     return {
         "run": str(out / "mil"),
         "cells": embedding.cells,
         "folds": folds,
-        "patient_accuracy_oof": float(metrics["accuracy"]),
-        "patient_macro_f1_oof": float(metrics["macro_f1"]),
+        "patient_accuracy_oof": float(metrics.accuracy),
+        "patient_macro_f1_oof": float(metrics.macro_f1),
         "seconds": round(time.perf_counter() - started, 1),
     }
 

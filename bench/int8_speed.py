@@ -19,10 +19,10 @@ import torch
 
 from amlcyto.data.decoding import read_rgb_resized
 from amlcyto.deploy.int8 import calibrate
+from amlcyto.machine import tune_malloc
 from amlcyto.models import create_model
 from amlcyto.models.fusion import fold_batchnorm
 from amlcyto.models.predictor import CellInput
-from amlcyto.training.performance import tune_malloc
 from bench import throughput
 from bench.common import pbc_manifest, save_json
 

@@ -50,11 +50,13 @@ from amlcyto.data.scan import scan
 from amlcyto.data.simulate import NOTE, simulate_patients
 from amlcyto.data.splits import split_by_patient
 from amlcyto.evaluation.evaluate import evaluate
+from amlcyto.evaluation.metrics import mean_sd as fold_mean_sd
 from amlcyto.evaluation.predict import predict
 from amlcyto.mil.config import MilConfig
 from amlcyto.mil.embed import embed
 from amlcyto.mil.features import read_features
 from amlcyto.mil.train import mil_train
+from amlcyto.runs.results import MilMetrics, read_metrics
 from amlcyto.training import TrainConfig, train
 from bench.common import OUT, SHARED, save_json
 
@@ -239,13 +241,13 @@ def cell_model(args, steps: Steps) -> dict:
         "model": config.model,
         "image_size": config.image_size,
         "epochs": config.epochs,
-        "classes": sorted(metrics["per_class"]),
+        "classes": sorted(metrics.per_class),
         "train_images": int(split.get("train", 0)),
         "val_images": int(split.get("val", 0)),
-        "test_images": metrics["n"],
-        "test_accuracy": metrics["accuracy"],
-        "test_macro_f1": metrics["macro_f1"],
-        "test_per_class_f1": {k: round(v["f1"], 4) for k, v in metrics["per_class"].items()},
+        "test_images": metrics.n,
+        "test_accuracy": metrics.accuracy,
+        "test_macro_f1": metrics.macro_f1,
+        "test_per_class_f1": {k: round(v.f1, 4) for k, v in metrics.per_class.items()},
         "train_seconds": seconds,
     }
 
@@ -361,12 +363,12 @@ def train_mil(args) -> dict:
         if "epoch " not in line.split(":")[0]:  # every line but the per-epoch ones
             print(f"[mil {lines[-1][0]:7.1f} s] {line}")
 
-    info = mil_train(FEATURES, MIL_RUN, config, force=True, log=log)
+    info = mil_train(FEATURES, MIL_RUN, config, force=True, log=log).info
     seconds = time.perf_counter() - started
     (DIR / "mil_log.txt").write_text("".join(f"{t:.2f}\t{line}\n" for t, line in lines))
     ends = [t for t, line in lines if re.match(r"fold \d+/\d+: best epoch", line)]
     per_fold = np.diff([0.0, *ends])
-    metrics = json.loads((MIL_RUN / "metrics.json").read_text())
+    metrics = read_metrics(MIL_RUN, MilMetrics).to_dict()
     keys = ("accuracy", "accuracy_sd", "macro_f1", "macro_f1_sd", "per_class_f1", "folds")
     return {
         **{key: metrics[key] for key in keys},
@@ -374,8 +376,8 @@ def train_mil(args) -> dict:
         "seconds_per_fold": [round(float(s), 1) for s in per_fold],
         "seconds_per_fold_mean": round(float(per_fold.mean()), 1) if len(ends) else None,
         "seconds_final_model_and_writing": round(seconds - ends[-1], 1) if ends else None,
-        "best_epochs": info.training["best_epochs"],
-        "final_epochs": info.training["final_epochs"],
+        "best_epochs": info.training.best_epochs,
+        "final_epochs": info.training.final_epochs,
     }
 
 
@@ -423,7 +425,7 @@ def real_differential() -> pd.DataFrame:
 
 def cross_validate(table: pd.DataFrame, folds: pd.DataFrame) -> dict:
     """Train on the other folds, score fold k: accuracy and macro F1, mean +- sd over folds
-    (population sd, as ``mil_train``), and per-class F1 (mean over folds)."""
+    (the sample sd, as ``mil_train``), and per-class F1 (mean over folds)."""
     missing = sorted(set(folds["patient"]) - set(table.index))
     if missing:
         raise SystemExit(f"no figures for {len(missing)} patients of the folds, e.g. {missing[0]}")
@@ -458,8 +460,8 @@ def cross_validate(table: pd.DataFrame, folds: pd.DataFrame) -> dict:
 
 
 def mean_sd(per_fold: list[dict], key: str) -> dict:
-    values = [f[key] for f in per_fold]
-    return {key: float(np.mean(values)), f"{key}_sd": float(np.std(values))}
+    mean, sd = fold_mean_sd(f[key] for f in per_fold)
+    return {key: mean, f"{key}_sd": sd}
 
 
 # ----------------------------------------------------------------------------------------------

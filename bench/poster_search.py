@@ -59,7 +59,7 @@ def main() -> None:
 
     study = search(
         split_file, out / "study", base, args.trials, space="poster", force=True, on_trial=report
-    )
+    ).study
     search_seconds = time.perf_counter() - started
     best = TrainConfig(**study.best_trial.user_attrs["train_config"])
     results = {}
@@ -74,11 +74,11 @@ def main() -> None:
         metrics = evaluate(run.path, force=True).metrics
         results[name] = {
             "model": run.model,
-            "lr": run.training["lr"],
-            "epochs_run": run.results["epochs_run"],
-            "test_accuracy": metrics["accuracy"],
-            "test_macro_f1": metrics["macro_f1"],
-            "test_images": metrics["n"],
+            "lr": run.training.lr,
+            "epochs_run": run.results.epochs_run,
+            "test_accuracy": metrics.accuracy,
+            "test_macro_f1": metrics.macro_f1,
+            "test_images": metrics.n,
         }
         print(name, results[name])
     states = [t.state.name for t in study.trials]

@@ -28,6 +28,7 @@ from amlcyto.io import write_csv_atomic
 from amlcyto.report.browser import CHROMIUM_FLAGS, find_chromium
 from amlcyto.report.build import build_report
 from amlcyto.runs import read_run_info
+from amlcyto.runs.files import METRICS, evaluation_folder
 from amlcyto.training import TrainConfig
 from bench.common import OUT, ROOT, pbc_manifest, save_json, train_and_score
 
@@ -50,7 +51,7 @@ def main() -> None:
         train_and_score(
             NAME, pbc_manifest(), argparse.Namespace(**settings), model="cnn_small", image_size=64
         )
-    if not (run / "eval-test" / "metrics.json").is_file():
+    if not (run / evaluation_folder("test") / METRICS).is_file():
         evaluate(run, force=True)
     split = read_manifest(run / "split.csv")
     audit_file = write_csv_atomic(OUT / NAME / "audit.csv", audit(split))
@@ -84,7 +85,7 @@ def main() -> None:
                 "classes": len(info.classes),
                 "train_images": info.data.train_images,
                 "test_images": info.data.test_images,
-                "epochs_run": info.results.get("epochs_run"),
+                "epochs_run": info.results.epochs_run,
             },
             "report_bytes": report.size_bytes,
             "report_cells": report.cells,

@@ -35,6 +35,9 @@ import time
 from pathlib import Path
 
 from amlcyto.data.manifest import read_manifest
+from amlcyto.runs import read_run_info
+from amlcyto.runs.files import evaluation_folder
+from amlcyto.runs.results import EvaluationMetrics, read_metrics
 from bench.common import OUT, SHARED, bench_split, pbc_manifest, save_json
 
 PEERS = SHARED.parent / "peers"
@@ -135,9 +138,9 @@ def amlcyto_train(args, split_csv: Path, out: Path) -> dict:
         options += ["--batch-size", "32", "--seed", str(args.seed), "--force"]
         train = timed([*amlcyto, "train", str(split_csv), "--out", str(out), *options], env)
         evaluate = timed([*amlcyto, "evaluate", str(out), "--force"], env)
-    config = json.loads((out / "config.json").read_text())
-    metrics = json.loads((out / "eval-test" / "metrics.json").read_text())
-    images, epochs = config["data"]["train_images"], config["results"]["epochs_run"]
+    info = read_run_info(out)
+    metrics = read_metrics(out / evaluation_folder("test"), EvaluationMetrics)
+    images, epochs = info.data.train_images, info.results.epochs_run
     seconds = train["seconds"] + evaluate["seconds"]
     return {
         "seconds": round(seconds, 1),
@@ -146,10 +149,10 @@ def amlcyto_train(args, split_csv: Path, out: Path) -> dict:
         "peak_gb": max(train["peak_gb"], evaluate["peak_gb"]),
         "train_images": images,
         "epochs_run": epochs,
-        "accuracy": metrics["accuracy"],
-        "macro_f1": metrics["macro_f1"],
-        "precision": config["training"]["precision"],
-        "channels_last": config["training"]["channels_last"],
+        "accuracy": metrics.accuracy,
+        "macro_f1": metrics.macro_f1,
+        "precision": info.training.precision,
+        "channels_last": info.training.channels_last,
         "images_per_s": round(images * epochs / seconds, 1),
     }
 
@@ -169,12 +172,12 @@ def amlcyto_quantize(run_dir: Path) -> dict:
     out = run_dir / "eval-test-int8"
     timed([*amlcyto, "evaluate", str(run_dir), "--precision", "int8", "--out", str(out), "--force"])
     check = json.loads((run_dir / "int8.json").read_text())["check"]
-    metrics = json.loads((out / "metrics.json").read_text())
+    metrics = read_metrics(out, EvaluationMetrics)
     return {
         "seconds": quantize["seconds"],
         "same_class_as_fp32": check["same_class"],
         "max_probability_difference": round(check["max_probability_difference"], 4),
-        "int8_macro_f1": metrics["macro_f1"],
+        "int8_macro_f1": metrics.macro_f1,
     }
 
 

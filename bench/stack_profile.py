@@ -23,9 +23,9 @@ import torch
 import torch.nn.functional as F
 
 from amlcyto.data.cache import FileImages
+from amlcyto.machine import cpu_has_native_bf16, tune_malloc
 from amlcyto.models import create_model
 from amlcyto.models.fusion import fold_batchnorm
-from amlcyto.training.performance import cpu_has_native_bf16, tune_malloc
 from bench.common import pbc_manifest, save_json
 from bench.throughput import timed
 

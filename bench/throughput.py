@@ -21,9 +21,9 @@ import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
 from amlcyto.evaluation.inference import predict_probabilities
+from amlcyto.machine import tune_malloc
 from amlcyto.models import create_model
 from amlcyto.runs import CELL_CLASSIFIER, InputSpec, RunInfo, load_run, save_run
-from amlcyto.training.performance import tune_malloc
 from bench.common import MODELS, OUT, pbc_manifest, save_json
 
 

@@ -35,6 +35,7 @@ from amlcyto.data.scan import scan
 from amlcyto.data.splits import assign_folds
 from amlcyto.evaluation.evaluate import evaluate
 from amlcyto.runs import read_run_info
+from amlcyto.runs.files import CONFIG, METRICS, evaluation_folder
 from amlcyto.training import TrainConfig, train
 from amlcyto.training.config import differing_settings
 from amlcyto.training.finetune import finetune
@@ -101,9 +102,9 @@ def pretrain_config(args: argparse.Namespace) -> TrainConfig:
 
 def reusable(run: Path, config: TrainConfig) -> bool:
     """Whether ``run`` was trained (and scored) with ``config``'s settings."""
-    if not (run / "config.json").is_file() or not (run / "eval-test" / "metrics.json").is_file():
+    if not (run / CONFIG).is_file() or not (run / evaluation_folder("test") / METRICS).is_file():
         return False
-    saved = read_run_info(run).training["config"]
+    saved = read_run_info(run).train_config
     return not differing_settings(saved, config.to_dict())
 
 
@@ -117,8 +118,8 @@ def pretrain(args: argparse.Namespace) -> tuple[Path, dict]:
         metrics = evaluate(run, force=True).metrics
         return run, {
             "reused": True,
-            "accuracy": metrics["accuracy"],
-            "macro_f1": metrics["macro_f1"],
+            "accuracy": metrics.accuracy,
+            "macro_f1": metrics.macro_f1,
         }
     split_file = bench_split(pretrain_name, pbc_manifest(), config.seed)
     summary = score_config(pretrain_name, split_file, config, command_line(args))
@@ -177,17 +178,17 @@ def score_candidate(arm: str, folds_csv: Path, source: Path, config: TrainConfig
     started = time.perf_counter()
     info = train_arm(arm, folds_csv, source, config, out)
     metrics = evaluate(info.path, force=True).metrics
-    best = info.results["best_val"]
+    best = info.results.best_val
     return {
         "fold": config.test_fold,
-        "lr": info.training["lr"],
+        "lr": info.training.lr,
         "val_accuracy": best["val_acc"],
         "val_loss": best["val_loss"],
-        "accuracy": metrics["accuracy"],
-        "macro_f1": metrics["macro_f1"],
-        "test_images": metrics["n"],
+        "accuracy": metrics.accuracy,
+        "macro_f1": metrics.macro_f1,
+        "test_images": metrics.n,
         "train_images": info.data.train_images,
-        "best_epoch": info.results["best_epoch"],
+        "best_epoch": info.results.best_epoch,
         "seconds": round(time.perf_counter() - started, 1),
     }
 

@@ -8,6 +8,10 @@ from typer.testing import CliRunner
 
 from amlcyto.cli.main import app
 
+# Training options that make a run take a second on the CPU.
+FAST = ["--epochs", "1", "--image-size", "16", "--batch-size", "8", "--accelerator", "cpu"]
+FAST += ["--precision", "32-true", "--lr", "0.003", "--no-channels-last"]
+
 
 def invoke(*args: str | Path, env: dict[str, str] | None = None):
     """Run ``amlcyto ARGS...`` in this process; stdout and stderr are kept apart."""

@@ -14,7 +14,7 @@ from amlcyto.data.audit import audit, audit_counts
 from amlcyto.data.demo import make_demo_dataset
 from amlcyto.data.manifest import write_manifest
 from amlcyto.data.scan import problems_path_for, scan, write_problems
-from amlcyto.data.splits import split_by_patient, split_summary
+from amlcyto.data.splits import make_split, split_summary
 from amlcyto.evaluation.evaluate import Evaluation, evaluate
 from amlcyto.io import prepare_output_dir, write_csv_atomic
 from amlcyto.mil.config import MilConfig
@@ -22,12 +22,14 @@ from amlcyto.mil.embed import embed
 from amlcyto.mil.explain import mil_explain
 from amlcyto.mil.train import mil_train
 from amlcyto.report.build import build_report
+from amlcyto.runs.files import SPLIT
 from amlcyto.training import TrainConfig, train
 
 # train's defaults: on the demo they beat the tuned settings the demo used before (accuracy
 # 0.79 against 0.76 for lr 3e-3 over 12 epochs; bench d in bench/RESULTS.md)
 DEMO_TRAINING = TrainConfig(model="cnn_small", image_size=64)
-DEMO_MIL = MilConfig(folds=3, epochs=20)
+DEMO_MIL = MilConfig(folds=3, epochs=20)  # 3 folds: 6 patients a class
+DEMO_VAL = 0.2  # the demo's own, not the default 0.1: a fifth of its patients validate
 SIMULATED = (
     "SIMULATED data (amlcyto demo): procedurally drawn cartoon cells, not patients. These "
     "scores say that the pipeline works, nothing about leukemia."
@@ -52,8 +54,8 @@ def run_demo(
     problems = write_problems(scanned.problems, problems_path_for(manifest))
     log(f"scan: {len(scanned.manifest)} images, {len(scanned.problems)} problems -> {manifest}")
 
-    split = split_by_patient(scanned.manifest, test=0.2, val=0.2, seed=training.seed)
-    split_file = write_manifest(split, out / "split.csv")
+    split = make_split(scanned.manifest, val=DEMO_VAL, seed=training.seed)
+    split_file = write_manifest(split, out / SPLIT)
     patients = split_summary(split).groupby("split")["patients"].sum().to_dict()
     log(f"split: patients per split {patients} -> {split_file}")
 
@@ -64,20 +66,16 @@ def run_demo(
     run = train(split_file, out / "run", training, force=force).path
     log(f"train: {training.model} -> {run}")
     result = evaluate(run, force=force)
-    metrics = result.metrics
-    scores = f"accuracy {metrics['accuracy']:.3f}, macro F1 {metrics['macro_f1']:.3f}"
+    scores = f"accuracy {result.metrics.accuracy:.3f}, macro F1 {result.metrics.macro_f1:.3f}"
     log(f"evaluate: {scores} -> {result.out}")
 
-    # Patient level: every cell through the cell model, attention MIL over each patient's bag
-    # (3 folds: 6 patients a class), and the cells that drove one leukemic patient's call.
     features = embed(run, manifest, out / "cells.h5", force=force)
     log(f"embed: {features.cells} cells -> {features.path}")
-    mil = mil_train(
-        features.path, out / "mil", replace(DEMO_MIL, seed=training.seed), force=force, log=_quiet
-    )
-    accuracy, sd = mil.results["accuracy"], mil.results["accuracy_sd"]
+    mil_config = replace(DEMO_MIL, seed=training.seed)  # its per-epoch lines are not shown
+    mil = mil_train(features.path, out / "mil", mil_config, force=force, log=lambda line: None)
+    accuracy, sd = mil.metrics.accuracy, mil.metrics.accuracy_sd
     log(f"mil train: 3-fold patient accuracy {accuracy:.3f} +- {sd:.3f} (SIMULATED) -> {mil.path}")
-    patient = sorted(split.loc[split["label"] != "control", "patient"])[0]
+    patient = min(split.loc[split["label"] != "control", "patient"])
     explained = mil_explain(mil.path, patient, out / "mil-explain", force=force)
     log(f"mil explain: {patient} called {explained.predicted} -> {explained.montage}")
 
@@ -103,7 +101,3 @@ def run_demo(
         "montage": explained.montage,
         "report": report,
     }
-
-
-def _quiet(message: str) -> None:
-    """Drops the per-epoch lines of the demo's MIL training."""

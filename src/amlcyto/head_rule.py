@@ -1,12 +1,28 @@
-"""The counting part of the head rule, without PyTorch: how many logits a task needs and
-which class is the positive one (:mod:`amlcyto.models.outputs` has the rest). Evaluation
-imports it from here so that scoring an exported ONNX model never imports PyTorch."""
+"""The rules of a model, without PyTorch: the largest input it takes, the normalisation it
+accepts, how many logits a task needs and which class is the positive one
+(:mod:`amlcyto.models.outputs` has the rest). Evaluation and run records use them from here so
+that scoring an exported ONNX model never imports PyTorch."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 from amlcyto.errors import AmlcytoError
+
+MAX_IMAGE_SIZE = 1024  # pixels; a 10,000 px input would ask for tens of GB per batch
+
+
+def check_normalisation(mean: Sequence[float], std: Sequence[float]) -> None:
+    """Refuse a mean or std that is not three finite numbers (std positive)."""
+    values = {"mean": list(mean), "std": list(std)}
+    for name, numbers in values.items():
+        if len(numbers) != 3 or not all(isinstance(v, int | float) for v in numbers):
+            raise AmlcytoError(f"{name} must be three numbers (R, G, B), got {numbers!r}")
+        if not all(math.isfinite(v) for v in numbers):
+            raise AmlcytoError(f"{name} must be finite, got {numbers!r}")
+    if min(values["std"]) <= 0:
+        raise AmlcytoError(f"std must be positive, got {values['std']!r}")
 
 
 def num_outputs_for(num_classes: int) -> int:

@@ -8,7 +8,7 @@ import json
 import os
 import shutil
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import pandas as pd
@@ -110,8 +110,11 @@ def write_atomic(path: str | Path, write: Callable[[Path], None]) -> Path:
         if os.stat(tmp).st_mode & 0o777 != mode:
             os.chmod(tmp, mode)
         os.replace(tmp, path)
-    except OSError as error:
-        _remove_quietly(tmp)
+    except BaseException as error:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        if not isinstance(error, OSError):
+            raise
         fix = (
             "free some space there or write elsewhere"
             if error.errno in (errno.ENOSPC, errno.EDQUOT)
@@ -120,27 +123,29 @@ def write_atomic(path: str | Path, write: Callable[[Path], None]) -> Path:
         raise AmlcytoError(
             f"cannot write {path}: {_reason(error)}; {fix} (any earlier file there is kept)."
         ) from None
-    except BaseException:
-        _remove_quietly(tmp)
-        raise
     return path
 
 
-def _remove_quietly(path: Path) -> None:
-    with contextlib.suppress(OSError):
-        path.unlink(missing_ok=True)
-
-
-def replace_folder(new: str | Path, out: str | Path) -> Path:
-    """Put the finished folder ``new`` in the place of ``out`` (deleting an earlier ``out``):
-    at every moment ``out`` is the old folder whole or the new one whole."""
-    new, out = Path(new), Path(out)
+@contextlib.contextmanager
+def building_folder(out: str | Path) -> Iterator[Path]:
+    """Yield a new empty folder beside ``out`` to build in; when the block ends, put it in
+    the place of ``out`` (deleting an earlier ``out``): at every moment ``out`` is the old
+    folder whole or the new one whole. Any exception, ``KeyboardInterrupt`` included, deletes
+    the new folder and leaves ``out`` as it was: never half a folder there."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    work = out.parent / f".{out.name}.{uuid.uuid4().hex}.tmp"
     old = out.parent / f".{out.name}.{uuid.uuid4().hex}.old"
-    if out.exists():
-        os.replace(out, old)
-    os.replace(new, out)
+    work.mkdir()
+    try:
+        yield work
+        if out.exists():
+            os.replace(out, old)
+        os.replace(work, out)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
     shutil.rmtree(old, ignore_errors=True)
-    return out
 
 
 def remove_outputs(folder: str | Path, names: Iterable[str]) -> None:

@@ -2,39 +2,32 @@
 
 from __future__ import annotations
 
-import contextlib
 import multiprocessing
-import multiprocessing.pool
 import signal
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 
-@contextlib.contextmanager
-def worker_pool(workers: int) -> Iterator[multiprocessing.pool.Pool]:
-    """A process pool whose workers ignore Ctrl-C (the main process handles it); on any error
-    in the block, KeyboardInterrupt included, the workers are killed and reaped before the
-    error goes on, so none is left running or waiting on a pipe. Forked where the OS allows
-    (no ``__main__`` guard needed)."""
+def ordered_map(
+    function: Callable[[Any], Any], items: Iterable, workers: int, chunksize: int = 1
+) -> Iterator:
+    """``map(function, items)`` in ``workers`` processes, results in order, as they come.
+
+    The workers ignore Ctrl-C (the main process handles it); on any error, KeyboardInterrupt
+    included, or when the caller stops early, they are killed and reaped before the error goes
+    on, so none is left running or waiting on a pipe. Forked where the OS allows (no
+    ``__main__`` guard needed)."""
     methods = multiprocessing.get_all_start_methods()
     context = multiprocessing.get_context("fork" if "fork" in methods else None)
     pool = context.Pool(workers, initializer=_ignore_sigint)
     try:
-        yield pool
+        yield from pool.imap(function, items, chunksize=chunksize)
         pool.close()
     except BaseException:
         pool.terminate()
         raise
     finally:
         pool.join()
-
-
-def ordered_map(
-    function: Callable[[Any], Any], items: Iterable, workers: int, chunksize: int = 1
-) -> Iterator:
-    """``map(function, items)`` in ``workers`` processes, results in order, as they come."""
-    with worker_pool(workers) as pool:
-        yield from pool.imap(function, items, chunksize=chunksize)
 
 
 def _ignore_sigint() -> None:

@@ -11,16 +11,11 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from amlcyto.cli.common import err_console, reports_errors
+from amlcyto.cli.common import ForceFile, err_console, out_option, reports_errors, shown_path
 from amlcyto.data.audit_settings import DEFAULT_MAX_DISTANCE, HASH_BITS
 
 if TYPE_CHECKING:
     import pandas as pd
-
-
-def register(app: typer.Typer) -> None:
-    """Add the ``audit`` command to ``app``."""
-    app.command("audit")(audit_command)
 
 
 @reports_errors
@@ -30,11 +25,7 @@ def audit_command(
     ],
     out: Annotated[
         Path | None,
-        typer.Option(
-            "--out",
-            "-o",
-            help="Also write the findings to this CSV (paths relative to its folder).",
-        ),
+        out_option("Also write the findings to this CSV (paths relative to its folder)."),
     ] = None,
     near: Annotated[
         bool,
@@ -57,7 +48,7 @@ def audit_command(
     strict: Annotated[
         bool, typer.Option("--strict", help="Exit with code 1 if any finding is an error.")
     ] = False,
-    force: Annotated[bool, typer.Option("--force", help="Overwrite --out if it exists.")] = False,
+    force: ForceFile = False,
 ) -> None:
     """List leakage and duplicate images: one line per finding on stdout, counts on stderr.
 
@@ -78,22 +69,14 @@ def audit_command(
     seconds = time.perf_counter() - started
     base = manifest.resolve().parent
     for row in findings.itertuples(index=False):
-        fields = (row.severity, row.kind, _shown(row.path_a, base), _shown(row.path_b, base))
-        typer.echo("\t".join((*fields, row.detail)))
+        paths = (shown_path(row.path_a, base), shown_path(row.path_b, base))
+        typer.echo("\t".join((row.severity, row.kind, *paths, row.detail)))
     _print_counts(findings, len(frame), seconds)
     if out is not None:
         write_csv_atomic(out, _relative_paths(findings, out))
         err_console.print(f"Wrote {len(findings)} findings to {out}", highlight=False)
     if strict and (findings["severity"] == "error").any():
         raise typer.Exit(code=1)
-
-
-def _shown(path: str, base: Path) -> str:
-    """A path relative to the manifest's folder when it lies inside it, else absolute."""
-    if not path:
-        return ""
-    relative = os.path.relpath(path, base)
-    return path if relative.startswith("..") else relative
 
 
 def _relative_paths(findings: pd.DataFrame, csv_path: Path) -> pd.DataFrame:

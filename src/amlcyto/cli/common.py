@@ -1,12 +1,15 @@
-"""What every command shares: the stderr console and one-line error reporting."""
+"""What every command shares: the stderr console, one-line error reporting, and the options
+several commands declare alike."""
 
 from __future__ import annotations
 
 import contextlib
 import functools
+import os
 import warnings
 from collections.abc import Callable, Iterator
-from typing import TypeVar
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
@@ -61,9 +64,54 @@ def _error_line(message: str) -> None:
     err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
 
 
-# --precision of the commands that run a cell model over images (predict, evaluate, embed)
-PRECISION_HELP = (
-    "What inference computes in: auto (a run trained in mixed precision predicts in its bf16 "
-    "or fp16 where this machine computes it natively, else fp32), 32, bf16, 16 (GPU) or int8 "
-    "(CPU; calibrate the run with `amlcyto quantize` first)."
-)
+def say(message: str, **options: Any) -> None:
+    """Print ``message`` on stderr as it is (no markup); ``options`` as Console.print's."""
+    err_console.print(message, markup=False, **options)
+
+
+def shown_path(path: str, base: Path) -> str:
+    """``path`` relative to the folder ``base`` when it lies inside it (shorter lines), else as
+    given."""
+    try:
+        shown = os.path.relpath(path, base)
+    except ValueError:  # no path, or another drive on Windows
+        return path
+    return path if shown == "." or shown.startswith("..") else shown
+
+
+def out_option(help: str) -> Any:
+    """``--out`` / ``-o`` with this command's ``help``."""
+    return typer.Option("--out", "-o", help=help)
+
+
+def resume_option(help: str) -> Any:
+    """``--resume`` with this command's ``help``."""
+    return typer.Option("--resume", help=help)
+
+
+# --force, by what it overwrites (commands where it means more declare their own)
+ForceFile = Annotated[bool, typer.Option("--force", help="Overwrite --out if it exists.")]
+ForceFolder = Annotated[
+    bool,
+    typer.Option("--force", help="Use an --out folder that holds files, overwriting its outputs."),
+]
+ForceRun = Annotated[
+    bool,
+    typer.Option("--force", help="Replace the run in --out once the new one has finished."),
+]
+Seed = Annotated[int, typer.Option("--seed", help="Random seed (same seed, same output).")]
+
+# the commands that run a cell model over images (predict, evaluate, embed)
+BatchSize = Annotated[int, typer.Option(min=1, help="Images per inference batch.")]
+Workers = Annotated[
+    int | None,
+    typer.Option(min=0, help="Decoding processes (default: one per core for large sets on a GPU)."),
+]
+Precision = Annotated[
+    str,
+    typer.Option(
+        help="What inference computes in: auto (a run trained in mixed precision predicts in its "
+        "bf16 or fp16 where this machine computes it natively, else fp32), 32, bf16, 16 (GPU) or "
+        "int8 (CPU; calibrate the run with `amlcyto quantize` first)."
+    ),
+]

@@ -7,18 +7,14 @@ from typing import Annotated
 
 import typer
 
-from amlcyto.cli.common import err_console, reports_errors
-
-
-def register(app: typer.Typer) -> None:
-    app.command("curate")(curate_command)
+from amlcyto.cli.common import ForceFolder, out_option, reports_errors, say
 
 
 @reports_errors
 def curate_command(
     data: Annotated[Path, typer.Argument(help="Manifest or split CSV, or a labelled folder.")],
     run: Annotated[Path, typer.Option(help="A cell run with a control class.")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the outputs.")],
+    out: Annotated[Path, out_option("Folder for the outputs.")],
     mil: Annotated[
         Path | None, typer.Option(help="A MIL run trained on these cells (attention scores).")
     ] = None,
@@ -43,7 +39,7 @@ def curate_command(
         str | None,
         typer.Option(help="Write curated.csv with the flagged cells moved to this class instead."),
     ] = None,
-    force: Annotated[bool, typer.Option("--force", help="Write into a folder with files.")] = False,
+    force: ForceFolder = False,
 ) -> None:
     """Score every cell of every leukemia patient for how control-like it looks (the cell run's
     control probability; with --mil, low attention on the patient's class, and both combined),
@@ -69,10 +65,9 @@ def curate_command(
     cells = result.cells
     for row in result.patients.itertuples():
         print(f"{row.patient}\t{row.label}\t{row.flagged} of {row.cells} flagged")
-    err_console.print(
+    say(
         f"flagged {int(cells['flagged'].sum())} of {len(cells)} leukemia cells by the "
         f"{result.score} score; {len(result.problems)} unreadable; wrote {result.out}"
         + (f" and {result.manifest}" if result.manifest else ""),
-        markup=False,
         soft_wrap=True,
     )

@@ -6,15 +6,19 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
+from rich.table import Column, Table
 
-from amlcyto.cli.common import err_console, out_console, reports_errors
+from amlcyto.cli.common import (
+    ForceFolder,
+    out_console,
+    out_option,
+    reports_errors,
+    resume_option,
+    say,
+)
 from amlcyto.cli.train_options import FOLDS, train_options
+from amlcyto.data.split_settings import DEFAULT_FOLDS
 from amlcyto.training.config import TrainConfig
-
-
-def register(app: typer.Typer) -> None:
-    app.command("cv")(cv_command)
 
 
 @reports_errors
@@ -24,29 +28,24 @@ def cv_command(
         Path,
         typer.Argument(help="Folded split CSV (`amlcyto split --folds K`) or a manifest CSV."),
     ],
-    out: Annotated[
-        Path, typer.Option("--out", "-o", help="Folder for fold-<k>/ runs, cv.csv and cv.json.")
-    ],
+    out: Annotated[Path, out_option("Folder for fold-<k>/ runs, cv.csv and cv.json.")],
     folds: Annotated[
         int | None,
         typer.Option(
-            help="Folds to make from a manifest (default 5; a folded file keeps its own)."
+            help=f"Folds to make from a manifest (default {DEFAULT_FOLDS}; a folded file keeps "
+            "its own)."
         ),
     ] = None,
-    force: Annotated[
-        bool, typer.Option("--force", help="Overwrite a folder that holds files.")
-    ] = False,
+    force: ForceFolder = False,
     resume: Annotated[
-        bool,
-        typer.Option(
-            "--resume", help="Keep the folds an interrupted call finished; continue the rest."
-        ),
+        bool, resume_option("Keep the folds an interrupted call finished; continue the rest.")
     ] = False,
     *,
     config: TrainConfig,
 ) -> None:
     """Cross-validate by patient: one run per fold, scores per fold and as mean +- sd."""
     from amlcyto.io import check_output_dir
+    from amlcyto.runs.files import CV_SUMMARY, CV_TABLE
     from amlcyto.training.cv import SCORES, cross_validate
 
     check_output_dir(out, force)
@@ -57,16 +56,15 @@ def cv_command(
         folds=folds,
         force=force,
         resume=resume,
-        log=lambda message: err_console.print(message, highlight=False, markup=False),
+        log=lambda message: say(message, highlight=False),
     )
-    grid = Table(title=f"{len(result.folds)}-fold cross-validation: {result.protocol}")
-    for column in ("fold", *SCORES):
-        grid.add_column(column, justify="right")
+    columns = (Column(name, justify="right") for name in ("fold", *SCORES))
+    grid = Table(*columns, title=f"{len(result.folds)}-fold cross-validation: {result.protocol}")
     for row in result.folds.to_dict("records"):
         grid.add_row(str(row["fold"]), *(_fmt(row[name]) for name in SCORES))
     grid.add_row("mean +- sd", *(f"{_fmt(result.mean[n])} +- {_fmt(result.sd[n])}" for n in SCORES))
     out_console.print(grid)
-    err_console.print(f"wrote {out}/cv.csv, cv.json and one run per fold", markup=False)
+    say(f"wrote {out}/{CV_TABLE}, {CV_SUMMARY} and one run per fold")
 
 
 def _fmt(value: float | None) -> str:

@@ -7,12 +7,7 @@ from typing import Annotated
 
 import typer
 
-from amlcyto.cli.common import err_console, reports_errors
-
-
-def register(app: typer.Typer) -> None:
-    app.command("demo-data")(demo_data_command)
-    app.command("demo")(demo_command)
+from amlcyto.cli.common import Seed, out_option, reports_errors, say
 
 
 @reports_errors
@@ -20,7 +15,7 @@ def demo_data_command(
     out: Annotated[Path, typer.Argument(help="Folder to create: class/patient/image.tif inside.")],
     patients: Annotated[int, typer.Option(help="Patients per class.")] = 4,
     cells: Annotated[int, typer.Option(help="Cell images per patient.")] = 40,
-    seed: Annotated[int, typer.Option(help="Random seed (same seed, same files).")] = 0,
+    seed: Seed = 0,
     force: Annotated[
         bool, typer.Option("--force", help="Replace an earlier demo-data folder (nothing else).")
     ] = False,
@@ -31,17 +26,13 @@ def demo_data_command(
     folder = make_demo_dataset(
         out, patients_per_class=patients, cells_per_patient=cells, seed=seed, force=force
     )
-    err_console.print(
-        f"wrote {5 * patients * cells} synthetic cell images to {folder}", markup=False
-    )
+    say(f"wrote {5 * patients * cells} synthetic cell images to {folder}")
     print(folder)
 
 
 @reports_errors
 def demo_command(
-    out: Annotated[
-        Path, typer.Option("--out", "-o", help="Folder for every output of the demo.")
-    ] = Path("amlcyto-demo"),
+    out: Annotated[Path, out_option("Folder for every output of the demo.")] = Path("amlcyto-demo"),
     force: Annotated[
         bool, typer.Option("--force", help="Overwrite an earlier demo folder.")
     ] = False,
@@ -50,14 +41,10 @@ def demo_command(
     patient-level MIL (embed, mil train, mil explain), and an HTML report of it all."""
     from amlcyto.demo_run import run_demo
 
-    outputs = run_demo(
-        out,
-        force=force,
-        log=lambda message: err_console.print(message, highlight=False, markup=False),
-    )
+    outputs = run_demo(out, force=force, log=lambda message: say(message, highlight=False))
     result = outputs["evaluation"]
-    print(f"Cells ({result.metrics['n']} images)\n\n{result.report}")
-    print(f"Patients ({result.metrics['patients']['n']})\n\n{result.patient_report}")
+    print(f"Cells ({result.metrics.n} images)\n\n{result.report}")
+    print(f"Patients ({result.metrics.patients.n})\n\n{result.patient_report}")
     for name in ("data", "manifest", "split", "audit", "run"):
         print(f"{name:>10}: {outputs[name]}")
     print(f"{'evaluation':>10}: {result.out}")

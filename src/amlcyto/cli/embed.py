@@ -7,11 +7,7 @@ from typing import Annotated
 
 import typer
 
-from amlcyto.cli.common import PRECISION_HELP, err_console, reports_errors
-
-
-def register(app: typer.Typer) -> None:
-    app.command("embed")(embed_command)
+from amlcyto.cli.common import BatchSize, ForceFile, Precision, Workers, reports_errors, say
 
 
 @reports_errors
@@ -23,13 +19,10 @@ def embed_command(
     out: Annotated[
         Path, typer.Option("--out", "-o", help="The features file to write (HDF5, .h5).")
     ],
-    batch_size: Annotated[int, typer.Option(min=1, help="Images per inference batch.")] = 256,
-    workers: Annotated[
-        int | None,
-        typer.Option(min=0, help="Decoding processes (default: one per core with a GPU)."),
-    ] = None,
-    force: Annotated[bool, typer.Option("--force", help="Overwrite the file.")] = False,
-    precision: Annotated[str, typer.Option(help=PRECISION_HELP)] = "auto",
+    batch_size: BatchSize = 256,
+    workers: Workers = None,
+    force: ForceFile = False,
+    precision: Precision = "auto",
 ) -> None:
     """Write each cell's features (the input of the model's head), its class probabilities,
     path, patient and label, and the extractor's identity, for `amlcyto mil train`."""
@@ -41,13 +34,10 @@ def embed_command(
         run, data, out, force=force, batch_size=batch_size, workers=workers, precision=precision
     )
     if result.problems_file is not None:
-        err_console.print(
+        say(
             f"left out {len(result.problems)} files that could not be read or are not images; "
             f"listed in {result.problems_file}",
-            markup=False,
             soft_wrap=True,
         )
-    err_console.print(
-        f"embedded {result.cells} cells at {result.images_per_s:.0f} images/s", markup=False
-    )
+    say(f"embedded {result.cells} cells at {result.images_per_s:.0f} images/s")
     print(result.path)

@@ -7,11 +7,7 @@ from typing import Annotated
 
 import typer
 
-from amlcyto.cli.common import PRECISION_HELP, err_console, reports_errors
-
-
-def register(app: typer.Typer) -> None:
-    app.command("evaluate")(evaluate_command)
+from amlcyto.cli.common import BatchSize, ForceFolder, Precision, Workers, reports_errors, say
 
 
 @reports_errors
@@ -40,51 +36,33 @@ def evaluate_command(
             "added for --precision int8).",
         ),
     ] = None,
-    batch_size: Annotated[int, typer.Option(min=1, help="Images per inference batch.")] = 256,
-    workers: Annotated[
-        int | None,
-        typer.Option(min=0, help="Decoding processes (default: one per core for large sets)."),
-    ] = None,
-    force: Annotated[
-        bool, typer.Option("--force", help="Overwrite an existing output folder.")
-    ] = False,
-    precision: Annotated[str, typer.Option(help=PRECISION_HELP)] = "auto",
+    batch_size: BatchSize = 256,
+    workers: Workers = None,
+    force: ForceFolder = False,
+    precision: Precision = "auto",
 ) -> None:
     """Score a run on its test split, or on any folder or manifest with the run's class names."""
     from amlcyto.evaluation.evaluate import evaluate
     from amlcyto.io import check_output_dir
+    from amlcyto.runs.files import METRICS, PATIENTS, PREDICTIONS, PROBLEMS, REPORT
 
     if out is not None:
         check_output_dir(out, force)
-    result = evaluate(
-        run,
-        data=data,
-        split=split,
-        out=out,
-        force=force,
-        batch_size=batch_size,
-        workers=workers,
-        precision=precision,
-    )
+    result = evaluate(run, data, split, out, force, batch_size, workers, precision)
     m = result.metrics
-    print(f"Cells ({m['n']} images)\n\n{result.report}")
-    print(f"Patients ({m['patients']['n']}, mean cell probability)\n\n{result.patient_report}")
-    auc = "n/a" if m["auc"] is None else f"{m['auc']:.3f}"
-    print(f"cell-level accuracy {m['accuracy']:.3f}, macro F1 {m['macro_f1']:.3f}, AUC {auc}")
+    print(f"Cells ({m.n} images)\n\n{result.report}")
+    print(f"Patients ({m.patients.n}, mean cell probability)\n\n{result.patient_report}")
+    auc = "n/a" if m.auc is None else f"{m.auc:.3f}"
+    print(f"cell-level accuracy {m.accuracy:.3f}, macro F1 {m.macro_f1:.3f}, AUC {auc}")
     if len(result.problems):
-        err_console.print(
-            f"{m['unreadable_images']} unreadable images left out; all {len(result.problems)} "
-            f"problems of the data are listed in {result.out / 'problems.csv'}",
-            markup=False,
+        say(
+            f"{m.unreadable_images} unreadable images left out; all {len(result.problems)} "
+            f"problems of the data are listed in {result.out / PROBLEMS}",
             soft_wrap=True,
         )
     for label, count in result.left_out.items():
-        err_console.print(
-            f"left out {count} images of class {label!r}: not a class of this run", markup=False
-        )
-    err_console.print(
-        "wrote report.txt, metrics.json, predictions.csv, patients.csv and figures to "
-        f"{result.out}",
-        markup=False,
+        say(f"left out {count} images of class {label!r}: not a class of this run")
+    say(
+        f"wrote {REPORT}, {METRICS}, {PREDICTIONS}, {PATIENTS} and figures to {result.out}",
         soft_wrap=True,
     )

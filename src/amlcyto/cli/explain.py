@@ -7,21 +7,15 @@ from typing import Annotated
 
 import typer
 
-from amlcyto.cli.common import err_console, reports_errors
-
-
-def register(app: typer.Typer) -> None:
-    app.command("explain")(explain_command)
+from amlcyto.cli.common import ForceFolder, out_option, reports_errors, say
 
 
 @reports_errors
 def explain_command(
     run: Annotated[Path, typer.Argument(help="Run directory (from `amlcyto train`).")],
     inputs: Annotated[list[Path], typer.Argument(help="Image files and/or folders of images.")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the overlays (PNG).")],
-    force: Annotated[
-        bool, typer.Option("--force", help="Write into a folder that holds files.")
-    ] = False,
+    out: Annotated[Path, out_option("Folder for the overlays (PNG).")],
+    force: ForceFolder = False,
 ) -> None:
     """Grad-CAM: where the model looked, at the layer each model declares, for every image."""
     from amlcyto.evaluation.explain import TABLE, explain
@@ -31,6 +25,6 @@ def explain_command(
     table = explain(run, inputs, out, force=force)
     made = int(table["overlay"].notna().sum())
     for row in table[table["problem"].notna()].itertuples():
-        err_console.print(f"unreadable {row.path}: {row.problem}", markup=False, soft_wrap=True)
-    err_console.print(f"wrote {made} overlays and {out / TABLE}", markup=False)
+        say(f"unreadable {row.path}: {row.problem}", soft_wrap=True)
+    say(f"wrote {made} overlays and {out / TABLE}")
     print(out)

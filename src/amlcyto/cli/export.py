@@ -7,21 +7,15 @@ from typing import Annotated
 
 import typer
 
-from amlcyto.cli.common import err_console, reports_errors
-
-
-def register(app: typer.Typer) -> None:
-    app.command("export")(export_command)
+from amlcyto.cli.common import ForceFile, out_option, reports_errors, say
 
 
 @reports_errors
 def export_command(
     run: Annotated[Path, typer.Argument(help="Run directory made by `amlcyto train`.")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="The .onnx file to write.")] = Path(
-        "model.onnx"
-    ),
+    out: Annotated[Path, out_option("The .onnx file to write.")] = Path("model.onnx"),
     format: Annotated[str, typer.Option("--format", help="onnx (the only format).")] = "onnx",
-    force: Annotated[bool, typer.Option("--force", help="Overwrite the file.")] = False,
+    force: ForceFile = False,
 ) -> None:
     """Export a run: uint8 RGB cells in, class probabilities out, normalisation inside, any
     batch size; classes, image size and origin in its metadata. Checked against PyTorch on the
@@ -34,9 +28,8 @@ def export_command(
     from amlcyto.deploy.onnx_export import TOLERANCE, export_onnx
 
     result = export_onnx(run, out, force=force)
-    err_console.print(
+    say(
         f"checked with onnxruntime on {result.cells_checked} of the run's cells: probabilities "
-        f"match PyTorch's within {result.max_difference:.1e} (allowed {TOLERANCE:g})",
-        markup=False,
+        f"match PyTorch's within {result.max_difference:.1e} (allowed {TOLERANCE:g})"
     )
     print(result.path)

@@ -7,13 +7,9 @@ from typing import Annotated
 
 import typer
 
-from amlcyto.cli.common import err_console, reports_errors
+from amlcyto.cli.common import ForceRun, out_option, reports_errors, say
 from amlcyto.cli.train_options import train_options
 from amlcyto.training.config import TrainConfig
-
-
-def register(app: typer.Typer) -> None:
-    app.command("finetune")(finetune_command)
 
 
 @reports_errors
@@ -27,9 +23,7 @@ def finetune_command(
         Path | None,
         typer.Option(help="The new data: a split or manifest CSV (split by patient here)."),
     ] = None,
-    out: Annotated[Path | None, typer.Option("--out", "-o", help="Run directory to create.")] = (
-        None
-    ),
+    out: Annotated[Path | None, out_option("Run directory to create.")] = None,
     freeze_features: Annotated[
         bool, typer.Option("--freeze-features", help="Train the new head alone.")
     ] = False,
@@ -45,9 +39,7 @@ def finetune_command(
         str | None,
         typer.Option("--model", "-m", help="With --from imagenet: resnet18 or resnet34."),
     ] = None,
-    force: Annotated[
-        bool, typer.Option("--force", help="Replace the run in --out once the new one is done.")
-    ] = False,
+    force: ForceRun = False,
     *,
     config: TrainConfig,
 ) -> None:
@@ -82,11 +74,10 @@ def finetune_command(
     else:
         raise AmlcytoError(f"--from {start}: use run or imagenet.")
     origin = info.started_from or {}
-    err_console.print(
+    say(
         f"started from {origin.get('path') or origin.get('weights_file')} "
         f"({'features frozen' if freeze_features else 'all weights trained'}); best epoch "
-        f"{info.results['best_epoch']}; classes {', '.join(info.classes)}",
-        markup=False,
+        f"{info.results.best_epoch}; classes {', '.join(info.classes)}",
         soft_wrap=True,
     )
     print(info.path)

@@ -41,12 +41,31 @@ def main() -> None:
     """Classify acute myeloid leukemia from single white-blood-cell images."""
 
 
-COMMANDS = (scan, split, audit, demo, models, train, cv, evaluate, predict, explain, export)
-COMMANDS += (quantize,)
-COMMANDS += (report, embed, mil, simulate, finetune, curate)
-COMMANDS += (poster, search)
-for module in COMMANDS:
-    module.register(app)
+COMMANDS = {
+    "scan": scan.scan_command,
+    "split": split.split_command,
+    "audit": audit.audit_command,
+    "demo-data": demo.demo_data_command,
+    "demo": demo.demo_command,
+    "models": models.models_command,
+    "train": train.train_command,
+    "cv": cv.cv_command,
+    "evaluate": evaluate.evaluate_command,
+    "predict": predict.predict_command,
+    "explain": explain.explain_command,
+    "export": export.export_command,
+    "quantize": quantize.quantize_command,
+    "report": report.report_command,
+    "embed": embed.embed_command,
+    "simulate-patients": simulate.simulate_patients_command,
+    "finetune": finetune.finetune_command,
+    "curate": curate.curate_command,
+    "reproduce-poster": poster.reproduce_poster_command,
+    "search": search.search_command,
+}
+for name, command in COMMANDS.items():
+    app.command(name)(command)
+app.add_typer(mil.mil_app, name="mil")
 
 
 if __name__ == "__main__":

@@ -2,24 +2,20 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from amlcyto.cli.common import err_console, reports_errors
+from amlcyto.cli.common import ForceFile, ForceFolder, Seed, err_console, out_option, reports_errors
 from amlcyto.mil.config import MilConfig
+from amlcyto.runs.files import PATIENTS
 
 MIL = MilConfig()  # the defaults
 mil_app = typer.Typer(
     help="Patient-level diagnosis: attention MIL over each patient's cell features.",
     no_args_is_help=True,
 )
-
-
-def register(app: typer.Typer) -> None:
-    app.add_typer(mil_app, name="mil")
 
 
 def _say(message: str) -> None:
@@ -32,9 +28,9 @@ def train_command(
     features: Annotated[
         list[Path], typer.Argument(help="Features files of `amlcyto embed` (one extractor).")
     ],
-    out: Annotated[Path, typer.Option("--out", "-o", help="The run folder to write.")],
+    out: Annotated[Path, out_option("The run folder to write.")],
     folds: Annotated[int, typer.Option(help="Patient-level stratified folds.")] = MIL.folds,
-    seed: Annotated[int, typer.Option(help="Random seed (same seed, same numbers).")] = MIL.seed,
+    seed: Seed = MIL.seed,
     epochs: Annotated[int, typer.Option(help="Epochs per fold (the best is kept).")] = MIL.epochs,
     patience: Annotated[
         int, typer.Option(help="Stop a fold after this many epochs without a better val loss.")
@@ -49,8 +45,9 @@ def train_command(
 ) -> None:
     """Cross-validate attention MIL over patients (mean +- sd per fold, beside SCEMILA's
     figures), then train one model on every patient for new ones."""
+    from amlcyto.cli.train_options import parse_model_options
     from amlcyto.io import check_output_dir
-    from amlcyto.mil.train import mil_train, report_text
+    from amlcyto.mil.train import fold_report_text, mil_train
 
     check_output_dir(out, force)
     config = MilConfig(
@@ -60,27 +57,12 @@ def train_command(
         epochs=epochs,
         patience=patience,
         lr=lr,
-        model_options=_options(options),
+        model_options=parse_model_options(options),
     )
-    info = mil_train(features, out, config, force=force, log=_say)
-    metrics = json.loads((info.path / "metrics.json").read_text(encoding="utf-8"))
+    result = mil_train(features, out, config, force=force, log=_say)
     print(f"Patients, {folds}-fold cross-validation\n")
-    print(report_text(metrics, info.classes))
-    print(f"run: {info.path}")
-
-
-def _options(text: str | None) -> dict:
-    from amlcyto.errors import AmlcytoError
-
-    if text is None:
-        return {}
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError:
-        value = None
-    if not isinstance(value, dict):
-        raise AmlcytoError(f"--options must be a JSON object, got {text!r}.")
-    return value
+    print(fold_report_text(result.metrics, result.info.classes))
+    print(f"run: {result.path}")
 
 
 @mil_app.command("predict")
@@ -94,8 +76,8 @@ def predict_command(
             "patient folders of images."
         ),
     ],
-    out: Annotated[Path, typer.Option("--out", "-o", help="CSV to write.")] = Path("patients.csv"),
-    force: Annotated[bool, typer.Option("--force", help="Overwrite the CSV.")] = False,
+    out: Annotated[Path, out_option("CSV to write.")] = Path(PATIENTS),
+    force: ForceFile = False,
 ) -> None:
     """Call new patients: class, probabilities, and each patient's five highest-attention
     cells."""
@@ -118,15 +100,13 @@ def predict_command(
 def explain_command(
     run: Annotated[Path, typer.Argument(help="A run of `amlcyto mil train`.")],
     patient: Annotated[str, typer.Argument(help="The patient id (its folder name).")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the CSV and montage.")] = (
-        Path("explained")
-    ),
+    out: Annotated[Path, out_option("Folder for the CSV and montage.")] = Path("explained"),
     features: Annotated[
         list[Path] | None,
         typer.Option(help="Features holding the patient (default: those the run trained on)."),
     ] = None,
     shown: Annotated[int, typer.Option(min=1, help="Cells of each end in the montage.")] = 8,
-    force: Annotated[bool, typer.Option("--force", help="Write into a folder with files.")] = False,
+    force: ForceFolder = False,
 ) -> None:
     """A patient's cells ranked by attention: a CSV of scores, and a montage of the highest
     and lowest cells with their scores and the cell model's call."""

@@ -2,14 +2,9 @@
 
 from __future__ import annotations
 
-import typer
 from rich.table import Column, Table
 
 from amlcyto.cli.common import out_console
-
-
-def register(app: typer.Typer) -> None:
-    app.command("models")(models_command)
 
 
 def models_command() -> None:

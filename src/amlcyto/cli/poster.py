@@ -8,13 +8,16 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from amlcyto.cli.common import err_console, out_console, reports_errors
+from amlcyto.cli.common import (
+    ForceFolder,
+    out_console,
+    out_option,
+    reports_errors,
+    resume_option,
+    say,
+)
 from amlcyto.cli.train_options import FOLDS, TASK, train_options
 from amlcyto.training.config import TrainConfig
-
-
-def register(app: typer.Typer) -> None:
-    app.command("reproduce-poster")(reproduce_poster_command)
 
 
 @reports_errors
@@ -25,9 +28,9 @@ def reproduce_poster_command(
     data: Annotated[
         Path, typer.Argument(help="Dataset folder (class/patient/image) or its manifest.")
     ],
-    out: Annotated[
-        Path, typer.Option("--out", "-o", help="Folder for splits, runs and comparison.csv.")
-    ] = Path("poster"),
+    out: Annotated[Path, out_option("Folder for splits, runs and comparison.csv.")] = Path(
+        "poster"
+    ),
     tasks: Annotated[
         str | None,
         typer.Option(help="Subtypes to run, comma-separated, e.g. PML_RARA,NPM1 (default: all)."),
@@ -36,18 +39,16 @@ def reproduce_poster_command(
         bool, typer.Option(help="Also run the poster's leaky image-level split.")
     ] = True,
     resume: Annotated[
-        bool,
-        typer.Option(
-            "--resume", help="Keep the models an earlier call with the same settings finished."
-        ),
+        bool, resume_option("Keep the models an earlier call with the same settings finished.")
     ] = False,
-    force: Annotated[bool, typer.Option("--force", help="Overwrite the output folder.")] = False,
+    force: ForceFolder = False,
     *,
     config: TrainConfig,
 ) -> None:
     """Train control-vs-subtype models with the four poster presets and print their reports."""
     from amlcyto.io import check_output_dir
     from amlcyto.poster.reproduce import PROTOCOLS, reproduce_poster
+    from amlcyto.runs.files import COMPARISON
 
     check_output_dir(out, force or resume)  # before a dataset folder is scanned
     protocols = ("patient", "image") if leaky else ("patient",)
@@ -59,28 +60,20 @@ def reproduce_poster_command(
         tasks=tuple(t.strip() for t in tasks.split(",") if t.strip()) if tasks else None,
         force=force,
         resume=resume,
-        log=lambda message: err_console.print(message, highlight=False, markup=False),
+        log=lambda message: say(message, highlight=False),
     )
     for (task, protocol), rows in table.groupby(["task", "protocol"], sort=False):
         grid = Table(title=f"control vs {task}: {PROTOCOLS[protocol]}", title_justify="left")
         for column in ("class", "precision", "recall", "f1", "support", "poster P / R / F1"):
             grid.add_column(column, justify="left" if column == "class" else "right")
         for row in rows.to_dict("records"):
+            ours = [f"{row[k]:.2f}" for k in ("precision", "recall", "f1")]
             poster = " / ".join(f"{row[f'poster_{k}']:.2f}" for k in ("precision", "recall", "f1"))
-            grid.add_row(
-                row["class"],
-                f"{row['precision']:.2f}",
-                f"{row['recall']:.2f}",
-                f"{row['f1']:.2f}",
-                str(row["support"]),
-                poster,
-            )
+            grid.add_row(row["class"], *ours, str(row["support"]), poster)
         first = rows.iloc[0]
         grid.caption = (
             f"accuracy {first.accuracy:.2f} (poster {first.poster_accuracy:.2f}); "
             f"patient-level accuracy {first.patient_accuracy:.2f}"
         )
         out_console.print(grid)
-    err_console.print(
-        f"wrote {out}/comparison.csv, the split files and one run per task", markup=False
-    )
+    say(f"wrote {out}/{COMPARISON}, the split files and one run per task")

@@ -7,11 +7,8 @@ from typing import Annotated
 
 import typer
 
-from amlcyto.cli.common import PRECISION_HELP, err_console, reports_errors
-
-
-def register(app: typer.Typer) -> None:
-    app.command("predict")(predict_command)
+from amlcyto.cli.common import BatchSize, ForceFile, Precision, Workers, reports_errors, say
+from amlcyto.runs.files import PREDICTIONS
 
 
 @reports_errors
@@ -26,16 +23,11 @@ def predict_command(
     paths: Annotated[
         list[Path], typer.Argument(help="Image files and/or folders (searched recursively).")
     ],
-    out: Annotated[Path, typer.Option("--out", "-o", help="CSV to write.")] = Path(
-        "predictions.csv"
-    ),
-    batch_size: Annotated[int, typer.Option(min=1, help="Images per inference batch.")] = 256,
-    workers: Annotated[
-        int | None,
-        typer.Option(min=0, help="Decoding processes (default: one per core for large sets)."),
-    ] = None,
-    force: Annotated[bool, typer.Option("--force", help="Overwrite the CSV.")] = False,
-    precision: Annotated[str, typer.Option(help=PRECISION_HELP)] = "auto",
+    out: Annotated[Path, typer.Option("--out", "-o", help="CSV to write.")] = Path(PREDICTIONS),
+    batch_size: BatchSize = 256,
+    workers: Workers = None,
+    force: ForceFile = False,
+    precision: Precision = "auto",
 ) -> None:
     """Predict each image's class; folder rows hold the mean cell probabilities of their images.
 
@@ -52,19 +44,17 @@ def predict_command(
         run, paths, batch_size=batch_size, workers=workers, precision=precision
     )
     for path in passed_over:
-        why = passed_over_reason(path)
-        err_console.print(f"passed over {path}: {why}", markup=False, soft_wrap=True)
+        say(f"passed over {path}: {passed_over_reason(path)}", soft_wrap=True)
     failed = table[table["kind"] == "unreadable"]
     for row in failed.itertuples():
-        err_console.print(f"unreadable {row.path}: {row.problem}", markup=False, soft_wrap=True)
+        say(f"unreadable {row.path}: {row.problem}", soft_wrap=True)
     write_manifest(rounded(table), out)
     folders = table[table["kind"] == "folder"]
     for row in folders.itertuples():
         print(f"{row.path}\t{row.images} images\t{row.predicted}")
     images = int((table["kind"] == "image").sum())
-    err_console.print(
+    say(
         f"wrote {images} image rows, {len(folders)} folder rows and {len(failed)} unreadable "
         f"rows to {out}; passed over {len(passed_over)} entries that are not images",
-        markup=False,
         soft_wrap=True,
     )

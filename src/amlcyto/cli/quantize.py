@@ -7,11 +7,7 @@ from typing import Annotated
 
 import typer
 
-from amlcyto.cli.common import err_console, reports_errors
-
-
-def register(app: typer.Typer) -> None:
-    app.command("quantize")(quantize_command)
+from amlcyto.cli.common import reports_errors, say
 
 
 @reports_errors
@@ -29,11 +25,10 @@ def quantize_command(
     from amlcyto.deploy.int8 import quantize_run
 
     result = quantize_run(run, cells=cells, force=force)
-    err_console.print(
+    say(
         f"calibrated on {result.calibration_cells} validation cells (training cells where the "
         f"run has fewer); on {result.checked_cells} {result.checked_on} cells int8 gives the "
         f"same class as fp32 for {100 * result.same_class:.2f} % and probabilities within "
-        f"{result.max_difference:.3f}",
-        markup=False,
+        f"{result.max_difference:.3f}"
     )
     print(result.path)

@@ -7,12 +7,8 @@ from typing import Annotated
 
 import typer
 
-from amlcyto.cli.common import err_console, reports_errors
+from amlcyto.cli.common import ForceFile, out_option, reports_errors, say
 from amlcyto.report import DEFAULT_EXAMPLES, DEFAULT_MIL_CELLS
-
-
-def register(app: typer.Typer) -> None:
-    app.command("report")(report_command)
 
 
 @reports_errors
@@ -21,9 +17,7 @@ def report_command(
         list[Path],
         typer.Argument(help="Run directories and/or reproduce-poster folders, a section each."),
     ],
-    out: Annotated[Path, typer.Option("--out", "-o", help="The HTML file to write.")] = Path(
-        "report.html"
-    ),
+    out: Annotated[Path, out_option("The HTML file to write.")] = Path("report.html"),
     examples: Annotated[
         int,
         typer.Option(min=0, help="Cells shown per class, predicted right and wrong (each)."),
@@ -42,7 +36,7 @@ def report_command(
     note: Annotated[
         str | None, typer.Option(help="A line shown at the top of the page, above every number.")
     ] = None,
-    force: Annotated[bool, typer.Option("--force", help="Overwrite the HTML file.")] = False,
+    force: ForceFile = False,
 ) -> None:
     """One HTML file, figures and cells inside, that opens offline in any browser: the data
     (classes x patients x images per split, scan problems, audit findings), training (loss
@@ -64,11 +58,10 @@ def report_command(
         audit_file=audit,
         problems_file=problems,
         note=note,
-        log=lambda message: err_console.print(message, markup=False, soft_wrap=True),
+        log=lambda message: say(message, soft_wrap=True),
     )
-    err_console.print(
+    say(
         f"wrote {report.size_bytes / 1e6:.1f} MB: {report.sections} section(s), "
-        f"{report.cells} cells",
-        markup=False,
+        f"{report.cells} cells"
     )
     print(report.path)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -10,18 +9,13 @@ import typer
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
-from amlcyto.cli.common import err_console, reports_errors
+from amlcyto.cli.common import err_console, out_option, reports_errors, shown_path
 from amlcyto.errors import AmlcytoError
 
 if TYPE_CHECKING:
     from amlcyto.data.scan import ScanResult
 
 MAX_PROBLEM_LINES = 50
-
-
-def register(app: typer.Typer) -> None:
-    """Add this module's command(s) to app."""
-    app.command("scan")(scan_command)
 
 
 @reports_errors
@@ -35,11 +29,9 @@ def scan_command(
     ],
     out: Annotated[
         Path,
-        typer.Option(
-            "--out",
-            "-o",
-            help="Manifest CSV to write; its problem list goes beside it, named after it "
-            "(data/a.csv -> data/a.problems.csv).",
+        out_option(
+            "Manifest CSV to write; its problem list goes beside it, named after it "
+            "(data/a.csv -> data/a.problems.csv)."
         ),
     ] = Path("manifest.csv"),
     absolute: Annotated[
@@ -126,7 +118,7 @@ def _print_problems(result: ScanResult, problems_path: Path) -> None:
     )
     for row in problems.head(MAX_PROBLEM_LINES).itertuples(index=False):
         err_console.print(
-            f"  {escape(_shown_path(row.path, result.data_dir))}: [bold]{row.problem}[/] "
+            f"  {escape(shown_path(row.path, result.data_dir))}: [bold]{row.problem}[/] "
             f"({row.action}) {escape(row.detail)}",
             highlight=False,
             soft_wrap=True,
@@ -136,12 +128,3 @@ def _print_problems(result: ScanResult, problems_path: Path) -> None:
             f"  ... and {len(problems) - MAX_PROBLEM_LINES:,} more, "
             f"see {escape(str(problems_path))}"
         )
-
-
-def _shown_path(path: str, data_dir: Path) -> str:
-    """The path relative to the scanned folder when inside it (shorter lines)."""
-    try:
-        shown = os.path.relpath(path, data_dir)
-    except ValueError:  # another drive on Windows
-        return path
-    return path if shown == "." or shown.startswith("..") else shown

@@ -8,16 +8,12 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from amlcyto.cli.common import err_console, reports_errors
+from amlcyto.cli.common import err_console, out_option, reports_errors
 from amlcyto.cli.train_options import train_options
 from amlcyto.training.config import TrainConfig
 
 if TYPE_CHECKING:  # Optuna (and SQLAlchemy) load only when `search` runs: other commands start
     import optuna  # faster, and work where Optuna is not installed.
-
-
-def register(app: typer.Typer) -> None:
-    app.command("search")(search_command)
 
 
 def describe_trial(trial: optuna.trial.FrozenTrial) -> str:
@@ -60,10 +56,7 @@ def search_command(
             help="Split CSV (from `amlcyto split`) or manifest CSV (split by patient here)."
         ),
     ],
-    out: Annotated[
-        Path,
-        typer.Option("--out", "-o", help="Search folder: trial-<n>/ runs, trials.csv, best.json."),
-    ],
+    out: Annotated[Path, out_option("Search folder: trial-<n>/ runs, trials.csv, best.json.")],
     trials: Annotated[
         int,
         typer.Option(
@@ -119,14 +112,14 @@ def search_command(
 ) -> None:
     """Search a space of settings; the best trial by validation loss, test rows never read."""
     from amlcyto.io import check_output_dir
-    from amlcyto.training.search import BEST, BEST_YAML, TRIALS, search
+    from amlcyto.training.search import search
 
     check_output_dir(out, force=True)  # a file or unwritable place; search() judges what is there
 
     def report(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         err_console.print(describe_trial(trial), highlight=False)
 
-    study = search(
+    result = search(
         data,
         out,
         config,
@@ -140,21 +133,19 @@ def search_command(
         final=final,
         on_trial=report,
     )
-    import json
-
-    summary = json.loads((out / BEST).read_text(encoding="utf-8"))
+    summary, study = result.summary, result.study
     err_console.print(
         f"best of {summary['trials']} trials in study {study.study_name!r} ({summary['pruned']} "
         f"pruned, {summary['failed']} failed): {describe_trial(study.best_trial)}; wrote "
-        f"{out / TRIALS}, {out / BEST}, {out / BEST_YAML}",
+        f"{result.trials_csv}, {result.best_json}, {result.best_yaml}",
         highlight=False,
     )
     if "final" in summary:
-        result = summary["final"]
+        scores = summary["final"]
         err_console.print(
             f"final: the best settings trained on train+val score accuracy "
-            f"{result['test_accuracy']:.4f}, macro F1 {result['test_macro_f1']:.4f} on the "
-            f"{result['test_images']} test images ({result['run']})",
+            f"{scores['test_accuracy']:.4f}, macro F1 {scores['test_macro_f1']:.4f} on the "
+            f"{scores['test_images']} test images ({scores['run']})",
             highlight=False,
         )
-    print(out / BEST)
+    print(result.best_json)

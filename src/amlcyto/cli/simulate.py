@@ -7,12 +7,7 @@ from typing import Annotated
 
 import typer
 
-from amlcyto.cli.common import err_console, reports_errors
-
-
-def register(app: typer.Typer) -> None:
-    """Add the ``simulate-patients`` command to ``app``."""
-    app.command("simulate-patients")(simulate_patients_command)
+from amlcyto.cli.common import Seed, out_option, reports_errors, say
 
 
 @reports_errors
@@ -29,10 +24,7 @@ def simulate_patients_command(
         ),
     ],
     out: Annotated[
-        Path,
-        typer.Option(
-            "--out", "-o", help="Folder to create: patients/, encoder/, cells.csv, simulation.json."
-        ),
+        Path, out_option("Folder to create: patients/, encoder/, cells.csv, simulation.json.")
     ],
     mapping: Annotated[
         str,
@@ -51,7 +43,7 @@ def simulate_patients_command(
             help="Share of each pool class set aside for the cell encoder, never in a bag."
         ),
     ] = 0.0,
-    seed: Annotated[int, typer.Option(help="Random seed (same seed, same dataset).")] = 0,
+    seed: Seed = 0,
     force: Annotated[
         bool, typer.Option("--force", help="Replace an earlier simulated dataset whole.")
     ] = False,
@@ -69,6 +61,6 @@ def simulate_patients_command(
         encoder_share=encoder_share,
         seed=seed,
         force=force,
-        log=lambda line: err_console.print(line, highlight=False, markup=False, soft_wrap=True),
+        log=lambda line: say(line, highlight=False, soft_wrap=True),
     )
     print(result.out)

@@ -7,13 +7,9 @@ from typing import Annotated
 
 import typer
 
-from amlcyto.cli.common import err_console, reports_errors
+from amlcyto.cli.common import ForceRun, out_option, reports_errors, resume_option, say
 from amlcyto.cli.train_options import train_options
 from amlcyto.training.config import TrainConfig
-
-
-def register(app: typer.Typer) -> None:
-    app.command("train")(train_command)
 
 
 @reports_errors
@@ -26,16 +22,10 @@ def train_command(
             "CSV (split by patient here)."
         ),
     ],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Run directory to create.")],
-    force: Annotated[
-        bool,
-        typer.Option("--force", help="Replace the run in --out once the new one has finished."),
-    ] = False,
+    out: Annotated[Path, out_option("Run directory to create.")],
+    force: ForceRun = False,
     resume: Annotated[
-        bool,
-        typer.Option(
-            "--resume", help="Continue an interrupted training of --out from its last epoch."
-        ),
+        bool, resume_option("Continue an interrupted training of --out from its last epoch.")
     ] = False,
     *,
     config: TrainConfig,
@@ -50,15 +40,14 @@ def train_command(
     if not is_launch_rank_zero():  # under DDP the other processes stay quiet
         return
     results = info.results
-    best = results["best_val"]
+    best = results.best_val
     names = {"val_loss": "loss", "val_acc": "accuracy", "val_macro_f1": "macro F1"}
     scores = ", ".join(
         f"{name} {best[key]:.4f}" for key, name in names.items() if best.get(key) is not None
     )
-    err_console.print(f"stopped: {results['stop_reason']}", markup=False)
-    err_console.print(
-        f"best epoch {results['best_epoch']} (validation {scores}); "
-        f"wrote {info.path}/{WEIGHTS}, {CONFIG}, {SPLIT}, {HISTORY}",
-        markup=False,
+    say(f"stopped: {results.stop_reason}")
+    say(
+        f"best epoch {results.best_epoch} (validation {scores}); "
+        f"wrote {info.path}/{WEIGHTS}, {CONFIG}, {SPLIT}, {HISTORY}"
     )
     print(info.path)

@@ -23,7 +23,7 @@ from amlcyto.errors import AmlcytoError
 from amlcyto.training.config import TrainConfig
 
 _CONFIG_DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
-_CONFIG_DEFAULTS["model_options"] = None
+_CONFIG_DEFAULTS["options"] = None
 
 # name -> (type, typer.Option); the parameter name is the TrainConfig field, except `options`
 # (JSON text for model_options).
@@ -169,51 +169,29 @@ def train_options(
     defaults: dict[str, Any] | None = None,
     fixed: dict[str, Any] | None = None,
 ) -> Callable:
-    """Add the training options (all but ``exclude``) to a command that takes ``config``.
-
-    Parameters
-    ----------
-    exclude : names
-        Options the command does not offer (e.g. ``TASK`` where it sets the task itself).
-    defaults : dict, optional
-        Other defaults for this command (e.g. ``{"max_per_class": 5000}``).
-    fixed : dict, optional
-        TrainConfig settings the command always uses (e.g. ``{"progress": False}``).
-    """
+    """Add the training options (all but ``exclude``, e.g. ``TASK`` where the command sets the
+    task itself) to a command that takes ``config``, with this command's own ``defaults`` (e.g.
+    ``{"max_per_class": 5000}``) and the TrainConfig settings it always uses, ``fixed`` (e.g.
+    ``{"progress": False}``)."""
     names = [name for name in OPTIONS if name not in set(exclude)]
     defaults = defaults or {}
+    keyword = functools.partial(inspect.Parameter, kind=inspect.Parameter.KEYWORD_ONLY)
 
     def decorate(command: Callable) -> Callable:
         signature = inspect.signature(command, eval_str=True)
         own = [p for p in signature.parameters.values() if p.name != "config"]
-        added = []
-        for name in names:
-            kind, option = OPTIONS[name]
-            key = "model_options" if name == "options" else name
-            default = defaults.get(name, _CONFIG_DEFAULTS[key])
-            added.append(
-                inspect.Parameter(
-                    name,
-                    inspect.Parameter.KEYWORD_ONLY,
-                    default=default,
-                    annotation=Annotated[kind, option],
-                )
+        added = [
+            keyword(
+                name,
+                default=defaults.get(name, _CONFIG_DEFAULTS[name]),
+                annotation=Annotated[OPTIONS[name][0], OPTIONS[name][1]],
             )
-
+            for name in names
+        ]
         added.append(
-            inspect.Parameter(
-                "config_file",
-                inspect.Parameter.KEYWORD_ONLY,
-                default=None,
-                annotation=Annotated[Path | None, CONFIG_OPTION],
-            )
+            keyword("config_file", default=None, annotation=Annotated[Path | None, CONFIG_OPTION])
         )
-
-        added.append(
-            inspect.Parameter(
-                "typer_context", inspect.Parameter.KEYWORD_ONLY, annotation=typer.Context
-            )
-        )
+        added.append(keyword("typer_context", annotation=typer.Context))
 
         @functools.wraps(command)
         def wrapper(*args, **kwargs):

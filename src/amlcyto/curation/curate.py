@@ -23,20 +23,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from amlcyto.curation.scores import (
-    CONTROL,
-    attention_scores,
-    cell_scores,
-    check_runs,
-    combined_scores,
-)
+from amlcyto.curation.scores import CONTROL, SCORES, attention_scores, cell_scores, check_runs
 from amlcyto.data.decoding import read_rgb_resized
 from amlcyto.data.manifest import write_manifest
 from amlcyto.data.mappings import CATEGORIES
+from amlcyto.data.patient_tables import read_patient_tables
 from amlcyto.data.scan import PROBLEM_COLUMNS, labelled_rows, write_problems
 from amlcyto.errors import AmlcytoError
 from amlcyto.evaluation.plots import plot_montage
 from amlcyto.io import prepare_output_dir, remove_outputs, safe_filename, write_csv_atomic
+from amlcyto.runs.files import CELLS, CURATED, PATIENTS, PROBLEMS
 
 # Measured on demo and simulated patients (bench j): the cell score found the normal cells best
 # everywhere (AUROC 1.00 and 0.91), attention only on the demo (0.95), and against them on
@@ -44,15 +40,9 @@ from amlcyto.io import prepare_output_dir, remove_outputs, safe_filename, write_
 DEFAULT_SCORE = "cell"
 DEFAULT_THRESHOLD = 0.5
 MONTAGE_CELLS = 16
-OUTPUTS = ("cells.csv", "patients.csv", "curated.csv", "problems.csv")
+OUTPUTS = (CELLS, PATIENTS, CURATED, PROBLEMS)
 # Differential categories that control blood has too: a leukemic patient's normal cells.
-NORMAL_CATEGORIES = (
-    "neutrophil_segmented",
-    "lymph_typ",
-    "monocyte",
-    "eosinophil",
-    "basophil",
-)
+NORMAL_CATEGORIES = ("neutrophil_segmented", "lymph_typ", "monocyte", "eosinophil", "basophil")
 
 
 @dataclass
@@ -116,26 +106,26 @@ def curate(
     cells["score_cell"], unreadable = cell_scores(run, cells)
     if mil is not None:
         cells["score_attention"] = attention_scores(mil, cells)
-        cells["score_combined"] = combined_scores(cells["score_cell"], cells["score_attention"])
+        cells["score_combined"] = (cells["score_cell"] + cells["score_attention"]) / 2.0
     cells["flagged"] = _flags(cells, f"score_{score}", threshold, fraction)
     patients = _patient_summary(cells, table)
     unread = pd.DataFrame([vars(p) for p in unreadable.values()], columns=PROBLEM_COLUMNS)
     problems = pd.concat([skipped, unread], ignore_index=True) if len(unread) else skipped
 
-    write_csv_atomic(out / "cells.csv", cells.round(6))
-    write_csv_atomic(out / "patients.csv", patients.round(4))
+    write_csv_atomic(out / CELLS, cells.round(6))
+    write_csv_atomic(out / PATIENTS, patients.round(4))
     if len(problems):
-        write_problems(problems, out / "problems.csv")
+        write_problems(problems, out / PROBLEMS)
     for label, mine in cells.groupby("label"):
         _montage(mine, f"score_{score}", label, out / f"montage_{safe_filename(label)}.png")
     manifest = None
     if write_curated or relabel is not None:
-        manifest = write_manifest(_curated(rows, cells, relabel), out / "curated.csv")
+        manifest = write_manifest(_curated(rows, cells, relabel), out / CURATED)
     return Curation(out, cells, patients, score, manifest, problems)
 
 
 def _check_settings(score, mil, threshold, fraction) -> None:
-    if score not in ("cell", "attention", "combined"):
+    if score not in SCORES:
         raise AmlcytoError(f"--score {score}: use cell, attention or combined.")
     if score != "cell" and mil is None:
         raise AmlcytoError(f"--score {score} needs a MIL run's attention: give --mil MIL_RUN.")
@@ -168,8 +158,6 @@ def _patient_summary(cells: pd.DataFrame, table: pd.Series | None) -> pd.DataFra
 
 def read_patient_normal_shares(paths: list[str | Path]) -> pd.Series:
     """patient -> the share of their manual differential in categories control blood has."""
-    from amlcyto.data.patient_tables import read_patient_tables
-
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # empty cells read as 0: the share needs no warning
         patients = read_patient_tables(paths).set_index("patient_id")
@@ -182,9 +170,7 @@ def _curated(rows: pd.DataFrame, cells: pd.DataFrame, relabel: str | None) -> pd
     flagged = rows["path"].isin(cells.loc[cells["flagged"], "path"])
     if relabel is None:
         return rows[~flagged].reset_index(drop=True)
-    curated = rows.copy()
-    curated.loc[flagged, "label"] = relabel
-    return curated
+    return rows.assign(label=rows["label"].mask(flagged, relabel))
 
 
 def _montage(cells: pd.DataFrame, column: str, label: str, path: Path) -> Path:

@@ -18,8 +18,10 @@ import numpy as np
 import pandas as pd
 
 from amlcyto.errors import AmlcytoError
+from amlcyto.evaluation.inference import load_for_inference, predict_readable
 from amlcyto.io import read_result_table
-from amlcyto.mil.train import ATTENTION
+from amlcyto.runs import CELL_CLASSIFIER, PATIENT_MIL, read_run_kind
+from amlcyto.runs.files import ATTENTION
 
 CONTROL = "control"
 SCORES = ("cell", "attention", "combined")
@@ -27,8 +29,6 @@ SCORES = ("cell", "attention", "combined")
 
 def check_runs(run_dir: str | Path, mil_dir: str | Path | None) -> None:
     """Refuse, before any work, a cell run without a control class or a MIL run that is not."""
-    from amlcyto.runs import CELL_CLASSIFIER, PATIENT_MIL, read_run_kind
-
     classes = read_run_kind(run_dir, CELL_CLASSIFIER).classes
     if CONTROL not in classes:
         raise AmlcytoError(
@@ -42,10 +42,7 @@ def check_runs(run_dir: str | Path, mil_dir: str | Path | None) -> None:
 def cell_scores(run_dir: str | Path, cells: pd.DataFrame) -> tuple[np.ndarray, dict]:
     """Each cell's control probability against its patient's class (``label``; against every
     class where the run lacks it), NaN where unreadable; and the problems."""
-    from amlcyto.evaluation.inference import inference_device, predict_readable
-    from amlcyto.runs import load_run
-
-    run = load_run(run_dir, device=inference_device())
+    run = load_for_inference(run_dir)
     probabilities, unreadable = predict_readable(run, cells["path"].tolist())
     control = probabilities[:, run.classes.index(CONTROL)]
     own = np.array([run.classes.index(c) if c in run.classes else -1 for c in cells["label"]])
@@ -70,12 +67,7 @@ def attention_scores(mil_dir: str | Path, cells: pd.DataFrame) -> np.ndarray:
         column = f"attention_{cells['label'].iat[i]}"
         weights[i] = row[column] if column in by_path.columns else row["attention"]
     groups = pd.Series(weights).groupby(cells["patient"].to_numpy())
-    percentile = groups.rank(pct=True, method="average")  # rank / n, in (0, 1]
-    sizes = groups.transform("count")  # scored cells of the patient
-    # rank/n in (0, 1]; rescaled so a bag's lowest cell is 1 and its highest 0
-    scaled = (percentile.to_numpy() * sizes.to_numpy() - 1) / np.maximum(sizes.to_numpy() - 1, 1)
+    rank = groups.rank(method="average").to_numpy()  # 1 .. the patient's scored cells
+    sizes = groups.transform("count").to_numpy()
+    scaled = (rank - 1) / np.maximum(sizes - 1, 1)  # a bag's lowest cell 0, its highest 1
     return np.where(np.isnan(weights), np.nan, 1.0 - scaled)
-
-
-def combined_scores(cell: np.ndarray, attention: np.ndarray) -> np.ndarray:
-    return (cell + attention) / 2.0

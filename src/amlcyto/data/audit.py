@@ -19,7 +19,6 @@ Pairs that cross classes or splits, and patients in several splits or classes, a
 from __future__ import annotations
 
 import hashlib
-import os
 from collections.abc import Iterator
 
 import numpy as np
@@ -29,6 +28,7 @@ from PIL import Image
 from amlcyto.data.audit_settings import DEFAULT_MAX_DISTANCE, HASH_BITS, HASH_SIZE
 from amlcyto.data.decoding import decode_rgb, read_bytes
 from amlcyto.errors import AmlcytoError
+from amlcyto.machine import usable_cpus
 from amlcyto.parallel import ordered_map
 
 FINDING_COLUMNS = [
@@ -55,22 +55,18 @@ def audit(
 ) -> pd.DataFrame:
     """Find patients shared between splits or classes, and duplicate or near-duplicate images.
 
+    ``frame`` is a manifest or split file (``path``, ``label``, ``patient``; ``split`` and
+    ``sha256`` are used when present; missing or empty ``sha256`` values are computed). Returns
+    one row per finding, columns ``FINDING_COLUMNS``, errors first.
+
     Parameters
     ----------
-    frame : pandas.DataFrame
-        Manifest or split file (``path``, ``label``, ``patient``; ``split`` and ``sha256`` are
-        used when present; missing or empty ``sha256`` values are computed).
     near_duplicates : bool
         Also decode every image and compare perceptual hashes.
     max_distance : int
         Largest dHash Hamming distance (of 256 bits) that counts as a near-duplicate.
     workers : int, optional
         Processes that read and hash the images; default: every available core.
-
-    Returns
-    -------
-    pandas.DataFrame
-        One row per finding, columns ``FINDING_COLUMNS``, errors first.
     """
     missing = [c for c in ("path", "label", "patient") if c not in frame.columns]
     if missing:
@@ -266,8 +262,7 @@ def _hash_one(job: tuple[str, bool, bool]) -> tuple[str | None, np.ndarray | Non
 
 def _map(function, jobs: list, workers: int | None) -> Iterator:
     """``map`` in a process pool (forked where the OS allows: no ``__main__`` guard needed)."""
-    if workers is None:
-        workers = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
+    workers = usable_cpus() if workers is None else workers
     if workers <= 1 or len(jobs) < _SERIAL_BELOW:
         yield from map(function, jobs)
         return
@@ -283,8 +278,7 @@ def _as_words(hashes: np.ndarray) -> np.ndarray:
     return hashes
 
 
-_POPCOUNT_TABLE = np.unpackbits(np.arange(256, dtype=np.uint8)[:, None], axis=1).sum(axis=1)
-_POPCOUNT_TABLE = _POPCOUNT_TABLE.astype(np.uint8)
+_POPCOUNT_TABLE = np.array([bin(i).count("1") for i in range(256)], dtype=np.uint8)
 
 
 def _popcount(values: np.ndarray) -> np.ndarray:

@@ -26,6 +26,7 @@ import numpy as np
 from amlcyto.data.decoding import read_rgb_resized
 from amlcyto.errors import AmlcytoError
 from amlcyto.io import write_text_atomic
+from amlcyto.machine import usable_cpus
 from amlcyto.parallel import ordered_map
 
 CHUNK = 256
@@ -98,26 +99,12 @@ def open_or_build_cache(
     workers: int | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> ImageCache:
-    """Return the cache of ``paths`` at ``size`` px, decoding the images first if needed.
+    """Return the cache of ``paths`` (row ``i`` is ``paths[i]``) at ``size`` px, decoding the
+    images first if needed, with ``workers`` processes (default: all cores) and calling
+    ``progress(done, total)`` as it goes. ``cache_dir`` defaults to :func:`default_cache_dir`.
 
-    Parameters
-    ----------
-    paths : sequence of str
-        Image files, in the order rows will be addressed.
-    size : int
-        Side length in pixels of the cached images.
-    cache_dir : path, optional
-        Folder of cache files; default :func:`default_cache_dir`.
-    workers : int, optional
-        Decoding processes; default all cores.
-    progress : callable, optional
-        Called as ``progress(done, total)`` while building.
-
-    Raises
-    ------
-    AmlcytoError
-        The cache folder is a file or cannot be created or written to, an image is missing
-        or cannot be decoded.
+    Raises ``AmlcytoError`` if the cache folder is a file or cannot be created or written to,
+    or an image is missing or cannot be decoded.
     """
     folder = _cache_folder(cache_dir)
     key = cache_key(paths, size)
@@ -127,7 +114,8 @@ def open_or_build_cache(
         return _is_complete(file, meta, len(paths), size)
 
     if not built():  # one process builds; the others (DDP ranks, parallel runs) wait, then read
-        _check_can_write(folder, cache_dir)
+        if not os.access(folder, os.W_OK | os.X_OK):  # refused before decoding anything
+            raise _folder_error(folder, cache_dir, "cannot write there")
         with _locked(folder / f"{key}.lock"):
             if not built():
                 if file.exists():
@@ -165,12 +153,6 @@ def _cache_folder(cache_dir: str | Path | None) -> Path:
     return folder
 
 
-def _check_can_write(folder: Path, cache_dir: str | Path | None) -> None:
-    """Refuse, before decoding anything, a cache folder this process cannot write to."""
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise _folder_error(folder, cache_dir, "cannot write there")
-
-
 def _folder_error(folder: Path, cache_dir: str | Path | None, reason: str) -> AmlcytoError:
     """The one-line error for an unusable cache folder, naming $AMLCYTO_CACHE where it came
     from there."""
@@ -206,7 +188,8 @@ def _locked(path: Path) -> Iterator[None]:
         handle.close()
 
 
-def _decode_chunk(paths: list[str], size: int) -> bytes:
+def _decode_chunk(chunk: tuple[list[str], int]) -> bytes:
+    paths, size = chunk
     try:
         return b"".join(read_rgb_resized(p, size).tobytes() for p in paths)
     except AmlcytoError as error:  # re-raised plainly: it must cross the process boundary
@@ -216,29 +199,20 @@ def _decode_chunk(paths: list[str], size: int) -> bytes:
 def _build(paths: list[str], size: int, file: Path, workers: int | None, progress) -> None:
     tmp = file.with_suffix(f".{os.getpid()}.tmp")
     chunks = [(paths[i : i + CHUNK], size) for i in range(0, len(paths), CHUNK)]
-    workers = min(workers or os.cpu_count() or 1, len(chunks))
+    workers = min(workers or usable_cpus(), len(chunks))
     try:
         with open(tmp, "wb") as out:
             if workers <= 1:
-                results = (_decode_chunk(*chunk) for chunk in chunks)
-                _write_all(out, results, len(paths), progress, chunks)
+                results = map(_decode_chunk, chunks)
             else:
-                results = ordered_map(_decode_chunk_star, chunks, workers)
-                _write_all(out, results, len(paths), progress, chunks)
+                results = ordered_map(_decode_chunk, chunks, workers)
+            done = 0
+            for (chunk, _), data in zip(chunks, results, strict=True):
+                out.write(data)
+                done += len(chunk)
+                if progress is not None:
+                    progress(done, len(paths))
         os.replace(tmp, file)
     except BaseException:  # Ctrl-C too: no temporary file is left behind
         tmp.unlink(missing_ok=True)
         raise
-
-
-def _decode_chunk_star(chunk: tuple[list[str], int]) -> bytes:
-    return _decode_chunk(*chunk)
-
-
-def _write_all(out, results, total: int, progress, chunks) -> None:
-    done = 0
-    for (chunk, _), data in zip(chunks, results, strict=True):
-        out.write(data)
-        done += len(chunk)
-        if progress is not None:
-            progress(done, total)

@@ -46,7 +46,6 @@ IMAGE_SUFFIXES = frozenset({".tif", ".tiff", ".png", ".jpg", ".jpeg", ".bmp"})
 _TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
 # First bytes of JPEG, PNG and BMP files: such a file that fails to open is damaged, not foreign.
 _IMAGE_SIGNATURES = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"BM", *_TIFF_MAGIC)
-_RESAMPLE = Image.Resampling.BICUBIC
 _TIFF_PHOTOMETRICS = frozenset(
     {
         tifffile.PHOTOMETRIC.MINISBLACK,
@@ -58,11 +57,7 @@ _TIFF_PHOTOMETRICS = frozenset(
 )
 # The pages tifffile decodes with the standard library alone (no imagecodecs).
 _TIFFFILE_COMPRESSIONS = frozenset(
-    {
-        tifffile.COMPRESSION.NONE,
-        tifffile.COMPRESSION.ADOBE_DEFLATE,
-        tifffile.COMPRESSION.DEFLATE,
-    }
+    {tifffile.COMPRESSION.NONE, tifffile.COMPRESSION.ADOBE_DEFLATE, tifffile.COMPRESSION.DEFLATE}
 )
 _TIFFFILE_PREDICTORS = frozenset({tifffile.PREDICTOR.NONE, tifffile.PREDICTOR.HORIZONTAL})
 # The other pages that Pillow's libtiff decodes (its wheels build libtiff with these codecs).
@@ -90,6 +85,7 @@ _FIX_TOO_LARGE = "crop it to the cell (single-cell images are a few hundred pixe
 # limit, about 9,459 x 9,459 (a 256 MB RGB array), for tifffile and Pillow alike.
 MAX_IMAGE_PIXELS = 89_478_485
 
+# The problem codes of ImageDecodeError; too-large: more than MAX_IMAGE_PIXELS.
 DECODE_PROBLEMS = (
     "zero-byte",
     "truncated",
@@ -101,11 +97,7 @@ DECODE_PROBLEMS = (
 
 
 class ImageDecodeError(AmlcytoError):
-    """An image file that cannot be decoded; ``code`` is the short problem code.
-
-    Codes (``DECODE_PROBLEMS``): ``zero-byte``, ``truncated``, ``not-an-image``,
-    ``unsupported``, ``too-large`` (more than ``MAX_IMAGE_PIXELS``), ``unreadable``.
-    """
+    """An image file that cannot be decoded; ``code`` is one of ``DECODE_PROBLEMS``."""
 
     def __init__(self, path: str | Path, code: str, reason: str, fix: str) -> None:
         super().__init__(f"{path}: {reason}; {fix}")
@@ -123,21 +115,8 @@ def is_image_file(path: str | Path) -> bool:
 def read_rgb(path: str | Path) -> np.ndarray:
     """Read an image file as an ``(H, W, 3)`` ``uint8`` RGB array.
 
-    Parameters
-    ----------
-    path : str or Path
-        A .tif/.tiff/.png/.jpg/.jpeg/.bmp file (any letter case).
-
-    Returns
-    -------
-    numpy.ndarray
-        ``(H, W, 3)`` ``uint8``.
-
-    Raises
-    ------
-    ImageDecodeError
-        The file is empty, truncated, not an image, of an unsupported kind, larger than
-        ``MAX_IMAGE_PIXELS``, or unreadable.
+    Raises ``ImageDecodeError`` if the file is empty, truncated, not an image, of an
+    unsupported kind, larger than ``MAX_IMAGE_PIXELS``, or unreadable.
     """
     return decode_rgb(read_bytes(path), path)
 
@@ -157,25 +136,8 @@ def read_bytes(path: str | Path) -> bytes:
 
 
 def decode_rgb(data: bytes, path: str | Path = "<bytes>") -> np.ndarray:
-    """Decode the bytes of an image file to an ``(H, W, 3)`` ``uint8`` RGB array.
-
-    Parameters
-    ----------
-    data : bytes
-        The whole file.
-    path : str or Path
-        Only used in error messages.
-
-    Returns
-    -------
-    numpy.ndarray
-        ``(H, W, 3)`` ``uint8``.
-
-    Raises
-    ------
-    ImageDecodeError
-        See :func:`read_rgb`.
-    """
+    """Decode ``data``, the bytes of a whole image file, to an ``(H, W, 3)`` ``uint8`` RGB array
+    (``path`` only names it in errors); raises ``ImageDecodeError`` as :func:`read_rgb` does."""
     _check_not_empty(data, path)
     if data[:4] in _TIFF_MAGIC:
         return _decode_tiff(data, path)
@@ -183,13 +145,8 @@ def decode_rgb(data: bytes, path: str | Path = "<bytes>") -> np.ndarray:
 
 
 def read_size(data: bytes, path: str | Path = "<bytes>") -> tuple[int, int]:
-    """Return ``(width, height)`` from the file header only (no pixel decoding).
-
-    Raises
-    ------
-    ImageDecodeError
-        The header cannot be parsed, or declares more than ``MAX_IMAGE_PIXELS``.
-    """
+    """Return ``(width, height)`` from the file header only (no pixel decoding); raises
+    ``ImageDecodeError`` if it cannot be parsed or declares more than ``MAX_IMAGE_PIXELS``."""
     _check_not_empty(data, path)
     if data[:4] in _TIFF_MAGIC:
         _check_first_ifd_in_file(data, path)
@@ -213,19 +170,8 @@ def read_rgb_resized(path: str | Path, size: int) -> np.ndarray:
     Made for the training data pipeline: JPEGs are decoded at a reduced scale where that still
     leaves at least ``size`` pixels (``Image.draft``), then resized with Pillow's antialiased
     bicubic filter. Non-square images are stretched to the square (the whole cell stays in
-    view); images already ``size`` x ``size`` are returned without resampling.
-
-    Parameters
-    ----------
-    path : str or Path
-        Image file, as for :func:`read_rgb`.
-    size : int
-        Side length in pixels (positive).
-
-    Raises
-    ------
-    ImageDecodeError
-        See :func:`read_rgb`.
+    view); images already ``size`` x ``size`` are returned without resampling. Raises
+    ``ImageDecodeError`` as :func:`read_rgb` does.
     """
     if size < 1:
         raise ValueError(f"size must be positive, got {size}")
@@ -236,7 +182,7 @@ def read_rgb_resized(path: str | Path, size: int) -> np.ndarray:
     else:
         image = _open_pillow_rgb(data, path, draft_size=size)
     if image.size != (size, size):
-        image = image.resize((size, size), _RESAMPLE)
+        image = image.resize((size, size), Image.Resampling.BICUBIC)
     return np.asarray(image)
 
 
@@ -443,8 +389,6 @@ def _to_uint8(array: np.ndarray) -> np.ndarray:
 
 
 def _gray_to_rgb(gray: np.ndarray) -> np.ndarray:
-    if gray.ndim == 3:
-        gray = gray[..., 0]
     return np.repeat(gray[..., np.newaxis], 3, axis=-1)
 
 

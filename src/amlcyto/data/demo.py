@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import functools
 import re
-import shutil
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 
@@ -23,7 +21,7 @@ import tifffile
 
 from amlcyto.data.labels import CANONICAL_CLASSES
 from amlcyto.errors import AmlcytoError
-from amlcyto.io import replace_folder
+from amlcyto.io import building_folder
 
 DEMO_CLASSES = CANONICAL_CLASSES
 DEMO_CELL_KINDS = {"n": "normal", "l": "leukemic"}
@@ -264,15 +262,19 @@ def _monocyte(cv: _Canvas, rng: np.random.Generator) -> _Cell:
     return cell
 
 
+def _two_lobes(cell: _Cell, r: float, gap: float, heights, tilt: float) -> np.ndarray:
+    """A bilobed nucleus's signed distance: lobes of width ``r`` and ``heights`` at ``gap``
+    either side of the centre, tilted ``tilt`` away from each other."""
+    left = _ellipse_sd(cell.u, cell.v, -gap, 0.0, r, heights[0], tilt)
+    return np.minimum(left, _ellipse_sd(cell.u, cell.v, gap, 0.0, r, heights[1], -tilt))
+
+
 def _promyelocyte(cv: _Canvas, rng: np.random.Generator) -> _Cell:
     """APL promyelocyte: large, bilobed nucleus, dense dark granules, maybe Auer-rod bundles."""
     cell = _Cell(cv, rng, rng.uniform(34, 41), 0.1)
     r = cell.radius * rng.uniform(0.36, 0.44)
     gap = r * rng.uniform(0.55, 0.8)
-    sd = np.minimum(
-        _ellipse_sd(cell.u, cell.v, -gap, 0.0, r, r * rng.uniform(0.9, 1.2), 0.3),
-        _ellipse_sd(cell.u, cell.v, gap, 0.0, r, r * rng.uniform(0.9, 1.2), -0.3),
-    )
+    sd = _two_lobes(cell, r, gap, (r * rng.uniform(0.9, 1.2), r * rng.uniform(0.9, 1.2)), 0.3)
     nucleus = cell.chromatin(sd, 3.0, 0.15, 0.85)
     cell.paint(0.8 * cell.cytoplasm(nucleus), CYTO_BLAST)
     count = int(cell.radius**2 * rng.uniform(0.3, 0.45))
@@ -290,14 +292,23 @@ def _promyelocyte(cv: _Canvas, rng: np.random.Generator) -> _Cell:
     return cell
 
 
+def _round_blast(cv: _Canvas, rng: np.random.Generator, blue, size, shift, aspect, chromatin):
+    """A blast's cell and its round, nucleolated nucleus: radius a ``size`` share of the cell's,
+    shifted right by a ``shift`` share of the room left, height/width at least ``aspect``;
+    returns the cell, the nucleus's radius and offset, and the nucleus."""
+    cell = _Cell(cv, rng, rng.uniform(30, 37), blue)
+    r = cell.radius * rng.uniform(*size)
+    offset = (cell.radius - r) * rng.uniform(*shift)
+    sd = _ellipse_sd(cell.u, cell.v, offset, 0.0, r, r * rng.uniform(aspect, 1.0))
+    nucleus = cell.chromatin(sd, *chromatin)
+    return cell, r, offset, cell.nucleoli(nucleus, (offset, 0.0), r * 0.35, int(rng.integers(1, 3)))
+
+
 def _npm1_blast(cv: _Canvas, rng: np.random.Generator) -> _Cell:
     """NPM1 blast: large round nucleus, fine chromatin, cup-like pale notch, scant blue rim."""
-    cell = _Cell(cv, rng, rng.uniform(30, 37), 0.05)
-    r = cell.radius * rng.uniform(0.76, 0.86)
-    offset = (cell.radius - r) * rng.uniform(0, 0.6)
-    sd = _ellipse_sd(cell.u, cell.v, offset, 0.0, r, r * rng.uniform(0.9, 1.0))
-    nucleus = cell.chromatin(sd, 1.8, 0.16, 0.9)
-    nucleus = cell.nucleoli(nucleus, (offset, 0.0), r * 0.35, int(rng.integers(1, 3)))
+    cell, r, offset, nucleus = _round_blast(
+        cv, rng, 0.05, (0.76, 0.86), (0, 0.6), 0.9, (1.8, 0.16, 0.9)
+    )
     cup = np.zeros_like(nucleus)
     if rng.uniform() < 0.8:
         a = rng.uniform(0, 2 * np.pi)
@@ -329,11 +340,7 @@ def _abnormal_eosinophil(cv: _Canvas, rng: np.random.Generator) -> _Cell:
     """inv(16) eosinophil: bilobed nucleus, big orange granules mixed with dark purple ones."""
     cell = _Cell(cv, rng, rng.uniform(27, 32), 0.05)
     r = cell.radius * rng.uniform(0.3, 0.36)
-    gap = r * rng.uniform(0.7, 1.0)
-    sd = np.minimum(
-        _ellipse_sd(cell.u, cell.v, -gap, 0.0, r, r * 0.85, 0.4),
-        _ellipse_sd(cell.u, cell.v, gap, 0.0, r, r * 0.85, -0.4),
-    )
+    sd = _two_lobes(cell, r, r * rng.uniform(0.7, 1.0), (r * 0.85, r * 0.85), 0.4)
     nucleus = cell.chromatin(sd, 3.0, 0.2, 1.05)
     cell.paint(cell.cytoplasm(nucleus), CYTO_NEUTROPHIL)
     free = cell.body * (1 - 0.8 * nucleus.clip(0, 1))
@@ -347,12 +354,9 @@ def _abnormal_eosinophil(cv: _Canvas, rng: np.random.Generator) -> _Cell:
 
 def _runx1_blast(cv: _Canvas, rng: np.random.Generator) -> _Cell:
     """t(8;21) blast: eccentric nucleus, pale perinuclear hof, salmon granules, one Auer rod."""
-    cell = _Cell(cv, rng, rng.uniform(30, 37), 0.06)
-    r = cell.radius * rng.uniform(0.55, 0.65)
-    offset = (cell.radius - r) * rng.uniform(0.5, 0.8)
-    sd = _ellipse_sd(cell.u, cell.v, offset, 0.0, r, r * rng.uniform(0.85, 1.0))
-    nucleus = cell.chromatin(sd, 2.0, 0.12, 0.92)
-    nucleus = cell.nucleoli(nucleus, (offset, 0.0), r * 0.35, int(rng.integers(1, 3)))
+    cell, r, offset, nucleus = _round_blast(
+        cv, rng, 0.06, (0.55, 0.65), (0.5, 0.8), 0.85, (2.0, 0.12, 0.92)
+    )
     hof_r = cell.radius * rng.uniform(0.2, 0.27)
     hof = _ellipse_sd(cell.u, cell.v, offset - r - hof_r * 0.3, 0.0, hof_r, hof_r * 1.4)
     cytoplasm = cell.cytoplasm(nucleus) * (1 - 0.75 * _inside(hof, 3.0))
@@ -519,8 +523,6 @@ def make_demo_dataset(
     out
         Folder to create (or an empty one). The images are drawn into a hidden folder beside
         it, then moved into place, so an interrupted run leaves no half dataset.
-    patients_per_class
-        Patients drawn for each class.
     cells_per_patient
         Images per patient, 1 to 1000.
     image_size
@@ -533,11 +535,6 @@ def make_demo_dataset(
         deleted and old images are never mixed with new ones.
     progress
         Called as ``progress(done, total)`` after each image.
-
-    Returns
-    -------
-    Path
-        ``out``.
 
     Raises
     ------
@@ -553,16 +550,28 @@ def make_demo_dataset(
     if not 32 <= image_size <= 1024:
         raise AmlcytoError(f"image size {image_size}: use 32 to 1024 pixels (the cohort's: 144).")
     _check_replaceable(out, force)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    total, done = len(DEMO_CLASSES) * patients_per_class * cells_per_patient, 0
+    names = _patient_names(len(DEMO_CLASSES) * patients_per_class, np.random.default_rng([seed, 0]))
     # Drawn into a folder beside ``out``, then swapped in: never old and new images mixed.
-    tmp = out.parent / f".{out.name}.{uuid.uuid4().hex}.tmp"
-    tmp.mkdir()
-    try:
-        _draw_dataset(tmp, patients_per_class, cells_per_patient, image_size, seed, progress)
-        replace_folder(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    with building_folder(out) as work:
+        for class_index, label in enumerate(DEMO_CLASSES):
+            for patient_index in range(patients_per_class):
+                name = names[class_index * patients_per_class + patient_index]
+                rng = np.random.default_rng([seed, 1, class_index, patient_index])
+                stain = _Stain(rng)
+                leukemic = np.zeros(cells_per_patient, dtype=bool)
+                if label != "control":
+                    normal = int(round(rng.uniform(0.2, 0.3) * cells_per_patient))
+                    leukemic[rng.permutation(cells_per_patient)[normal:]] = True
+                folder = work / label / name
+                folder.mkdir(parents=True)
+                for cell in range(cells_per_patient):
+                    image = _draw_image(label, bool(leukemic[cell]), stain, image_size, rng)
+                    path = folder / f"{name}_{cell:03d}_{'l' if leukemic[cell] else 'n'}.tif"
+                    tifffile.imwrite(path, image, photometric="rgb")
+                    done += 1
+                    if progress is not None:
+                        progress(done, total)
     return out
 
 
@@ -604,56 +613,11 @@ def _first_foreign_entry(folder: Path) -> Path | None:
     return None
 
 
-def _draw_dataset(
-    out: Path,
-    patients_per_class: int,
-    cells_per_patient: int,
-    image_size: int,
-    seed: int,
-    progress: Callable[[int, int], None] | None,
-) -> None:
-    """Draw every image of the demo dataset into the existing empty folder ``out``."""
-    total, done = len(DEMO_CLASSES) * patients_per_class * cells_per_patient, 0
-    names = _patient_names(len(DEMO_CLASSES) * patients_per_class, np.random.default_rng([seed, 0]))
-    for class_index, label in enumerate(DEMO_CLASSES):
-        for patient_index in range(patients_per_class):
-            name = names[class_index * patients_per_class + patient_index]
-            rng = np.random.default_rng([seed, 1, class_index, patient_index])
-            stain = _Stain(rng)
-            leukemic = np.zeros(cells_per_patient, dtype=bool)
-            if label != "control":
-                normal = int(round(rng.uniform(0.2, 0.3) * cells_per_patient))
-                leukemic[rng.permutation(cells_per_patient)[normal:]] = True
-            folder = out / label / name
-            folder.mkdir(parents=True)
-            for cell in range(cells_per_patient):
-                image = _draw_image(label, bool(leukemic[cell]), stain, image_size, rng)
-                path = folder / f"{name}_{cell:03d}_{'l' if leukemic[cell] else 'n'}.tif"
-                tifffile.imwrite(path, image, photometric="rgb")
-                done += 1
-                if progress is not None:
-                    progress(done, total)
-
-
 def demo_cell_kind(path: str | Path) -> str:
-    """Tell from a demo image's file name whether its cell was drawn normal or leukemic.
-
-    Parameters
-    ----------
-    path
-        A file written by :func:`make_demo_dataset`, named ``<patient>_<nnn>_<k>.tif``.
-
-    Returns
-    -------
-    str
-        ``"normal"`` (``k`` is ``n``: a mature cell, as in every control and in 20-30% of each
-        leukemic patient's cells) or ``"leukemic"`` (``k`` is ``l``).
-
-    Raises
-    ------
-    AmlcytoError
-        If the name is not a demo image's name.
-    """
+    """Tell from the name of a file written by :func:`make_demo_dataset`
+    (``<patient>_<nnn>_<k>.tif``) whether its cell was drawn ``"normal"`` (``k`` is ``n``: a
+    mature cell, as in every control and in 20-30% of each leukemic patient's cells) or
+    ``"leukemic"`` (``k`` is ``l``); raises ``AmlcytoError`` for any other name."""
     match = _FILE_NAME.match(Path(path).name)
     if match is None:
         raise AmlcytoError(

@@ -36,65 +36,33 @@ HIDDEN = "hidden"  # the problem code of a hidden file or folder
 
 @dataclass(frozen=True)
 class Problem:
-    """One thing wrong with one file or folder.
+    """One thing wrong with one file or folder."""
 
-    Attributes
-    ----------
-    path : str
-        Absolute path of the file or folder.
-    problem : str
-        Short kebab-case code, e.g. ``truncated`` or ``empty-patient``.
-    detail : str
-        What is wrong and how to fix it.
-    action : str
-        ``skipped`` (not in the manifest) or ``kept`` (in the manifest, worth a look).
-    """
-
-    path: str
-    problem: str
-    detail: str
-    action: str
+    path: str  # absolute path of the file or folder
+    problem: str  # short kebab-case code, e.g. ``truncated`` or ``empty-patient``
+    detail: str  # what is wrong and how to fix it
+    action: str  # SKIPPED (not in the manifest) or KEPT (in the manifest, worth a look)
 
 
 @dataclass
 class Discovery:
-    """The images found under a dataset folder.
+    """The images found under a dataset folder."""
 
-    Attributes
-    ----------
-    layout : str
-        ``class/patient/image`` if any image sits in a patient folder, else ``class/image``.
-    records : list of dict
-        One ``{"path", "label", "patient"}`` per image file (absolute paths).
-    problems : list of Problem
-        Layout problems found without opening any file.
-    class_folders : dict
-        Canonical label -> the class folder names that were read as that label.
-    """
-
-    layout: str
+    layout: str  # PATIENT_LAYOUT if any image sits in a patient folder, else FLAT_LAYOUT
+    # one {"path", "label", "patient"} per image file (absolute paths)
     records: list[dict[str, str]] = field(default_factory=list)
+    # layout problems found without opening any file
     problems: list[Problem] = field(default_factory=list)
+    # canonical label -> the class folder names that were read as that label
     class_folders: dict[str, list[str]] = field(default_factory=dict)
 
 
 def discover(data_dir: str | Path) -> Discovery:
-    """List the images of ``data_dir`` with their class and patient, and the layout problems.
+    """List the images of ``data_dir`` (one subfolder per class) with their class and patient,
+    and the layout problems.
 
-    Parameters
-    ----------
-    data_dir : str or Path
-        Folder holding one subfolder per class.
-
-    Returns
-    -------
-    Discovery
-
-    Raises
-    ------
-    AmlcytoError
-        ``data_dir`` is missing, not a folder, has no class folders, or holds no images where
-        images belong.
+    Raises ``AmlcytoError`` if ``data_dir`` is missing, not a folder, has no class folders, or
+    holds no images where images belong.
     """
     root = check_data_dir(data_dir)
     problems: list[Problem] = []
@@ -154,13 +122,10 @@ def discover(data_dir: str | Path) -> Discovery:
 def check_data_dir(data_dir: str | Path) -> Path:
     """Return ``data_dir`` resolved, or raise an ``AmlcytoError`` if it is not a folder."""
     root = Path(data_dir)
-    if not root.exists():
-        raise AmlcytoError(
-            f"{root}: no such folder; give the dataset folder that holds one subfolder per class."
-        )
     if not root.is_dir():
+        what = "not a folder" if root.exists() else "no such folder"
         raise AmlcytoError(
-            f"{root}: not a folder; give the dataset folder that holds one subfolder per class."
+            f"{root}: {what}; give the dataset folder that holds one subfolder per class."
         )
     return root.resolve()
 
@@ -345,26 +310,16 @@ def _shared_patient_problems(
         for label, folder in places:
             others = ", ".join(str(f.parent.name) for _, f in places if f != folder)
             if len(labels) > 1:
-                problems.append(
-                    Problem(
-                        str(folder),
-                        "patient-in-two-classes",
-                        f"patient {patient} also appears under {others} (classes "
-                        f"{', '.join(labels)}); its images share one patient id: check whether "
-                        "the patient was filed twice or two patients share a name",
-                        KEPT,
-                    )
+                code = "patient-in-two-classes"
+                detail = (
+                    f"(classes {', '.join(labels)}); its images share one patient id: check "
+                    "whether the patient was filed twice or two patients share a name"
                 )
             else:
-                problems.append(
-                    Problem(
-                        str(folder),
-                        "patient-in-two-folders",
-                        f"patient {patient} also appears under {others} (same class {label}); "
-                        "their images were merged into one patient",
-                        KEPT,
-                    )
-                )
+                code = "patient-in-two-folders"
+                detail = f"(same class {label}); their images were merged into one patient"
+            detail = f"patient {patient} also appears under {others} {detail}"
+            problems.append(Problem(str(folder), code, detail, KEPT))
     return problems
 
 

@@ -9,7 +9,6 @@ is dropped silently.
 from __future__ import annotations
 
 import hashlib
-import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,8 +20,8 @@ from rich.text import Text
 
 from amlcyto.data.decoding import ImageDecodeError, decode_rgb, read_bytes, read_size
 from amlcyto.data.discovery import FLAT_LAYOUT, HIDDEN, KEPT, SKIPPED, Problem, discover
-from amlcyto.data.manifest import MANIFEST_COLUMNS, read_manifest
-from amlcyto.io import write_csv_atomic
+from amlcyto.data.manifest import MANIFEST_COLUMNS, read_manifest, write_manifest
+from amlcyto.machine import usable_cpus
 from amlcyto.parallel import ordered_map
 
 PROBLEM_COLUMNS = ["path", "problem", "detail", "action"]
@@ -38,29 +37,15 @@ _FileInfo = tuple[int, int, str, str | None, str]
 
 @dataclass
 class ScanResult:
-    """What :func:`scan` found.
+    """What :func:`scan` found."""
 
-    Attributes
-    ----------
-    layout : str
-        ``class/patient/image`` or ``class/image``.
-    manifest : pandas.DataFrame
-        ``path,label,patient,width,height,sha256``, absolute paths, sorted by label, patient,
-        path. ``sha256`` is empty when hashing was switched off.
-    problems : pandas.DataFrame
-        ``path,problem,detail,action``, sorted by path.
-    summary : pandas.DataFrame
-        One row per class: ``label,folders,patients,images`` (``folders``: the class folder
-        names read as that label, comma-separated).
-    data_dir : Path
-        The scanned folder (absolute).
-    """
-
-    layout: str
+    layout: str  # ``class/patient/image`` or ``class/image``
+    # MANIFEST_COLUMNS, absolute paths, sorted by label, patient, path; sha256 empty when not hashed
     manifest: pd.DataFrame
-    problems: pd.DataFrame
+    problems: pd.DataFrame  # PROBLEM_COLUMNS, sorted by path
+    # one row per class: SUMMARY_COLUMNS (folders: the class folder names read as that label)
     summary: pd.DataFrame
-    data_dir: Path
+    data_dir: Path  # the scanned folder (absolute)
 
 
 def scan(
@@ -70,12 +55,11 @@ def scan(
     hash: bool = True,
     progress: Callable[[int, int], None] | None = None,
 ) -> ScanResult:
-    """Scan ``data_dir`` into a manifest and a table of problems.
+    """Scan ``data_dir`` (``class/patient/image`` or ``class/image``) into a manifest and a
+    table of problems.
 
     Parameters
     ----------
-    data_dir : str or Path
-        Folder with one subfolder per class (``class/patient/image`` or ``class/image``).
     workers : int, optional
         Processes to use; default: the CPUs available to this process.
     check : bool
@@ -85,10 +69,6 @@ def scan(
         Compute each file's SHA-256 (used to find duplicate images).
     progress : callable, optional
         Called as ``progress(done, total)`` while files are read.
-
-    Returns
-    -------
-    ScanResult
 
     Raises
     ------
@@ -143,20 +123,8 @@ def listed_rows(data: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
 def unusual_size_problems(
     manifest: pd.DataFrame, factor: float = UNUSUAL_SIZE_FACTOR
 ) -> list[Problem]:
-    """Images whose width or height is more than ``factor`` times away from the median.
-
-    Parameters
-    ----------
-    manifest : pandas.DataFrame
-        With ``path``, ``width`` and ``height`` columns.
-    factor : float
-        How far from the median (in either direction) counts as unusual.
-
-    Returns
-    -------
-    list of Problem
-        Action ``kept``.
-    """
+    """A ``kept`` problem for each image of ``manifest`` (``path``, ``width``, ``height``)
+    whose width or height is more than ``factor`` times above or below the median."""
     if manifest.empty:
         return []
     median_w = float(manifest["width"].median())
@@ -200,12 +168,7 @@ def write_problems(problems: pd.DataFrame, csv_path: str | Path, absolute: bool 
 
     An empty table is written as the header line alone.
     """
-    csv_path = Path(csv_path)
-    out = problems.reindex(columns=PROBLEM_COLUMNS).copy()
-    if not absolute:
-        base = csv_path.resolve().parent
-        out["path"] = [os.path.relpath(p, base) for p in out["path"]]
-    return write_csv_atomic(csv_path, out)
+    return write_manifest(problems.reindex(columns=PROBLEM_COLUMNS), csv_path, absolute)
 
 
 def format_summary(result: ScanResult) -> Group:
@@ -252,13 +215,6 @@ def format_summary(result: ScanResult) -> Group:
     return Group(*parts)
 
 
-def default_workers() -> int:
-    """The number of CPUs this process may use."""
-    if hasattr(os, "sched_getaffinity"):
-        return max(1, len(os.sched_getaffinity(0)))
-    return max(1, os.cpu_count() or 1)
-
-
 def _inspect_all(
     paths: Sequence[str],
     workers: int | None,
@@ -266,25 +222,16 @@ def _inspect_all(
     hash: bool,
     progress: Callable[[int, int], None] | None,
 ) -> list[_FileInfo]:
-    workers = default_workers() if workers is None else workers
+    workers = usable_cpus() if workers is None else workers
     if workers < 1:
         raise ValueError(f"workers must be at least 1, got {workers}")
     total = len(paths)
-    checks, hashes = [check] * total, [hash] * total
+    jobs = [(path, check, hash) for path in paths]
     if workers == 1 or total < _MIN_FILES_FOR_POOL:
-        results = map(_inspect_file, paths, checks, hashes)
-        return _collect(results, total, progress)
-    chunksize = max(1, min(256, total // (workers * 8)))
-    jobs = zip(paths, checks, hashes, strict=True)
-    results = ordered_map(_inspect_job, jobs, workers, chunksize=chunksize)
-    return _collect(results, total, progress)
-
-
-def _inspect_job(job: tuple[str, bool, bool]) -> _FileInfo:
-    return _inspect_file(*job)
-
-
-def _collect(results, total: int, progress: Callable[[int, int], None] | None) -> list[_FileInfo]:
+        results = map(_inspect_file, jobs)
+    else:
+        chunksize = max(1, min(256, total // (workers * 8)))
+        results = ordered_map(_inspect_file, jobs, workers, chunksize=chunksize)
     collected = []
     for done, info in enumerate(results, start=1):
         collected.append(info)
@@ -293,8 +240,10 @@ def _collect(results, total: int, progress: Callable[[int, int], None] | None) -
     return collected
 
 
-def _inspect_file(path: str, check: bool, hash: bool) -> _FileInfo:
-    """Read one file once: hash its bytes and decode them. Runs in a worker process."""
+def _inspect_file(job: tuple[str, bool, bool]) -> _FileInfo:
+    """Read one file (path, check, hash) once: hash its bytes and decode them. Runs in a
+    worker process."""
+    path, check, hash = job
     try:
         data = read_bytes(path)
         digest = hashlib.sha256(data).hexdigest() if hash else ""

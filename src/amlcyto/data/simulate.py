@@ -32,7 +32,6 @@ import heapq
 import math
 import os
 import shutil
-import uuid
 import warnings
 from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
@@ -46,13 +45,14 @@ from amlcyto.data.discovery import SKIPPED, check_data_dir, discover
 from amlcyto.data.mappings import CATEGORIES, SourceClass, load_mapping
 from amlcyto.data.patient_tables import read_patient_tables
 from amlcyto.errors import AmlcytoError
-from amlcyto.io import check_output_dir, replace_folder, write_csv_atomic, write_json_atomic
+from amlcyto.io import building_folder, check_output_dir, write_csv_atomic, write_json_atomic
 
 NOTE = (
     "SIMULATED patients for testing patient-level (multiple-instance) methods, not patients: "
     "bags of real single-cell images drawn by real patients' blood differentials."
 )
 CELL_COLUMNS = ["patient", "label", "path", "source", "category"]
+CELLS, SETTINGS = "cells.csv", "simulation.json"  # the files of a simulated-patients folder
 
 
 @dataclass
@@ -305,6 +305,10 @@ def largest_scale(patients: pd.DataFrame, available: dict[str, int]) -> ScaleLim
     instances = patients["instance_count"].to_numpy(float)
     differential = patients[list(CATEGORIES)].to_numpy(float)
     have = np.array([available[c] for c in CATEGORIES])
+
+    def fits(scale: float) -> bool:
+        return bool((draw_counts(differential, bag_sizes(instances, scale)).sum(0) <= have).all())
+
     sizes = bag_sizes(instances, 0.0)
     counts = draw_counts(differential, sizes)
     need = counts.sum(axis=0)
@@ -324,19 +328,9 @@ def largest_scale(patients: pd.DataFrame, available: dict[str, int]) -> ScaleLim
             heapq.heappush(events, ((sizes[i] + 0.5) / instances[i], i))
         if (need > have).any():
             k = int(np.flatnonzero(need > have)[0])
-            scale = _short_number(previous, at, _fits(differential, instances, have))
+            scale = _short_number(previous, at, fits)
             return ScaleLimit(scale, float(at), CATEGORIES[k], int(have[k]), int(need[k]))
         previous = at
-
-
-def _fits(differential: np.ndarray, instances: np.ndarray, have: np.ndarray):
-    """``fits(scale)``: True if every category has enough images at ``scale``."""
-
-    def fits(scale: float) -> bool:
-        need = draw_counts(differential, bag_sizes(instances, scale)).sum(axis=0)
-        return bool((need <= have).all())
-
-    return fits
 
 
 def _short_number(low: float, high: float, fits: Callable[[float], bool]) -> float:
@@ -429,7 +423,7 @@ def _check_out(out: Path, force: bool, pool: str | Path, tables) -> Path:
             raise AmlcytoError(
                 f"{out}: the output folder and {path} overlap; choose an --out outside both."
             )
-    if out.is_dir() and any(out.iterdir()) and not (out / "simulation.json").is_file():
+    if out.is_dir() and any(out.iterdir()) and not (out / SETTINGS).is_file():
         raise AmlcytoError(
             f"{out} holds files but no simulation.json; --force replaces only an earlier "
             "simulated dataset: choose a new folder or empty it."
@@ -459,24 +453,17 @@ def _summary(patients, counts: np.ndarray, available: dict, encoder: int, duplic
 
 def _write_dataset(out: Path, root: Path, cells, encoder: list[str], settings: dict) -> None:
     """Write everything into a hidden folder beside ``out``, then swap it into place."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f".{out.name}.{uuid.uuid4().hex}.tmp"
-    tmp.mkdir()
-    try:
+    with building_folder(out) as work:
         copies = sum(
-            _link(Path(s), tmp / p) for p, s in zip(cells["path"], cells["source"], strict=True)
+            _link(Path(s), work / p) for p, s in zip(cells["path"], cells["source"], strict=True)
         )
         used: dict[str, set[str]] = defaultdict(set)
         for source in encoder:
             folder, *rest = Path(source).parts
             name = _unique_name(tuple(rest), used[folder])
-            copies += _link(root / source, tmp / "encoder" / folder / name)
-        write_csv_atomic(tmp / "cells.csv", cells)
-        write_json_atomic(tmp / "simulation.json", {**settings, "copied_files": copies})
-        replace_folder(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+            copies += _link(root / source, work / "encoder" / folder / name)
+        write_csv_atomic(work / CELLS, cells)
+        write_json_atomic(work / SETTINGS, {**settings, "copied_files": copies})
 
 
 def _link(source: Path, target: Path) -> bool:

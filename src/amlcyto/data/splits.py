@@ -10,12 +10,14 @@ the original poster and warns when it leaks.
 from __future__ import annotations
 
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from sklearn.model_selection import StratifiedGroupKFold, train_test_split
 
-from amlcyto.data.manifest import SPLIT_NAMES
+from amlcyto.data.manifest import SPLIT_NAMES, read_manifest, write_manifest
+from amlcyto.data.split_settings import DEFAULT_FOLDS, DEFAULT_TEST, DEFAULT_VAL
 from amlcyto.errors import AmlcytoError
 
 # When a class has too few patients for every split, they go to these splits in this order.
@@ -46,24 +48,60 @@ def check_fractions(test: float, val: float) -> None:
         )
 
 
+def split_fractions(
+    by: str = "patient",
+    test: float | None = None,
+    val: float | None = None,
+    folds: int | None = None,
+) -> tuple[float, float]:
+    """The ``test`` and ``val`` fractions :func:`make_split` uses, checked: where None, the
+    defaults (``DEFAULT_TEST``, ``DEFAULT_VAL``; with ``folds``, 0: every image is folded).
+    Refuses ``folds`` with ``by="image"``."""
+    if by not in ("patient", "image"):
+        raise AmlcytoError(f"--by {by}: split by patient or by image.")
+    if folds is not None and by == "image":
+        raise AmlcytoError("--folds works with --by patient only; drop one of the two.")
+    default_test, default_val = (DEFAULT_TEST, DEFAULT_VAL) if folds is None else (0.0, 0.0)
+    test = default_test if test is None else test
+    val = default_val if val is None else val
+    check_fractions(test, val)
+    return test, val
+
+
+def make_split(
+    frame: pd.DataFrame,
+    by: str = "patient",
+    test: float | None = None,
+    val: float | None = None,
+    folds: int | None = None,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """The split ``amlcyto split`` writes: ``frame`` (``path``, ``label``, ``patient``), its
+    old ``split`` and ``fold`` dropped, split ``by`` patient (:func:`split_by_patient`) or image
+    (:func:`split_by_image`, the poster's leaky protocol), with ``test`` and ``val`` fractions
+    (defaults: :func:`split_fractions`). ``folds`` adds a ``fold`` column (:func:`assign_folds`;
+    by patient only): without ``test`` and ``val`` every image is folded and there is no
+    ``split`` column; with them, those rows are held out first (fold -1) and train is folded."""
+    test, val = split_fractions(by, test, val, folds)
+    frame = frame.drop(columns=[c for c in ("split", "fold") if c in frame.columns])
+    if by == "image":
+        return split_by_image(frame, test=test, val=val, seed=seed)
+    if folds is None:
+        return split_by_patient(frame, test=test, val=val, seed=seed)
+    if test == 0 and val == 0:
+        return assign_folds(frame, folds=folds, seed=seed)
+    split = split_by_patient(frame, test=test, val=val, seed=seed)
+    return assign_folds(split, folds=folds, seed=seed, only_split="train")
+
+
 def split_by_patient(
-    frame: pd.DataFrame, test: float = 0.2, val: float = 0.1, seed: int = 0
+    frame: pd.DataFrame, test: float = DEFAULT_TEST, val: float = DEFAULT_VAL, seed: int = 0
 ) -> pd.DataFrame:
     """Assign whole patients to train/val/test, stratified by class.
 
-    Parameters
-    ----------
-    frame : pandas.DataFrame
-        Manifest with at least ``path``, ``label`` and ``patient`` columns.
-    test, val : float
-        Requested fractions of each class's images in the test and validation splits.
-    seed : int
-        Seed of the shuffle; the same seed gives the same split whatever the row order.
-
-    Returns
-    -------
-    pandas.DataFrame
-        A copy of ``frame`` (same row order) with a ``split`` column.
+    Returns a copy of ``frame`` (``path``, ``label``, ``patient``; same row order) with a
+    ``split`` column. ``test`` and ``val`` are the requested fractions of each class's images;
+    the same ``seed`` gives the same split whatever the row order.
 
     Notes
     -----
@@ -138,27 +176,19 @@ def leak_groups(frame: pd.DataFrame) -> pd.Series:
 
 
 def assign_folds(
-    frame: pd.DataFrame, folds: int = 5, seed: int = 0, only_split: str | None = None
+    frame: pd.DataFrame,
+    folds: int = DEFAULT_FOLDS,
+    seed: int = 0,
+    only_split: str | None = None,
 ) -> pd.DataFrame:
-    """Add an integer ``fold`` column: patient-grouped, class-stratified K-fold. Patients that
-    share a byte-identical image (same ``sha256``) stay in one fold.
+    """A copy of ``frame`` (``path``, ``label``, ``patient``) with an integer ``fold`` column:
+    patient-grouped, class-stratified K-fold. Patients that share a byte-identical image (same
+    ``sha256``) stay in one fold.
 
-    Parameters
-    ----------
-    frame : pandas.DataFrame
-        Manifest with ``path``, ``label`` and ``patient`` columns.
-    folds : int
-        Number of folds (at least 2); every class needs at least this many patients.
-    seed : int
-        ``random_state`` of ``StratifiedGroupKFold``; independent of the row order.
-    only_split : str, optional
-        Fold only the rows whose ``split`` equals this (e.g. ``"train"``); the other rows
-        get fold ``NO_FOLD`` (-1).
-
-    Returns
-    -------
-    pandas.DataFrame
-        A copy of ``frame`` with a ``fold`` column (0..folds-1, or -1 outside ``only_split``).
+    ``folds`` is at least 2, and every class needs that many patients. ``seed`` is the
+    ``random_state`` of ``StratifiedGroupKFold``; the folds do not depend on the row order.
+    ``only_split``: fold only the rows whose ``split`` equals it (e.g. ``"train"``); the other
+    rows get fold ``NO_FOLD`` (-1).
     """
     _check_columns(frame, ("path", "label", "patient"))
     if folds < 2:
@@ -181,31 +211,24 @@ def assign_folds(
         )
     ordered = subset.sort_values(["patient", "path"], kind="stable")
     splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
-    fold_of = pd.Series(NO_FOLD, index=ordered.index, dtype=int)
+    out = frame.copy()
+    out["fold"] = NO_FOLD
     for fold, (_, held_out) in enumerate(
         splitter.split(ordered, ordered["label"], groups=ordered["patient"])
     ):
-        fold_of.iloc[held_out] = fold
-    out = frame.copy()
-    out["fold"] = NO_FOLD
-    out.loc[fold_of.index, "fold"] = fold_of
-    out["fold"] = out["fold"].astype(int)
+        out.loc[ordered.index[held_out], "fold"] = fold
     return out
 
 
 def split_by_image(
-    frame: pd.DataFrame, test: float = 0.2, val: float = 0.1, seed: int = 0
+    frame: pd.DataFrame, test: float = DEFAULT_TEST, val: float = DEFAULT_VAL, seed: int = 0
 ) -> pd.DataFrame:
-    """Split images at random, stratified by class, ignoring patients (the poster's protocol).
+    """A copy of ``frame`` (same row order) with a ``split`` column drawn at random by image,
+    stratified by class, ignoring patients (the poster's protocol).
 
     Images of one patient land in several splits, so test scores measure memorised patients
     rather than generalisation. Use it only to reproduce the poster; it emits a
     ``PatientLeakWarning`` naming how many patients leak.
-
-    Returns
-    -------
-    pandas.DataFrame
-        A copy of ``frame`` (same row order) with a ``split`` column.
     """
     check_fractions(test, val)
     _check_columns(frame, ("path", "label", "patient"))
@@ -253,20 +276,10 @@ def leaked_patients(frame: pd.DataFrame) -> list[str]:
 
 
 def split_summary(frame: pd.DataFrame, by: str = "split") -> pd.DataFrame:
-    """Count patients and images per split (or fold) and class.
+    """Count patients and images per split (or fold, ``by="fold"``) and class.
 
-    Parameters
-    ----------
-    frame : pandas.DataFrame
-        Split file with ``label``, ``patient`` and the ``by`` column.
-    by : str
-        ``"split"`` or ``"fold"``.
-
-    Returns
-    -------
-    pandas.DataFrame
-        Columns ``[by, label, patients, images, fraction]``, where ``fraction`` is the share
-        of the class's images in that split; train/val/test (or folds) in order, labels sorted.
+    Columns ``[by, label, patients, images, fraction]``, where ``fraction`` is the share of the
+    class's images in that split; train/val/test (or folds) in order, labels sorted.
     """
     _check_columns(frame, (by, "label", "patient"))
     grouped = frame.groupby([by, "label"], sort=True)
@@ -343,6 +356,13 @@ def fold_numbers(frame: pd.DataFrame) -> list[int]:
     return sorted(int(f) for f in pd.unique(frame["fold"]) if int(f) != NO_FOLD)
 
 
+def holds_out_test(frame: pd.DataFrame) -> bool:
+    """Whether a folded split file holds test rows outside the folds (``--folds K --test F``)."""
+    if "split" not in frame.columns:
+        return False
+    return bool(((frame["fold"] == NO_FOLD) & (frame["split"] == "test")).any())
+
+
 def split_for_fold(
     frame: pd.DataFrame, fold: int, test_fold: int | None = None, source: str = "the split file"
 ) -> pd.DataFrame:
@@ -356,7 +376,7 @@ def split_for_fold(
     if not folds:
         raise AmlcytoError(
             f"{source}: has no fold column, so --fold cannot choose rows; make folds with "
-            "`amlcyto split MANIFEST --folds 5`, or leave --fold out."
+            f"`amlcyto split MANIFEST --folds {DEFAULT_FOLDS}`, or leave --fold out."
         )
     for value, flag in ((fold, "--fold"), (test_fold, "--test-fold")):
         if value is not None and value not in folds:
@@ -365,10 +385,7 @@ def split_for_fold(
             )
     if test_fold is not None and test_fold == fold:
         raise AmlcytoError(f"--fold and --test-fold are both {fold}; pick two different folds.")
-    held_out = (
-        "split" in frame.columns and ((frame["fold"] == NO_FOLD) & (frame["split"] == "test")).any()
-    )
-    if test_fold is not None and held_out:
+    if test_fold is not None and holds_out_test(frame):
         raise AmlcytoError(
             f"{source}: has test rows held out of the folds already; leave --test-fold out "
             "(or fold the manifest without --test)."
@@ -402,3 +419,19 @@ def same_split(a: pd.DataFrame, b: pd.DataFrame) -> bool:
         return list(frame[columns].astype(str).itertuples(index=False, name=None))
 
     return len(a) == len(b) and rows(a) == rows(b)
+
+
+def write_or_check_split(
+    frame: pd.DataFrame, split_file: Path, resume: bool, settings: str
+) -> Path:
+    """Write ``frame`` to ``split_file``; resuming where it exists, refuse (one line naming the
+    ``settings`` that make it) a file that holds another split instead."""
+    if resume and split_file.is_file():
+        if not same_split(read_manifest(split_file), frame):
+            raise AmlcytoError(
+                f"{split_file}: made from other data or settings ({settings}); resume with the "
+                "same ones, or start over with --force."
+            )
+    else:
+        write_manifest(frame, split_file)
+    return split_file

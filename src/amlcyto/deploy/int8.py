@@ -19,6 +19,7 @@ stays in fp32.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import warnings
 from collections.abc import Iterable, Iterator
@@ -33,9 +34,10 @@ from torch import nn
 from amlcyto.deploy.run_cells import read_cells, run_cell_paths
 from amlcyto.errors import AmlcytoError, first_line
 from amlcyto.io import check_output_file, write_json_atomic
+from amlcyto.models import CellPredictor
 from amlcyto.runs import WEIGHTS, Run, RunInfo, file_sha256, load_run
+from amlcyto.runs.files import INT8 as CALIBRATION
 
-CALIBRATION = "int8.json"
 FORMAT = 1
 BACKEND = "x86"
 CALIBRATION_CELLS = 256  # validation cells the activation ranges are measured on
@@ -180,6 +182,15 @@ def int8_network(info: RunInfo, model: nn.Module) -> Int8CellModel:
     except Exception as error:  # damaged ranges fail inside torch.ao in many ways
         first = first_line(error) or type(error).__name__
         raise AmlcytoError(f"{path}: does not fit the model ({first}); rerun `{rerun}`.") from None
+
+
+def with_int8_network(run: Run) -> Run:
+    """``run`` (loaded on the CPU) predicting with its network in int8, rebuilt from its
+    ``int8.json`` (:func:`int8_network`); ``run.model`` stays the fp32 model."""
+    network = int8_network(run.info, run.model)
+    mean, std = run.info.input.mean, run.info.input.std
+    predictor = CellPredictor(network, len(run.classes), mean, std, channels_last=True).eval()
+    return dataclasses.replace(run, predictor=predictor, precision="int8")
 
 
 def calibration_sha256(info: RunInfo) -> str:

@@ -19,7 +19,7 @@ import torch
 
 import amlcyto
 from amlcyto.deploy.onnx_model import INPUT, META, OUTPUT, load_onnx_model
-from amlcyto.deploy.run_cells import read_run_cells
+from amlcyto.deploy.run_cells import read_cells, run_cell_paths
 from amlcyto.errors import AmlcytoError, first_line
 from amlcyto.io import check_output_file, write_atomic
 from amlcyto.runs import load_run
@@ -37,12 +37,10 @@ class ExportResult:
 
 
 def export_onnx(run_dir: str | Path, out: str | Path, force: bool = False) -> ExportResult:
-    """Export the run in ``run_dir`` to ``out`` (``.onnx``), checked against PyTorch.
-
-    The check scores up to 64 of the cells the run's ``split.csv`` lists (test rows first)
-    before anything is written; a difference above 1e-4 is an error, and ``out`` (an earlier
-    model there included) is left as it was.
-    """
+    """Export the run in ``run_dir`` to ``out`` (``.onnx``), checked against PyTorch on up to
+    :data:`CHECK_CELLS` of the cells its ``split.csv`` lists (test rows first) before anything
+    is written: a difference above :data:`TOLERANCE` is an error, and ``out`` (an earlier model
+    there included) is left as it was."""
     import onnx
 
     out = Path(out)
@@ -51,7 +49,8 @@ def export_onnx(run_dir: str | Path, out: str | Path, force: bool = False) -> Ex
     check_output_file(out, force)
     run = load_run(run_dir, device="cpu")
     predictor = run.predictor.eval()
-    cells = read_run_cells(run, ("test", "val", "train"), CHECK_CELLS)
+    paths = run_cell_paths(run, ("test", "val", "train"))
+    cells = read_cells(run, paths, CHECK_CELLS, "test/val/train")[0]
     example = torch.from_numpy(np.concatenate([cells, cells])[:2])  # batch 2: a dynamic axis
     buffer = io.BytesIO()
     try:
@@ -68,10 +67,9 @@ def export_onnx(run_dir: str | Path, out: str | Path, force: bool = False) -> Ex
                 dynamo=False,
             )
     except Exception as error:  # the exporter raises many kinds; say which model, in one line
-        first = first_line(error)
         raise AmlcytoError(
             f"{run.path}: model {run.info.model.get('name')!r} cannot be exported to ONNX "
-            f"({first}); report this with the model's name."
+            f"({first_line(error)}); report this with the model's name."
         ) from None
     graph = onnx.load_from_string(buffer.getvalue())
     for key, value in _metadata(run).items():

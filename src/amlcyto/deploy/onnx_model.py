@@ -69,10 +69,9 @@ def load_onnx_model(path: str | Path, data: bytes | None = None) -> OnnxCellMode
             data if data is not None else str(path), options, providers=["CPUExecutionProvider"]
         )
     except Exception as error:  # onnxruntime raises its own unrelated exception types
-        first = first_line(error)
         raise AmlcytoError(
-            f"{path}: not an ONNX model onnxruntime can load ({first}); export it again with "
-            "`amlcyto export RUN --format onnx`."
+            f"{path}: not an ONNX model onnxruntime can load ({first_line(error)}); export it "
+            "again with `amlcyto export RUN --format onnx`."
         ) from None
     meta = dict(session.get_modelmeta().custom_metadata_map)
     try:

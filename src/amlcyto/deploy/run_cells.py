@@ -4,6 +4,7 @@ another (the ONNX export, the int8 calibration)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import suppress
 
 import numpy as np
 import pandas as pd
@@ -14,17 +15,11 @@ from amlcyto.errors import AmlcytoError
 from amlcyto.runs import SPLIT, Run
 
 
-def read_run_cells(run: Run, splits: Sequence[str], limit: int) -> np.ndarray:
-    """Up to ``limit`` cells of the run's ``split.csv`` at its image size, ``(N, S, S, 3)``
-    uint8, in the order of :func:`run_cell_paths`; a one-line error naming the split file when
-    none can be read."""
-    return read_cells(run, run_cell_paths(run, splits), limit, "/".join(splits))[0]
-
-
 def read_cells(run: Run, paths: Sequence[str], limit: int, what: str) -> tuple[np.ndarray, int]:
-    """Up to ``limit`` of ``paths`` decoded at the run's image size, and how many paths that
-    took. A path that no longer decodes is passed over (the others still serve); none at all is
-    a one-line error naming the run's split file and ``what`` was wanted."""
+    """Up to ``limit`` of ``paths`` decoded at the run's image size, ``(N, S, S, 3)`` uint8,
+    and how many paths that took. A path that no longer decodes is passed over (the others
+    still serve); none at all is a one-line error naming the run's split file and ``what`` was
+    wanted."""
     split_file = run.path / SPLIT
     size = run.info.input.image_size
     cells, used = [], 0
@@ -32,10 +27,8 @@ def read_cells(run: Run, paths: Sequence[str], limit: int, what: str) -> tuple[n
         if len(cells) == limit:
             break
         used += 1
-        try:
+        with suppress(AmlcytoError):  # moved or broken since training: use the others
             cells.append(read_rgb_resized(path, size))
-        except AmlcytoError:  # moved or broken since training: use the others
-            continue
     if not paths:
         raise AmlcytoError(f"{split_file}: lists no {what} rows; this step needs some.")
     if not cells:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from contextlib import suppress
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -23,22 +23,22 @@ from amlcyto.io import (
     read_result_table,
     remove_outputs,
     write_csv_atomic,
-    write_json_atomic,
     write_text_atomic,
 )
-
-PROBLEMS = "problems.csv"
-EVALUATION_FILES = (
-    "predictions.csv",
-    "patients.csv",
-    "metrics.json",
-    "report.txt",
+from amlcyto.runs.files import (
+    CONFUSION,
+    EVALUATION_FILES,
+    LOSS_CURVES,
+    METRICS,
+    PATIENT_CONFUSION,
+    PATIENTS,
+    PREDICTIONS,
     PROBLEMS,
-    "confusion_matrix.png",
-    "patient_confusion_matrix.png",
-    "roc.png",
-    "loss_curves.png",
+    REPORT,
+    ROC,
+    evaluation_folder,
 )
+from amlcyto.runs.results import EvaluationMetrics, read_metrics, write_metrics
 
 
 @dataclass
@@ -46,16 +46,18 @@ class Evaluation:
     """What :func:`evaluate` measured and where it wrote it."""
 
     out: Path
-    metrics: dict
+    metrics: EvaluationMetrics
     report: str
     patient_report: str
     predictions: pd.DataFrame
     patients: pd.DataFrame
-    left_out: dict[str, int] = field(
-        default_factory=dict
-    )  # label -> images not in the run's classes
     # the files left out: a scanned folder's problems and every image that could not be read
-    problems: pd.DataFrame = field(default_factory=pd.DataFrame)
+    problems: pd.DataFrame
+
+    @property
+    def left_out(self) -> dict[str, int]:
+        """Label -> images not in the run's classes (as ``metrics.json`` has it)."""
+        return self.metrics.left_out
 
 
 def evaluation_rows(
@@ -71,10 +73,9 @@ def evaluation_rows(
     frame, problems = labelled_rows(data if data is not None else run.split_file)
     if "split" in frame.columns:
         split = split or "test"
-        present = sorted(set(frame["split"].dropna()) - {split})
+        others = ", ".join(sorted(set(frame["split"].dropna()))) or "none"
         frame = frame[frame["split"] == split]
         if frame.empty:
-            others = ", ".join(present) or "none"
             raise AmlcytoError(
                 f"{data or run.split_file}: no rows in split {split!r} (it has: {others}); "
                 f"choose one of those with --split."
@@ -134,10 +135,6 @@ def evaluate(
         Output folder; default :func:`default_out`. With ``force``, the files of an earlier
         evaluation there are removed first.
 
-    Returns
-    -------
-    Evaluation
-
     Raises
     ------
     AmlcytoError
@@ -148,7 +145,6 @@ def evaluate(
     frame, problems = evaluation_rows(run, data, split)
     source = str(data or run.split_file)
     known = frame["label"].isin(run.classes)
-    left_out = frame.loc[~known, "label"].value_counts().to_dict()
     rows = frame[known].reset_index(drop=True)
     if rows.empty:
         found = ", ".join(sorted(map(str, frame["label"].unique()))) or "none"
@@ -167,13 +163,15 @@ def evaluate(
     readable = ~rows.index.isin(list(unreadable))
     cells = predictions_table(rows[readable], probabilities[readable], run.classes)
     patients = aggregate(cells, "patient", run.classes)
-    metrics = compute_metrics(cells, run.classes)
-    metrics["patients"] = compute_metrics(patients, run.classes)
-    metrics["left_out"] = left_out
-    metrics["inference_precision"] = run.precision
     # images that could not be decoded (other problems of a folder: stray files, empty folders)
     unreadable_rows = problems["action"].eq(SKIPPED) & problems["problem"].isin(DECODE_PROBLEMS)
-    metrics["unreadable_images"] = int(unreadable_rows.sum())
+    metrics = EvaluationMetrics(
+        **vars(compute_metrics(cells, run.classes)),
+        patients=compute_metrics(patients, run.classes),
+        left_out=frame.loc[~known, "label"].value_counts().to_dict(),
+        inference_precision=run.precision,
+        unreadable_images=int(unreadable_rows.sum()),
+    )
     report = report_text(cells, run.classes)
     patient_report = report_text(patients, run.classes)
 
@@ -181,38 +179,36 @@ def evaluate(
     earlier = _file_versions(out, EVALUATION_FILES)  # with --force: an earlier evaluation's
     if len(problems):
         write_problems(problems, out / PROBLEMS)
-    write_manifest(rounded(cells), out / "predictions.csv")
-    write_csv_atomic(out / "patients.csv", rounded(patients))
-    write_json_atomic(out / "metrics.json", metrics)
+    write_manifest(rounded(cells), out / PREDICTIONS)
+    write_csv_atomic(out / PATIENTS, rounded(patients))
+    write_metrics(out, metrics)
     write_text_atomic(
-        out / "report.txt",
+        out / REPORT,
         f"Cells ({len(cells)} images)\n\n{report}\n"
         f"Patients ({len(patients)}, mean cell probability)\n\n{patient_report}",
     )
-    plot_confusion(metrics["confusion_matrix"], run.classes, out / "confusion_matrix.png", "Cells")
+    plot_confusion(metrics.confusion_matrix, run.classes, out / CONFUSION, "Cells")
     plot_confusion(
-        metrics["patients"]["confusion_matrix"],
-        run.classes,
-        out / "patient_confusion_matrix.png",
-        "Patients",
+        metrics.patients.confusion_matrix, run.classes, out / PATIENT_CONFUSION, "Patients"
     )
-    plot_roc(cells, run.classes, out / "roc.png", f"ROC (cells), AUC {_fmt(metrics['auc'])}")
+    auc = "n/a" if metrics.auc is None else f"{metrics.auc:.3f}"
+    plot_roc(cells, run.classes, out / ROC, f"ROC (cells), AUC {auc}")
     if run.history is not None:
-        plot_history(pd.read_csv(run.history), out / "loss_curves.png")
+        plot_history(pd.read_csv(run.history), out / LOSS_CURVES)
     # Files of the earlier evaluation that this one did not write again (a ROC curve where one
     # class is left, a problems list) go, now that the new results are complete.
     now = _file_versions(out, EVALUATION_FILES)
     remove_outputs(out, [name for name, version in earlier.items() if now.get(name) == version])
-    return Evaluation(out, metrics, report, patient_report, cells, patients, left_out, problems)
+    return Evaluation(out, metrics, report, patient_report, cells, patients, problems)
 
 
 def load_evaluation(folder: str | Path) -> Evaluation:
     """Read back what :func:`evaluate` wrote into ``folder`` (paths made absolute again)."""
     folder = Path(folder)
+    metrics = read_metrics(folder, EvaluationMetrics)
     try:
-        metrics = json.loads((folder / "metrics.json").read_text(encoding="utf-8"))
-        cells = read_result_table(folder / "predictions.csv")
-        patients = read_result_table(folder / "patients.csv")
+        cells = read_result_table(folder / PREDICTIONS)
+        patients = read_result_table(folder / PATIENTS)
         problems = (
             pd.read_csv(folder / PROBLEMS, dtype=str, keep_default_na=False)
             if (folder / PROBLEMS).is_file()
@@ -223,30 +219,20 @@ def load_evaluation(folder: str | Path) -> Evaluation:
             f"{folder}: not a whole evaluation ({first_line(error)}); score the run again with "
             "`amlcyto evaluate RUN --force`."
         ) from None
-    cells["path"] = absolute_paths(cells["path"], folder / "predictions.csv")
-    classes = metrics["classes"]
-    return Evaluation(
-        folder,
-        metrics,
-        report_text(cells, classes),
-        report_text(patients, classes),
-        cells,
-        patients,
-        metrics.get("left_out", {}),
-        problems,
-    )
+    cells["path"] = absolute_paths(cells["path"], folder / PREDICTIONS)
+    classes = metrics.classes
+    report, patient_report = report_text(cells, classes), report_text(patients, classes)
+    return Evaluation(folder, metrics, report, patient_report, cells, patients, problems)
 
 
 def test_evaluation(run_dir: str | Path, log: Callable[[str], None] | None = None) -> Evaluation:
     """A run's evaluation on its own test split: the one ``evaluate`` wrote into
     ``RUN/eval-test``, read back, or, where there is none whole, made now (replacing the files
     of an incomplete one)."""
-    folder = Path(run_dir) / "eval-test"  # evaluate's default_out for the run's test split
-    if (folder / "metrics.json").is_file():
-        try:
+    folder = Path(run_dir) / evaluation_folder("test")  # evaluate's default for its test split
+    if (folder / METRICS).is_file():
+        with suppress(AmlcytoError):  # incomplete: scored again below
             return load_evaluation(folder)
-        except AmlcytoError:
-            pass  # incomplete: scored again below
     if log is not None:
         log(f"{run_dir}: no test evaluation yet; scoring its test split into {folder}")
     return evaluate(run_dir, force=True)
@@ -266,13 +252,7 @@ def _file_versions(folder: Path, names) -> dict[str, tuple[int, int]]:
     replaces a file, so a changed pair means a rewritten file."""
     versions = {}
     for name in names:
-        try:
+        with suppress(FileNotFoundError):
             status = (folder / name).stat()
-        except FileNotFoundError:
-            continue
-        versions[name] = (status.st_ino, status.st_mtime_ns)
+            versions[name] = (status.st_ino, status.st_mtime_ns)
     return versions
-
-
-def _fmt(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.3f}"

@@ -20,11 +20,11 @@ import torch
 from amlcyto.data.decoding import read_rgb_resized
 from amlcyto.errors import AmlcytoError
 from amlcyto.evaluation.gradcam import grad_cam
-from amlcyto.evaluation.inference import inference_device
+from amlcyto.evaluation.inference import load_for_inference
 from amlcyto.evaluation.plots import plot_gradcam
 from amlcyto.evaluation.predict import collect_images
 from amlcyto.io import prepare_output_dir, write_csv_atomic
-from amlcyto.runs import Run, load_run
+from amlcyto.runs import Run
 
 TABLE = "explanations.csv"
 
@@ -92,7 +92,7 @@ def explain(
     class and probability and the overlay's file name; an image that cannot be decoded gets a
     row with the problem instead (it is listed, not dropped).
     """
-    run = load_run(run_dir, device=inference_device())
+    run = load_for_inference(run_dir)
     images, _ = collect_images(inputs)
     out = prepare_output_dir(out, force)
     rows: list[dict] = []

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from amlcyto.models.outputs import is_single_logit
+from amlcyto.head_rule import is_single_logit
 from amlcyto.models.predictor import CellPredictor
 
 
@@ -27,23 +27,12 @@ def class_scores(logits: torch.Tensor, classes: torch.Tensor, num_classes: int) 
 def grad_cam(
     predictor: CellPredictor, images: torch.Tensor, classes: torch.Tensor | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Grad-CAM maps of uint8 cells ``(B, S, S, 3)``.
+    """Grad-CAM maps of uint8 cells ``images`` ``(B, S, S, 3)`` for the class index ``classes``
+    ``(B,)`` of each (default: the predicted one), from a loaded run's predictor in eval mode
+    (its weights are not changed).
 
-    Parameters
-    ----------
-    predictor : CellPredictor
-        A loaded run's predictor (in eval mode; its weights are not changed).
-    images : torch.Tensor
-        ``(B, S, S, 3)`` uint8 cells.
-    classes : torch.Tensor, optional
-        ``(B,)`` class index to explain per cell; default the predicted class.
-
-    Returns
-    -------
-    maps : torch.Tensor
-        ``(B, S, S)`` float in [0, 1] (all zero where no part of the map raised the score).
-    probabilities : torch.Tensor
-        ``(B, K)`` class probabilities.
+    Returns ``(maps, probabilities)``: ``(B, S, S)`` float in [0, 1] (all zero where no part of
+    the map raised the score), and ``(B, K)`` class probabilities.
     """
     layer = predictor.model.gradcam_layer()
     captured: dict[str, torch.Tensor] = {}
@@ -68,8 +57,7 @@ def grad_cam(
     activation, gradient = captured["map"].detach(), captured["map"].grad
     weights = gradient.mean(dim=(2, 3), keepdim=True)
     cam = F.relu((weights * activation).sum(dim=1, keepdim=True)).float()
-    size = images.shape[1]
-    cam = F.interpolate(cam, size=(size, size), mode="bilinear", align_corners=False)[:, 0]
+    cam = F.interpolate(cam, size=images.shape[1:3], mode="bilinear", align_corners=False)[:, 0]
     top = cam.flatten(1).amax(dim=1).clamp_min(1e-12).view(-1, 1, 1)
     predictor.model.zero_grad(set_to_none=True)
     return (cam / top).cpu(), probabilities.cpu()

@@ -2,34 +2,39 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TypeVar
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 
 from amlcyto.data.datasets import CellDataset, image_source
 from amlcyto.data.decoding import ImageDecodeError
 from amlcyto.data.discovery import SKIPPED, Problem
+from amlcyto.deploy.int8 import with_int8_network
 from amlcyto.errors import AmlcytoError
+from amlcyto.machine import inference_device, tune_malloc, usable_cpus
 from amlcyto.models.fusion import fold_batchnorm
-from amlcyto.runs import Run
-from amlcyto.training.performance import tune_malloc
+from amlcyto.runs import Run, load_run
 
 T = TypeVar("T")
 
 
-def inference_device(precision: str = "auto") -> str:
-    """Where a loaded run predicts in ``precision``: the GPU when there is one, else the CPU;
-    int8 always on the CPU (:mod:`amlcyto.deploy.int8`)."""
-    return "cuda" if torch.cuda.is_available() and precision != "int8" else "cpu"
+def load_for_inference(run_dir: str | Path, precision: str = "auto") -> Run:
+    """The run in ``run_dir`` loaded where it predicts (the GPU when there is one, int8 on the
+    CPU) in ``precision`` (:func:`~amlcyto.machine.inference_precision`); ``"int8"`` builds its
+    network from the run's ``int8.json`` (:func:`~amlcyto.deploy.int8.with_int8_network`)."""
+    device = inference_device(precision)
+    if precision == "int8":
+        return with_int8_network(load_run(run_dir, device, "32"))
+    return load_run(run_dir, device, precision)
 
 
-def default_workers(count: int) -> int:
+def decoding_workers(count: int) -> int:
     """Decoding processes for ``count`` images.
 
     None on a CPU-only machine: decoding in the process that runs the model is fastest there
@@ -38,23 +43,17 @@ def default_workers(count: int) -> int:
     """
     if count < 512 or not torch.cuda.is_available():
         return 0
-    return min(os.cpu_count() or 1, 8)
+    return min(usable_cpus(), 8)
 
 
-def predict_probabilities(
-    run: Run,
-    paths: Sequence[str],
-    batch_size: int = 256,
-    workers: int | None = None,
-    cache: bool = False,
-    cache_dir: str | None = None,
-) -> np.ndarray:
-    """``(N, K)`` class probabilities of ``paths``; columns follow ``run.classes``.
+def predict_probabilities(run: Run, paths: Sequence[str], **options) -> np.ndarray:
+    """``(N, K)`` class probabilities of ``paths``; columns follow ``run.classes``; ``options``
+    as :func:`scored_batches` takes them.
 
     A file that cannot be decoded is a one-line ``AmlcytoError`` (the first such file); use
     :func:`predict_readable` to list every one and score the rest.
     """
-    probabilities, unreadable = predict_readable(run, paths, batch_size, workers, cache, cache_dir)
+    probabilities, unreadable = predict_readable(run, paths, **options)
     if unreadable:
         first = next(iter(unreadable.values()))
         raise AmlcytoError(f"{first.path}: {first.detail}")
@@ -62,30 +61,20 @@ def predict_probabilities(
 
 
 def predict_readable(
-    run: Run,
-    paths: Sequence[str],
-    batch_size: int = 256,
-    workers: int | None = None,
-    cache: bool = False,
-    cache_dir: str | None = None,
+    run: Run, paths: Sequence[str], **options
 ) -> tuple[np.ndarray, dict[int, Problem]]:
-    """Class probabilities of every image that decodes, and why each other one does not.
+    """Class probabilities of every image that decodes, and why each other one does not;
+    ``options`` (batch size, workers, cache) as :func:`scored_batches` takes them.
 
-    Returns
-    -------
-    probabilities : numpy.ndarray
-        ``(N, K)``, columns following ``run.classes``; NaN in the rows of unreadable files.
-    unreadable : dict
-        Index into ``paths`` -> a skipped :class:`~amlcyto.data.discovery.Problem` with the
-        decoder's problem code (``truncated``, ``too-large``...), in the order of ``paths``.
+    Returns ``(probabilities, unreadable)``: ``(N, K)``, columns following ``run.classes``, NaN
+    in the rows of unreadable files; index into ``paths`` -> a skipped
+    :class:`~amlcyto.data.discovery.Problem` with the decoder's problem code (``truncated``,
+    ``too-large``...), in the order of ``paths``.
     """
     chunks, unreadable = [np.zeros((0, len(run.classes)), dtype=np.float32)], {}
-    for batch in scored_batches(run, paths, batch_size, workers, cache, cache_dir):
-        probabilities = batch.probabilities.copy()
-        for index, problem in batch.unreadable.items():
-            unreadable[index] = problem
-            probabilities[index - batch.start] = float("nan")
-        chunks.append(probabilities)
+    for batch in scored_batches(run, paths, **options):
+        chunks.append(np.where(batch.readable[:, None], batch.probabilities, np.float32("nan")))
+        unreadable |= batch.unreadable
     return np.concatenate(chunks), unreadable
 
 
@@ -120,14 +109,14 @@ def scored_batches(
     """The images of ``paths`` through the run's model, a batch at a time, in order: the one
     inference loop of ``predict``, ``evaluate`` and ``embed`` (with ``features``: the input of
     the model's head too, from the same pass). Decoding happens in ``workers`` processes (see
-    :func:`default_workers`), or without them in a thread one batch ahead of the model; a file
+    :func:`decoding_workers`), or without them in a thread one batch ahead of the model; a file
     that cannot be decoded is listed, never dropped. The model runs with its BatchNorm folded
     into the convolutions (:func:`~amlcyto.models.fusion.fold_batchnorm`) in the run's
     precision (:meth:`~amlcyto.runs.Run.autocast`)."""
     if len(paths) == 0:
         return
     tune_malloc()
-    workers = default_workers(len(paths)) if workers is None else workers
+    workers = decoding_workers(len(paths)) if workers is None else workers
     source = image_source(list(paths), run.image_size, cache=cache, cache_dir=cache_dir)
     loader = DataLoader(_Checked(source), batch_size=batch_size, num_workers=workers)
     predictor = fold_batchnorm(run.predictor).to(memory_format=torch.channels_last)
@@ -168,7 +157,7 @@ def scored_batches(
 def decoded_ahead(batches: Iterable[T]) -> Iterator[T]:
     """``batches``, each produced in a background thread while the caller uses the one before.
 
-    Without DataLoader workers (a CPU-only machine, see :func:`default_workers`) the next batch
+    Without DataLoader workers (a CPU-only machine, see :func:`decoding_workers`) the next batch
     is decoded while the model runs on this one: Pillow and the resize release the GIL, so the
     two overlap instead of taking turns."""
     done = object()
@@ -183,25 +172,18 @@ def decoded_ahead(batches: Iterable[T]) -> Iterator[T]:
             ahead.cancel()
 
 
-class _Checked(Dataset):
+class _Checked(CellDataset):
     """``dataset[i] -> (uint8 image, "", "")``, or ``(zeros, code, detail)`` for a file that
     cannot be decoded: the problem reaches the main process whole (an exception raised in a
     DataLoader worker would arrive as a traceback), which lists it and scores the rest."""
 
-    def __init__(self, source):
-        self.cells = CellDataset(source)
-
-    def __len__(self) -> int:
-        return len(self.cells)
-
     def __getitem__(self, index: int) -> tuple[torch.Tensor, str, str]:
         try:
-            return self.cells[index][0], "", ""
+            return super().__getitem__(index)[0], "", ""
         except ImageDecodeError as error:
             return self._blank(), error.code, f"{error.reason}; {error.fix}"
         except AmlcytoError as error:
             return self._blank(), "unreadable", str(error)
 
     def _blank(self) -> torch.Tensor:
-        size = self.cells.source.size
-        return torch.zeros(size, size, 3, dtype=torch.uint8)
+        return torch.zeros(self.source.size, self.source.size, 3, dtype=torch.uint8)

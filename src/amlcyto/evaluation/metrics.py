@@ -1,6 +1,9 @@
-"""Scores of a predictions table: the poster's classification report, AUC, confusion matrix."""
+"""Scores of a predictions table: the poster's classification report, AUC, confusion matrix;
+and the mean +- sd of a score over folds."""
 
 from __future__ import annotations
+
+from collections.abc import Iterable
 
 import numpy as np
 import pandas as pd
@@ -8,6 +11,7 @@ from sklearn.metrics import classification_report, confusion_matrix, roc_auc_sco
 
 from amlcyto.evaluation.tables import probability_columns
 from amlcyto.head_rule import positive_class
+from amlcyto.runs.results import ClassScores, Scores
 
 
 def report_text(table: pd.DataFrame, classes: list[str], digits: int = 2) -> str:
@@ -24,51 +28,36 @@ def report_text(table: pd.DataFrame, classes: list[str], digits: int = 2) -> str
            macro avg       0.90      0.90      0.90      1600
         weighted avg       0.90      0.90      0.90      1600
     """
-    present = present_classes(table, classes)
+    return _classification_report(table, present_classes(table, classes), digits=digits)
+
+
+def report_rows(scores: Scores) -> list[dict]:
+    """The rows of :func:`report_text` as data, for tables, from the ``scores`` of its table
+    (:func:`compute_metrics`): one per class present (``name``, ``precision``, ``recall``,
+    ``f1``, ``support``), then ``accuracy`` (its value in ``f1``), ``macro avg`` and
+    ``weighted avg``, averaged as scikit-learn averages them."""
+    rows = [{"name": name, **vars(row)} for name, row in scores.per_class.items()]
+    support, keys = [row["support"] for row in rows], ("precision", "recall", "f1")
+    averages = [
+        {
+            "name": name,
+            **{k: float(np.average([row[k] for row in rows], weights=w)) for k in keys},
+            "support": sum(support),
+        }
+        for name, w in (("macro avg", None), ("weighted avg", support))
+    ]
+    return [*rows, {"name": "accuracy", "f1": scores.accuracy, "support": scores.n}, *averages]
+
+
+def _classification_report(table: pd.DataFrame, present: list[str], **options) -> str | dict:
+    """scikit-learn's classification report over the classes ``present``."""
     return classification_report(
         table["true"],
         table["predicted"],
         labels=present,
         target_names=present,
-        digits=digits,
         zero_division=0,
-    )
-
-
-def report_rows(table: pd.DataFrame, classes: list[str]) -> list[dict]:
-    """The rows of :func:`report_text` as data, for tables: one per class present (``name``,
-    ``precision``, ``recall``, ``f1``, ``support``), then ``accuracy`` (its value in ``f1``),
-    ``macro avg`` and ``weighted avg``."""
-    present = present_classes(table, classes)
-    report = _report_dict(table, present)
-    rows = []
-    for name in [*present, "accuracy", "macro avg", "weighted avg"]:
-        if name == "accuracy":
-            accuracy = float((table["true"] == table["predicted"]).mean()) if len(table) else None
-            rows.append({"name": name, "f1": accuracy, "support": len(table)})
-        elif name in report:
-            scores = report[name]
-            rows.append(
-                {
-                    "name": name,
-                    "precision": scores["precision"],
-                    "recall": scores["recall"],
-                    "f1": scores["f1-score"],
-                    "support": int(scores["support"]),
-                }
-            )
-    return rows
-
-
-def _report_dict(table: pd.DataFrame, present: list[str]) -> dict:
-    """scikit-learn's classification report as a dict, over the classes ``present``."""
-    return classification_report(
-        table["true"],
-        table["predicted"],
-        labels=present,
-        target_names=present,
-        output_dict=True,
-        zero_division=0,
+        **options,
     )
 
 
@@ -82,36 +71,32 @@ def present_classes(table: pd.DataFrame, classes: list[str]) -> list[str]:
     return [name for name in classes if name in seen]
 
 
-def compute_metrics(table: pd.DataFrame, classes: list[str]) -> dict:
-    """``accuracy``, ``macro_f1``, ``per_class``, ``auc``, ``confusion_matrix`` and counts.
+def compute_metrics(table: pd.DataFrame, classes: list[str]) -> Scores:
+    """The :class:`~amlcyto.runs.results.Scores` of ``table``: accuracy, macro F1, per class,
+    AUC, the confusion matrix and counts.
 
     ``per_class`` and the averages cover :func:`present_classes`; ``absent_classes`` lists the
     run's classes that neither occur nor are predicted.
     """
     present = present_classes(table, classes)
-    report = _report_dict(table, present)
-    per_class = {
-        name: {
-            "precision": report[name]["precision"],
-            "recall": report[name]["recall"],
-            "f1": report[name]["f1-score"],
-            "support": int(report[name]["support"]),
-        }
-        for name in present
-    }
-    return {
-        "n": len(table),
-        "accuracy": float((table["true"] == table["predicted"]).mean()) if len(table) else None,
-        "macro_f1": report["macro avg"]["f1-score"],
-        "weighted_f1": report["weighted avg"]["f1-score"],
-        "auc": roc_auc(table, classes),
-        "per_class": per_class,
-        "classes": classes,
-        "absent_classes": [name for name in classes if name not in present],
-        "confusion_matrix": confusion_matrix(
+    report = _classification_report(table, present, output_dict=True)
+    rows = {name: report[name] for name in present}
+    return Scores(
+        n=len(table),
+        accuracy=float((table["true"] == table["predicted"]).mean()) if len(table) else None,
+        macro_f1=report["macro avg"]["f1-score"],
+        weighted_f1=report["weighted avg"]["f1-score"],
+        auc=roc_auc(table, classes),
+        per_class={
+            name: ClassScores(row["precision"], row["recall"], row["f1-score"], int(row["support"]))
+            for name, row in rows.items()
+        },
+        classes=classes,
+        absent_classes=[name for name in classes if name not in present],
+        confusion_matrix=confusion_matrix(
             table["true"], table["predicted"], labels=classes
         ).tolist(),
-    }
+    )
 
 
 def roc_auc(table: pd.DataFrame, classes: list[str]) -> float | None:
@@ -130,3 +115,14 @@ def roc_auc(table: pd.DataFrame, classes: list[str]) -> float | None:
         if name in present
     ]
     return float(np.mean(scores))
+
+
+def mean_sd(values: Iterable[float | None]) -> tuple[float | None, float | None]:
+    """The mean of a score over folds and its sample sd (``ddof=1``: the spread over folds that
+    cross-validation papers report), leaving out None and NaN (a fold with no AUC).
+
+    Either is None where undefined: the mean of no value, the sd of fewer than two.
+    """
+    known = pd.Series(list(values), dtype=float).dropna()
+    mean = float(known.mean()) if len(known) else None
+    return mean, float(known.std(ddof=1)) if len(known) > 1 else None

@@ -38,14 +38,12 @@ def plot_roc(table: pd.DataFrame, classes: list[str], path: Path, title: str) ->
     shown = [positive] if positive is not None else classes
     columns = dict(zip(classes, probability_columns(classes), strict=True))
     figure, ax = plt.subplots(figsize=(5.5, 5))
-    drawn = 0
     for name in shown:
         truth = table["true"] == name
         if truth.all() or not truth.any():
             continue
         RocCurveDisplay.from_predictions(truth, table[columns[name]], name=name, ax=ax)
-        drawn += 1
-    if not drawn:
+    if not ax.lines:  # no class had cells both of it and of others
         plt.close(figure)
         return None
     ax.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=1)

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from amlcyto.data.decoding import is_image_file
-from amlcyto.data.discovery import Problem, check_some_readable
+from amlcyto.data.discovery import check_some_readable
 from amlcyto.errors import AmlcytoError
 from amlcyto.evaluation.scorer import open_scorer
 from amlcyto.evaluation.tables import aggregate, predictions_table, probability_columns
@@ -43,14 +43,13 @@ def collect_images(inputs: Sequence[str | Path]) -> tuple[list[str], list[str]]:
     for item in map(Path, inputs):
         if item.is_dir():
             files, hidden = _files_under(item)
-            files = sorted(files)
         elif item.is_file():
             files, hidden = [item], []
         else:
             raise AmlcytoError(
                 f"{item}: no such file or folder; give image files or folders of images."
             )
-        for file in [*files, *sorted(hidden)]:
+        for file in [*sorted(files), *sorted(hidden)]:
             real = os.path.realpath(file)
             if real not in seen:
                 seen.add(real)
@@ -108,8 +107,7 @@ def predict(
     images, others = collect_images(inputs)
     probabilities, unreadable = scorer.score(images, batch_size, workers)
     check_some_readable(unreadable, len(images), ", ".join(map(str, inputs)))
-    readable = np.ones(len(images), dtype=bool)
-    readable[list(unreadable)] = False
+    readable = ~np.isin(np.arange(len(images)), list(unreadable))
     paths = [path for path, ok in zip(images, readable, strict=True) if ok]
     cells = predictions_table(pd.DataFrame({"path": paths}), probabilities[readable], classes)
     cells["folder"] = [str(Path(p).parent) for p in paths]
@@ -119,20 +117,17 @@ def predict(
     columns = ["kind", "path", "images", "predicted", *probability_columns(classes)]
     parts = [cells[columns], folders[columns]]
     if unreadable:
-        parts.append(_unreadable_rows(unreadable))
+        problems = list(unreadable.values())
+        parts.append(
+            pd.DataFrame(
+                {
+                    "kind": "unreadable",
+                    "path": [p.path for p in problems],
+                    "images": 0,
+                    "predicted": "",
+                    "problem": [f"{p.problem}: {p.detail}" for p in problems],
+                }
+            )
+        )
     table = pd.concat(parts, ignore_index=True).reindex(columns=[*columns, "problem"])
     return table.fillna({"problem": ""}), others
-
-
-def _unreadable_rows(unreadable: dict[int, Problem]) -> pd.DataFrame:
-    """One ``unreadable`` row per file that cannot be decoded: no prediction, its problem."""
-    problems = list(unreadable.values())
-    return pd.DataFrame(
-        {
-            "kind": "unreadable",
-            "path": [p.path for p in problems],
-            "images": 0,
-            "predicted": "",
-            "problem": [f"{p.problem}: {p.detail}" for p in problems],
-        }
-    )

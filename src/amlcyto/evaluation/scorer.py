@@ -12,6 +12,7 @@ import numpy as np
 from amlcyto.data.discovery import Problem
 from amlcyto.deploy.onnx_model import is_onnx_model, load_onnx_model, predict_readable_onnx
 from amlcyto.errors import AmlcytoError
+from amlcyto.runs.files import HISTORY, evaluation_folder
 
 
 @dataclass
@@ -32,8 +33,8 @@ class Scorer:
     def eval_dir(self, name: str) -> Path:
         """``RUN/eval-<name>``, or ``<model>-eval-<name>`` beside an exported model."""
         if is_onnx_model(self.path):
-            return self.path.parent / f"{self.path.stem}-eval-{name}"
-        return self.path / f"eval-{name}"
+            return self.path.parent / f"{self.path.stem}-{evaluation_folder(name)}"
+        return self.path / evaluation_folder(name)
 
 
 def open_scorer(path: str | Path, precision: str = "auto") -> Scorer:
@@ -53,10 +54,9 @@ def open_scorer(path: str | Path, precision: str = "auto") -> Scorer:
             None,
             lambda paths, batch_size, workers: predict_readable_onnx(model, paths, batch_size),
         )
-    from amlcyto.evaluation.inference import inference_device, predict_readable
-    from amlcyto.runs import HISTORY, load_run
+    from amlcyto.evaluation.inference import load_for_inference, predict_readable
 
-    run = load_run(path, device=inference_device(precision), precision=precision)
+    run = load_for_inference(path, precision)
     history = run.path / HISTORY
     return Scorer(
         run.path,

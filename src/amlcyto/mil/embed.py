@@ -14,11 +14,11 @@ import pandas as pd
 from amlcyto.data.discovery import Problem, check_some_readable
 from amlcyto.data.scan import PROBLEM_COLUMNS, listed_rows, problems_path_for, write_problems
 from amlcyto.deploy.int8 import calibration_sha256
-from amlcyto.evaluation.inference import inference_device, scored_batches
+from amlcyto.evaluation.inference import load_for_inference, scored_batches
 from amlcyto.io import check_output_file, write_atomic
 from amlcyto.mil.bags import check_every_patient_has_cells
 from amlcyto.mil.features import Extractor, FeatureWriter
-from amlcyto.runs import Run, load_run
+from amlcyto.runs import Run
 
 
 @dataclass
@@ -30,7 +30,6 @@ class Embedding:
     problems: pd.DataFrame
     problems_file: Path | None
     seconds: float
-
     unreadable: int = 0  # images that could not be decoded (in ``problems`` too)
 
     @property
@@ -107,7 +106,7 @@ def embed(
         extractor identity, and what ``mil predict`` embeds new images in.
     """
     out = check_output_file(out, force)
-    run = load_run(run_dir, device=inference_device(precision), precision=precision)
+    run = load_for_inference(run_dir, precision)
     rows, problems = listed_rows(data)
     rows = rows.reset_index(drop=True)
     unreadable: dict[int, Problem] = {}
@@ -131,5 +130,5 @@ def embed(
     else:
         problems_file.unlink(missing_ok=True)  # an earlier file's, with --force
     listed_file = problems_file if len(problems) else None
-    cells = len(rows) - len(unreadable)
-    return Embedding(out, cells, problems, listed_file, seconds, len(unreadable))
+    unread = len(unreadable)
+    return Embedding(out, len(rows) - unread, problems, listed_file, seconds, unread)

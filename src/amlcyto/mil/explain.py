@@ -52,7 +52,7 @@ def mil_explain(
     info, model = load_mil_run(run_dir)
     expected = Extractor(**info.input.extractor)
     if features is None:
-        features = info.training["features"]
+        features = info.training.features
         gone = [f for f in features if not Path(f).is_file()]
         if gone:
             raise AmlcytoError(
@@ -73,15 +73,13 @@ def mil_explain(
     called = int(probabilities[0].argmax())
     weights = class_branch(attention[0], called)
     order = np.argsort(-weights, kind="stable")
-    cell_probabilities = data.probabilities[mine]
-    cell_types = data.cell_types()[mine]
     cells = pd.DataFrame(
         {
             "rank": np.arange(1, len(mine) + 1),
-            "path": data.cells["path"].to_numpy()[mine][order],
+            "path": data.cells["path"].to_numpy()[mine[order]],
             "attention": weights[order].round(6),
-            "cell_type": cell_types[order],
-            "cell_type_probability": cell_probabilities.max(axis=1)[order].round(4),
+            "cell_type": data.cell_types()[mine[order]],
+            "cell_type_probability": data.probabilities[mine[order]].max(axis=1).round(4),
         }
     )
     safe = safe_filename(patient)
@@ -103,8 +101,7 @@ def _montage(cells: pd.DataFrame, shown: int, path: Path, patient: str, called: 
                 image = read_rgb_resized(row.path, THUMBNAIL)
             except AmlcytoError:
                 image = None  # drawn as a blank, captioned unreadable
-            caption = f"#{row.rank} a={row.attention:.3f}\n{row.cell_type}"
-            items.append((image, caption))
+            items.append((image, f"#{row.rank} a={row.attention:.3f}\n{row.cell_type}"))
         if items:
             rows.append((title, items))
     title = f"patient {patient}: called {called}; cells by attention (cell type: the cell model)"

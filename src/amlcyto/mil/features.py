@@ -13,8 +13,8 @@ FEATURES.h5
 ```
 
 Rows are written in chunks as they are computed, so memory stays flat for any number of cells.
-Two files are the same extractor's only when :meth:`Extractor.key` is equal: the run's path may
-differ (a copied run), its weights and input may not.
+Features of two extractors stand together only where :meth:`Extractor.differs_from` finds
+nothing: the run's path may differ (a copied run), its weights, input and precision may not.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+import amlcyto
 from amlcyto.errors import AmlcytoError, first_line
 
 KIND = "cell-features"
@@ -50,13 +51,21 @@ class Extractor:
     calibration: str = ""  # int8: the checksum of the run's int8.json (else empty)
 
     def key(self) -> str:
-        """What must match for features to be comparable: everything but the run's path (the
-        precision and the int8 calibration are checked apart, with their own fix)."""
+        """Everything but the run's path, the precision and the int8 calibration, as one text."""
         fields = asdict(self)
-        fields.pop("run")
-        fields.pop("precision")
-        fields.pop("calibration")
+        for name in ("run", "precision", "calibration"):
+            fields.pop(name)
         return json.dumps(fields, sort_keys=True)
+
+    def differs_from(self, other: Extractor) -> str | None:
+        """Why features of ``other`` cannot stand beside this one's (each has its own fix), the
+        first found: ``"model"`` (another :meth:`key`), ``"precision"`` or ``"calibration"``
+        (int8's); None where they can."""
+        if self.key() != other.key():
+            return "model"
+        if self.precision != other.precision:
+            return "precision"
+        return "calibration" if self.calibration != other.calibration else None
 
     def describe(self) -> str:
         int8 = f", int8 calibration {self.calibration[:12]}" if self.calibration else ""
@@ -96,8 +105,6 @@ class FeatureWriter:
 
     def __init__(self, path: str | Path, extractor: Extractor, num_classes: int):
         import h5py
-
-        import amlcyto
 
         self.file = h5py.File(path, "w")
         width = extractor.feature_width
@@ -189,14 +196,14 @@ def read_feature_files(paths: list[str | Path]) -> CellFeatures:
     parts = [read_features(p) for p in paths]
     first = parts[0]
     for part in parts[1:]:
-        if part.extractor.key() != first.extractor.key():
+        differs = part.extractor.differs_from(first.extractor)
+        if differs == "model":
             raise AmlcytoError(
                 f"{part.source}: embedded by another cell model ({part.extractor.describe()}) "
                 f"than {first.source} ({first.extractor.describe()}); embed all the cells with "
                 "one run (`amlcyto embed RUN ...`)."
             )
-        same = (part.extractor.precision, part.extractor.calibration)
-        if same != (first.extractor.precision, first.extractor.calibration):
+        if differs:
             raise AmlcytoError(
                 f"{part.source}: embedded in precision {part.extractor.precision} (or another "
                 f"int8 calibration) than {first.source} ({first.extractor.precision}); embed all "
@@ -220,20 +227,21 @@ def read_feature_files(paths: list[str | Path]) -> CellFeatures:
 
 def check_same_extractor(expected: Extractor, features: CellFeatures, what: str) -> None:
     """Refuse features that ``expected`` (the extractor a MIL run was trained on) did not make."""
-    if features.extractor.key() != expected.key():
+    differs = features.extractor.differs_from(expected)
+    if differs == "model":
         raise AmlcytoError(
             f"{features.source}: embedded by {features.extractor.describe()}, but {what} was "
             f"trained on features of {expected.describe()} ({expected.run}); embed the cells "
             f"with that run: `amlcyto embed {expected.run} DATA --out FEATURES.h5`."
         )
-    if features.extractor.precision != expected.precision:
+    if differs == "precision":
         raise AmlcytoError(
             f"{features.source}: embedded in precision {features.extractor.precision}, but "
             f"{what} was trained on features computed in {expected.precision}; embed the cells "
             f"again with `amlcyto embed {expected.run} DATA --out FEATURES.h5 --precision "
             f"{expected.precision}`."
         )
-    if features.extractor.calibration != expected.calibration:
+    if differs == "calibration":
         raise AmlcytoError(
             f"{features.source}: embedded in int8 with another calibration of {expected.run} "
             f"than {what} was trained on (the run was recalibrated since); embed the cells "

@@ -43,12 +43,7 @@ class Fitted:
     history: list[dict]
 
 
-def build(config: MilConfig, num_classes: int, feature_width: int) -> torch.nn.Module:
-    return create_model(
-        config.model, num_classes=num_classes, feature_width=feature_width, **config.model_options
-    )
-
-
+@one_thread()
 def fit(
     config: MilConfig,
     lr: float,
@@ -67,15 +62,12 @@ def fit(
     and training stops after ``config.patience`` epochs without a lower one; without ``val``,
     every epoch runs and the last one's weights are kept.
     """
-    with one_thread():
-        return _fit(config, lr, features, bags, targets, num_classes, val, epochs, seed, log)
-
-
-def _fit(config, lr, features, bags, targets, num_classes, val, epochs, seed, log) -> Fitted:
     torch.manual_seed(seed)
     generator = np.random.default_rng(seed)
     data = torch.from_numpy(np.ascontiguousarray(features, dtype=np.float32))
-    model = build(config, num_classes, data.shape[1])
+    model = create_model(
+        config.model, num_classes=num_classes, feature_width=data.shape[1], **config.model_options
+    )
     cells = torch.cat([data[torch.from_numpy(rows)] for rows in bags])
     model.set_feature_scale(cells.mean(dim=0), cells.std(dim=0))
     weights = _class_weights(targets, num_classes) if config.balanced else np.ones(len(targets))
@@ -105,11 +97,8 @@ def _fit(config, lr, features, bags, targets, num_classes, val, epochs, seed, lo
             row["val_loss"] = _log_loss(probs, val[1])
             row["val_accuracy"] = float((probs.argmax(axis=1) == val[1]).mean())
             if row["val_loss"] < best_loss:
-                best, best_loss, best_epoch = (
-                    copy.deepcopy(model.state_dict()),
-                    row["val_loss"],
-                    epoch,
-                )
+                best_loss, best_epoch = row["val_loss"], epoch
+                best = copy.deepcopy(model.state_dict())
         history.append(row)
         if log is not None:
             shown = ", ".join(f"{k} {v:.4f}" for k, v in row.items() if k != "epoch")
@@ -124,35 +113,26 @@ def _fit(config, lr, features, bags, targets, num_classes, val, epochs, seed, lo
 
 
 @torch.no_grad()
+@one_thread()
 def predict_bags(
     model: torch.nn.Module, features: torch.Tensor | np.ndarray, bags: list[np.ndarray]
 ) -> tuple[np.ndarray, list[np.ndarray]]:
     """``(B, K)`` class probabilities of each bag, and each bag's attention ``(branches, n)``."""
-    with one_thread():
-        return _predict_bags(model, features, bags)
-
-
-def _predict_bags(model, features, bags) -> tuple[np.ndarray, list[np.ndarray]]:
     model.eval()
     data = torch.as_tensor(features, dtype=torch.float32)
-    num_classes = _num_classes(model)
+    num_classes = int(model.registry_config["num_classes"])
     out, attention = [], []
     for rows in bags:
         logits, weights = model(data[torch.from_numpy(rows)])
         out.append(probabilities(logits[None], num_classes)[0].numpy())
         attention.append(weights.numpy())
-    width = num_classes
-    return np.stack(out) if out else np.zeros((0, width), np.float32), attention
+    return np.stack(out) if out else np.zeros((0, num_classes), np.float32), attention
 
 
 def class_branch(attention: np.ndarray, class_index: int) -> np.ndarray:
     """The attention ``(n,)`` of the branch that speaks for class ``class_index``, out of a
     bag's ``(branches, n)``: its own branch with one per class, else the only one."""
     return attention[min(class_index, len(attention) - 1)]
-
-
-def _num_classes(model: torch.nn.Module) -> int:
-    return int(model.registry_config["num_classes"])
 
 
 def _class_weights(targets: np.ndarray, num_classes: int) -> np.ndarray:

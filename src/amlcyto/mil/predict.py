@@ -18,10 +18,11 @@ import pandas as pd
 from amlcyto.data.manifest import read_manifest
 from amlcyto.data.scan import PROBLEM_COLUMNS
 from amlcyto.errors import AmlcytoError
-from amlcyto.evaluation.inference import inference_device
+from amlcyto.evaluation.inference import load_for_inference
 from amlcyto.evaluation.predict import collect_images
 from amlcyto.evaluation.tables import probability_columns
 from amlcyto.mil.bags import make_bags
+from amlcyto.mil.embed import embedded_chunks, extractor_of
 from amlcyto.mil.features import (
     CellFeatures,
     Extractor,
@@ -30,7 +31,7 @@ from amlcyto.mil.features import (
     read_feature_files,
 )
 from amlcyto.mil.fit import class_branch, predict_bags
-from amlcyto.runs import RunInfo, load_mil_run, load_run
+from amlcyto.runs import RunInfo, load_mil_run
 
 TOP_CELLS = 5  # the highest-attention cells listed per patient
 
@@ -51,12 +52,11 @@ def mil_predict(
             "patient": bags.patients,
             "cells": bags.sizes(),
             "predicted": np.asarray(info.classes)[called],
+            **dict(zip(probability_columns(info.classes), probabilities.T, strict=True)),
         }
     )
     if any(bags.labels):
         table.insert(2, "true", bags.labels)
-    for column, values in zip(probability_columns(info.classes), probabilities.T, strict=True):
-        table[column] = values
     paths = data.cells["path"].to_numpy()
     for rank in range(TOP_CELLS):
         table[f"cell_{rank + 1}"], table[f"attention_{rank + 1}"] = "", np.nan
@@ -84,36 +84,24 @@ def mil_inputs(
 def _image_rows(inputs: Sequence[str | Path]) -> pd.DataFrame:
     """``path, patient, label`` of the images: a manifest's rows, or each image under a folder
     with the folder it lies in as its patient (no label: new patients are unlabelled)."""
-    frames = []
-    images = []
+    frames, images = [], []
     for item in map(Path, inputs):
         if item.is_file() and item.suffix.lower() == ".csv":
             frames.append(read_manifest(item)[["path", "patient", "label"]])
         else:
             images += collect_images([item])[0]
     if images:
-        frames.append(
-            pd.DataFrame(
-                {
-                    "path": images,
-                    "patient": [os.path.basename(os.path.dirname(p)) for p in images],
-                    "label": "",
-                }
-            )
-        )
+        patients = [os.path.basename(os.path.dirname(p)) for p in images]
+        frames.append(pd.DataFrame({"path": images, "patient": patients, "label": ""}))
     return pd.concat(frames, ignore_index=True)
 
 
 def _embed_in_memory(
     expected: Extractor, rows: pd.DataFrame, batch_size: int
 ) -> tuple[CellFeatures, pd.DataFrame]:
-    from amlcyto.mil.embed import embedded_chunks, extractor_of
-
     # the precision the MIL run's features were computed in, whatever this machine would choose
-    device = inference_device(expected.precision)
-    run = load_run(expected.run, device=device, precision=expected.precision)
-    now = extractor_of(run)
-    if now.key() != expected.key() or now.calibration != expected.calibration:
+    run = load_for_inference(expected.run, expected.precision)
+    if extractor_of(run).differs_from(expected):
         raise AmlcytoError(
             f"{expected.run}: the cell run that made this MIL run's features has changed since "
             "(other weights, settings or int8 calibration); give features made before the "

@@ -18,53 +18,60 @@ RUN/
 from __future__ import annotations
 
 import dataclasses
-import shutil
-import uuid
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from sklearn.model_selection import StratifiedKFold, train_test_split
+from sklearn.model_selection import train_test_split
 
+from amlcyto.data.manifest import read_manifest
+from amlcyto.data.splits import assign_folds
 from amlcyto.errors import AmlcytoError
-from amlcyto.evaluation.metrics import compute_metrics
+from amlcyto.evaluation.metrics import compute_metrics, mean_sd
 from amlcyto.evaluation.plots import plot_confusion
 from amlcyto.evaluation.tables import probability_columns, rounded
-from amlcyto.io import (
-    check_output_dir,
-    replace_folder,
-    write_csv_atomic,
-    write_json_atomic,
-    write_text_atomic,
-)
+from amlcyto.io import building_folder, check_output_dir, write_csv_atomic, write_text_atomic
 from amlcyto.mil.bags import Bags, make_bags
 from amlcyto.mil.config import MilConfig
-from amlcyto.mil.features import read_feature_files
+from amlcyto.mil.features import CellFeatures, read_feature_files
 from amlcyto.mil.fit import class_branch, fit, predict_bags
 from amlcyto.mil.reference import SCEMILA_CV_F1, SCEMILA_TEST_ACCURACY, SCEMILA_TEST_F1, SOURCE
 from amlcyto.models import model_defaults
 from amlcyto.runs import PATIENT_MIL, DataInfo, InputSpec, RunInfo, file_sha256, save_run
+from amlcyto.runs.files import ATTENTION, CONFUSION, FOLDS, HISTORY, PATIENTS, REPORT, SPLIT
+from amlcyto.runs.results import (
+    FoldScores,
+    MeanSd,
+    MilMetrics,
+    MilResults,
+    MilRunTraining,
+    write_metrics,
+)
 
-FOLDS, PATIENTS, ATTENTION = "folds.csv", "patients.csv", "attention.csv"
+
+@dataclass
+class MilTraining:
+    """What :func:`mil_train` wrote and measured: the run's record (``info``; ``path`` is the
+    run folder) and the scores of its ``metrics.json``."""
+
+    info: RunInfo
+    metrics: MilMetrics
+
+    @property
+    def path(self) -> Path:
+        return self.info.path
 
 
-def assign_patient_folds(bags: Bags, folds: int, seed: int, source: str) -> np.ndarray:
-    """Fold of each bag: stratified by label, each patient (bag) in exactly one fold. A class
-    with fewer patients than folds is a one-line error."""
-    counts = pd.Series(bags.labels).value_counts()
-    small = counts[counts < folds]
-    if len(small):
-        name, count = small.index[0], int(small.iloc[0])
-        raise AmlcytoError(
-            f"{source}: class {name} has {count} patient(s), fewer than --folds {folds}; use "
-            f"--folds {max(2, int(counts.min()))} or fewer, or add patients of that class."
-        )
-    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
-    fold = np.empty(len(bags), dtype=int)
-    for k, (_, test) in enumerate(splitter.split(np.zeros(len(bags)), bags.labels)):
-        fold[test] = k
-    return fold
+@dataclass
+class _OutOfFold:
+    """Every fold's model on its held-out patients (bag order), and how each fold trained."""
+
+    probabilities: np.ndarray  # (patients, classes)
+    attention: list[np.ndarray | None]  # per patient: (branches, cells)
+    history: list[dict]
+    best_epochs: list[int]
 
 
 def mil_train(
@@ -73,7 +80,7 @@ def mil_train(
     config: MilConfig | None = None,
     force: bool = False,
     log: Callable[[str], None] = print,
-) -> RunInfo:
+) -> MilTraining:
     """Cross-validate attention MIL over patients, then train one model on all of them.
 
     Parameters
@@ -88,28 +95,63 @@ def mil_train(
     sources = [features] if isinstance(features, str | Path) else list(features)
     out = check_output_dir(out, force)
     data = read_feature_files(sources)
-    bags = make_bags(data)
-    if (bags.sizes() == 1).all():
-        raise AmlcytoError(
-            f"{data.source}: every patient has one cell (a folder without patient folders?); "
-            "MIL needs each patient's cells together: DATA/class/patient/image."
-        )
+    bags = _patient_bags(data)
     classes = sorted(set(bags.labels))
-    if len(classes) < 2:
-        raise AmlcytoError(
-            f"{data.source}: every patient is {classes[0]!r}; MIL needs two classes or more."
-        )
-    folds = assign_patient_folds(bags, config.folds, config.seed, data.source)
+    folds = patient_folds(data, bags, config.folds, config.seed)
     targets = np.array([classes.index(label) for label in bags.labels])
     lr = config.lr or model_defaults(config.model)["lr"]
     log(
         f"{len(bags)} patients ({', '.join(f'{c} {bags.labels.count(c)}' for c in classes)}), "
         f"{len(data)} cells, bags of {int(bags.sizes().min())}-{int(bags.sizes().max())}"
     )
+    oof = _cross_validate(config, lr, data, bags, folds, targets, len(classes), log)
+    final, final_epochs = _final_model(
+        config, lr, data, bags, targets, len(classes), oof.best_epochs, log
+    )
+    patients = _patients_table(bags, folds, oof.probabilities, classes)
+    metrics = fold_metrics(patients, classes, config.folds)
+    metrics.extractor_trained_on_patients = _extractor_saw(data, bags, log)
+    training = {"lr": lr, "best_epochs": oof.best_epochs, "final_epochs": final_epochs}
+    info = _run_info(config, sources, data, classes, training, metrics)
+    with building_folder(out) as work:
+        _write_outputs(work, bags, folds, patients, oof, data, classes, metrics)
+        info.data.split_sha256 = file_sha256(work / FOLDS)
+        info = save_run(work, final, info)
+    info.path = out
+    return MilTraining(info, metrics)
 
-    oof = np.zeros((len(bags), len(classes)), dtype=np.float32)
-    attention: list[np.ndarray | None] = [None] * len(bags)
-    history, best_epochs = [], []
+
+def _patient_bags(data: CellFeatures) -> Bags:
+    """The labelled bags of ``data``; refused where no patient has two cells or all share one
+    class."""
+    bags = make_bags(data)
+    if (bags.sizes() == 1).all():
+        raise AmlcytoError(
+            f"{data.source}: every patient has one cell (a folder without patient folders?); "
+            "MIL needs each patient's cells together: DATA/class/patient/image."
+        )
+    if len(set(bags.labels)) < 2:
+        raise AmlcytoError(
+            f"{data.source}: every patient is {bags.labels[0]!r}; MIL needs two classes or more."
+        )
+    return bags
+
+
+def patient_folds(data: CellFeatures, bags: Bags, folds: int, seed: int) -> np.ndarray:
+    """Fold of each bag: :func:`amlcyto.data.splits.assign_folds` over the cells (grouped by
+    patient, stratified by class), as cell cross-validation folds them. A class with fewer
+    patients than folds is a one-line error naming the features."""
+    try:
+        fold_of_cell = assign_folds(data.cells, folds=folds, seed=seed)["fold"].to_numpy()
+    except AmlcytoError as error:
+        raise AmlcytoError(f"{data.source}: {error}") from None
+    return np.array([fold_of_cell[rows[0]] for rows in bags.rows])
+
+
+def _cross_validate(config, lr, data, bags, folds, targets, num_classes, log) -> _OutOfFold:
+    """Train one model per fold (validated on a share of its training patients) and predict
+    the fold's patients with it."""
+    oof = _OutOfFold(np.zeros((len(bags), num_classes), np.float32), [None] * len(bags), [], [])
     for k in range(config.folds):
         test = np.flatnonzero(folds == k)
         train, val = _inner_split(np.flatnonzero(folds != k), targets, config)
@@ -119,89 +161,68 @@ def mil_train(
             data.features,
             [bags.rows[i] for i in train],
             targets[train],
-            len(classes),
+            num_classes,
             ([bags.rows[i] for i in val], targets[val]),
             config.epochs,
             config.seed + k,
             log=lambda line, k=k: log(f"fold {k + 1}/{config.folds} {line}"),
         )
         probs, weights = predict_bags(fitted.model, data.features, [bags.rows[i] for i in test])
-        oof[test] = probs
+        oof.probabilities[test] = probs
         for i, w in zip(test, weights, strict=True):
-            attention[i] = w
-        history += [{"fold": k, **row} for row in fitted.history]
-        best_epochs.append(fitted.best_epoch)
+            oof.attention[i] = w
+        oof.history += [{"fold": k, **row} for row in fitted.history]
+        oof.best_epochs.append(fitted.best_epoch)
         accuracy = float((probs.argmax(axis=1) == targets[test]).mean())
         log(f"fold {k + 1}/{config.folds}: best epoch {fitted.best_epoch}, accuracy {accuracy:.3f}")
+    return oof
 
-    final_epochs = max(1, int(np.median(best_epochs)))
-    log(f"final model: all {len(bags)} patients, {final_epochs} epochs (the folds' median)")
-    final = fit(
-        config,
-        lr,
-        data.features,
-        bags.rows,
-        targets,
-        len(classes),
-        None,
-        final_epochs,
-        config.seed + config.folds,
-    )
-    patients = _patients_table(bags, folds, oof, classes)
-    metrics = fold_metrics(patients, classes, config.folds)
-    seen = patients_the_extractor_saw(data.extractor.run, bags.patients)
-    metrics["extractor_trained_on_patients"] = seen
+
+def _final_model(config, lr, data, bags, targets, num_classes, best_epochs, log):
+    """One model on every patient, trained for the folds' median best epoch; and that epoch."""
+    epochs = max(1, int(np.median(best_epochs)))
+    log(f"final model: all {len(bags)} patients, {epochs} epochs (the folds' median)")
+    seed = config.seed + config.folds
+    fitted = fit(config, lr, data.features, bags.rows, targets, num_classes, None, epochs, seed)
+    return fitted.model, epochs
+
+
+def _extractor_saw(data: CellFeatures, bags: Bags, log: Callable[[str], None]) -> int:
+    """How many of the patients had cells in the train or val rows of the cell run that made
+    the features (0 where its split file is not there to tell), with a warning where not 0."""
+    split_file = Path(data.extractor.run) / SPLIT
+    if not split_file.is_file():
+        return 0
+    split = read_manifest(split_file)
+    if "split" not in split.columns:
+        return 0
+    trained = set(split.loc[split["split"].isin(["train", "val"]), "patient"].astype(str))
+    seen = len(trained & {str(p) for p in bags.patients})
     if seen:
         log(
             f"warning: the cell model ({data.extractor.run}) was trained on cells of {seen} of "
             f"these {len(bags)} patients, with their labels: the folds' scores are optimistic"
         )
-    info = RunInfo(
+    return seen
+
+
+def _run_info(config, sources, data, classes, training: dict, metrics: MilMetrics) -> RunInfo:
+    return RunInfo(
         kind=PATIENT_MIL,
         classes=classes,
         model={},
         input=InputSpec(
-            feature_width=int(data.features.shape[1]),
-            extractor=dataclasses.asdict(data.extractor),
+            feature_width=int(data.features.shape[1]), extractor=dataclasses.asdict(data.extractor)
         ),
         task="multiclass" if len(classes) > 2 else "binary",
         data=DataInfo(split=FOLDS),
-        training={
-            "config": dataclasses.asdict(config),
-            "features": [str(Path(s).resolve()) for s in sources],
-            "lr": lr,
-            "best_epochs": best_epochs,
-            "final_epochs": final_epochs,
-        },
-        results={k: metrics[k] for k in ("accuracy", "accuracy_sd", "macro_f1", "macro_f1_sd")},
+        training=MilRunTraining(
+            dataclasses.asdict(config), [str(Path(s).resolve()) for s in sources], **training
+        ),
+        results=MilResults(
+            metrics.accuracy, metrics.accuracy_sd, metrics.macro_f1, metrics.macro_f1_sd
+        ),
     )
-    work = out.parent / f".{out.name}.partial-{uuid.uuid4().hex[:8]}"
-    try:
-        work.mkdir(parents=True)
-        _write_outputs(work, bags, folds, patients, attention, data, classes, metrics, history)
-        info.data.split_sha256 = file_sha256(work / FOLDS)
-        info = save_run(work, final.model, info)
-        replace_folder(work, out)
-    except BaseException:
-        shutil.rmtree(work, ignore_errors=True)
-        raise
-    info.path = out
-    return info
-
-
-def patients_the_extractor_saw(run: str, patients: list[str]) -> int:
-    """How many of ``patients`` had cells in the train or val rows of the cell run that made
-    the features (0 where its split file is not there to tell)."""
-    split_file = Path(run) / "split.csv"
-    if not split_file.is_file():
-        return 0
-    from amlcyto.data.manifest import read_manifest
-
-    split = read_manifest(split_file)
-    if "split" not in split.columns:
-        return 0
-    trained = set(split.loc[split["split"].isin(["train", "val"]), "patient"].astype(str))
-    return len(trained & {str(p) for p in patients})
 
 
 def _inner_split(rest: np.ndarray, targets: np.ndarray, config: MilConfig):
@@ -216,92 +237,88 @@ def _inner_split(rest: np.ndarray, targets: np.ndarray, config: MilConfig):
 
 
 def _patients_table(bags: Bags, folds: np.ndarray, oof: np.ndarray, classes: list[str]):
-    table = pd.DataFrame(
+    return pd.DataFrame(
         {
             "patient": bags.patients,
             "true": bags.labels,
             "predicted": np.asarray(classes)[oof.argmax(axis=1)],
             "fold": folds,
             "cells": bags.sizes(),
+            **dict(zip(probability_columns(classes), oof.T, strict=True)),
         }
     )
-    for column, values in zip(probability_columns(classes), oof.T, strict=True):
-        table[column] = values
-    return table
 
 
-def fold_metrics(patients: pd.DataFrame, classes: list[str], folds: int) -> dict:
-    """Per fold and as mean +- sd: accuracy, macro F1, per-class F1, one-vs-rest AUROC; and
-    the out-of-fold confusion matrix and scores over every patient."""
+def fold_metrics(patients: pd.DataFrame, classes: list[str], folds: int) -> MilMetrics:
+    """Per fold and as mean +- sd (the sample sd, :func:`mean_sd`): accuracy, macro F1,
+    per-class F1, one-vs-rest AUROC; and the out-of-fold confusion matrix and scores over every
+    patient."""
     per_fold = [compute_metrics(patients[patients["fold"] == k], classes) for k in range(folds)]
     summary: dict = {}
     for name in ("accuracy", "macro_f1", "auc"):
-        values = [m[name] for m in per_fold if m[name] is not None]
-        summary[name] = float(np.mean(values)) if values else None
-        summary[f"{name}_sd"] = float(np.std(values)) if values else None
-    summary["per_class_f1"] = {
-        c: {
-            "mean": float(np.mean([m["per_class"].get(c, {}).get("f1", 0.0) for m in per_fold])),
-            "sd": float(np.std([m["per_class"].get(c, {}).get("f1", 0.0) for m in per_fold])),
-        }
-        for c in classes
-    }
-    summary["folds"] = [
-        {k: m[k] for k in ("n", "accuracy", "macro_f1", "auc")}
-        | {"per_class_f1": {c: s["f1"] for c, s in m["per_class"].items()}}
-        for m in per_fold
-    ]
-    summary["out_of_fold"] = compute_metrics(patients, classes)
-    summary["scemila"] = {
-        "source": SOURCE,
-        "test_accuracy": SCEMILA_TEST_ACCURACY,
-        "test_f1": SCEMILA_TEST_F1,
-        "cv_f1": SCEMILA_CV_F1,
-    }
-    return summary
+        summary[name], summary[f"{name}_sd"] = mean_sd(getattr(m, name) for m in per_fold)
+    return MilMetrics(
+        **summary,
+        per_class_f1={  # a fold without the class and without calls of it: F1 0
+            c: MeanSd(*mean_sd(m.per_class[c].f1 if c in m.per_class else 0.0 for m in per_fold))
+            for c in classes
+        },
+        folds=[
+            FoldScores(
+                m.n, m.accuracy, m.macro_f1, m.auc, {c: s.f1 for c, s in m.per_class.items()}
+            )
+            for m in per_fold
+        ],
+        out_of_fold=compute_metrics(patients, classes),
+        scemila={
+            "source": SOURCE,
+            "test_accuracy": SCEMILA_TEST_ACCURACY,
+            "test_f1": SCEMILA_TEST_F1,
+            "cv_f1": SCEMILA_CV_F1,
+        },
+    )
 
 
-def report_text(metrics: dict, classes: list[str]) -> str:
+def fold_report_text(metrics: MilMetrics, classes: list[str]) -> str:
     """The folds' mean +- sd per class, beside SCEMILA's figures for the same classes."""
     lines = [f"{'':>16} {'F1 (mean +- sd over folds)':>28} {'SCEMILA':>9}"]
     for name in classes:
-        f1 = metrics["per_class_f1"][name]
+        f1 = metrics.per_class_f1[name]
         theirs = SCEMILA_TEST_F1.get(name)
         lines.append(
-            f"{name:>16} {f1['mean']:>19.3f} +- {f1['sd']:.3f} "
-            f"{'' if theirs is None else f'{theirs:>9.2f}'}"
+            f"{name:>16} {_mean_sd(f1.mean, f1.sd)} {'' if theirs is None else f'{theirs:>9.2f}'}"
         )
     lines.append("")
     theirs = f"{SCEMILA_TEST_ACCURACY:>9.3f}" if set(classes) == set(SCEMILA_TEST_F1) else ""
-    lines.append(
-        f"{'accuracy':>16} {metrics['accuracy']:>19.3f} +- {metrics['accuracy_sd']:.3f} {theirs}"
-    )
-    lines.append(f"{'macro F1':>16} {metrics['macro_f1']:>19.3f} +- {metrics['macro_f1_sd']:.3f}")
-    if metrics["auc"] is not None:
-        lines.append(f"{'AUROC (OvR)':>16} {metrics['auc']:>19.3f} +- {metrics['auc_sd']:.3f}")
+    lines.append(f"{'accuracy':>16} {_mean_sd(metrics.accuracy, metrics.accuracy_sd)} {theirs}")
+    lines.append(f"{'macro F1':>16} {_mean_sd(metrics.macro_f1, metrics.macro_f1_sd)}")
+    if metrics.auc is not None:
+        lines.append(f"{'AUROC (OvR)':>16} {_mean_sd(metrics.auc, metrics.auc_sd)}")
     lines.append("")
     cv = ", ".join(f"{c} F1 {m:.2f} +- {sd:.2f}" for c, (m, sd) in SCEMILA_CV_F1.items())
     lines.append(f"SCEMILA column: {SOURCE} ({cv}; AML against control: perfect).")
     return "\n".join(lines) + "\n"
 
 
-def _write_outputs(work, bags, folds, patients, attention, data, classes, metrics, history):
+def _mean_sd(mean: float, sd: float | None) -> str:
+    """``mean +- sd`` in the report's columns; the sd ``n/a`` where one fold had a score."""
+    return f"{mean:>19.3f} +- {'n/a' if sd is None else f'{sd:.3f}'}"
+
+
+def _write_outputs(work, bags, folds, patients, oof: _OutOfFold, data, classes, metrics):
     folds_table = pd.DataFrame(
         {"patient": bags.patients, "label": bags.labels, "cells": bags.sizes(), "fold": folds}
     )
     write_csv_atomic(work / FOLDS, folds_table)
     write_csv_atomic(work / PATIENTS, rounded(patients))
     write_csv_atomic(
-        work / ATTENTION, attention_table(bags, folds, attention, data, patients, classes)
+        work / ATTENTION, attention_table(bags, folds, oof.attention, data, patients, classes)
     )
-    write_json_atomic(work / "metrics.json", metrics)
-    write_text_atomic(work / "report.txt", report_text(metrics, classes))
-    write_csv_atomic(work / "history.csv", pd.DataFrame(history))
+    write_metrics(work, metrics)
+    write_text_atomic(work / REPORT, fold_report_text(metrics, classes))
+    write_csv_atomic(work / HISTORY, pd.DataFrame(oof.history))
     plot_confusion(
-        metrics["out_of_fold"]["confusion_matrix"],
-        classes,
-        work / "confusion_matrix.png",
-        "Patients, out of fold",
+        metrics.out_of_fold.confusion_matrix, classes, work / CONFUSION, "Patients, out of fold"
     )
 
 

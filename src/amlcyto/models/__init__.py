@@ -6,12 +6,12 @@ Importing this package registers the poster CNNs, ``cnn``, ``cnn_small``, ``resn
 
 from __future__ import annotations
 
+from amlcyto.head_rule import num_outputs_for, positive_class
 from amlcyto.models import cnn as _cnn  # noqa: F401  (registers the CNNs)
 from amlcyto.models import mil as _mil  # noqa: F401  (registers attention MIL)
 from amlcyto.models import resnet as _resnet  # noqa: F401  (registers the ResNets)
 from amlcyto.models.base import CellModel
 from amlcyto.models.cnn import POSTER_PRESETS, CompactCNN, PosterCNN
-from amlcyto.models.outputs import num_outputs_for, positive_class
 from amlcyto.models.predictor import CellInput, CellPredictor
 from amlcyto.models.registry import (
     create_model,

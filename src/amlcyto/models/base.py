@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from amlcyto.models.outputs import num_outputs_for
+from amlcyto.head_rule import num_outputs_for
 
 
 class CellModel(nn.Module):

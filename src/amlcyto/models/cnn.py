@@ -9,8 +9,8 @@ import torch
 from torch import nn
 
 from amlcyto.errors import AmlcytoError
+from amlcyto.head_rule import num_outputs_for
 from amlcyto.models.base import CellModel
-from amlcyto.models.outputs import num_outputs_for
 from amlcyto.models.registry import register_model
 
 PADDINGS = ("valid", "same")
@@ -55,10 +55,6 @@ def poster_feature_size(image_size: int, num_blocks: int, padding: str = "valid"
     return size
 
 
-def _smallest_size(fits: Any) -> int:
-    return next(s for s in range(1, 1 << 16) if fits(s))
-
-
 class PosterCNN(CellModel):
     """A plain Keras-style CNN of the poster's family.
 
@@ -72,12 +68,8 @@ class PosterCNN(CellModel):
         Output channels of the first conv, then of each block.
     dense : sequence of int
         Units of the hidden dense layers (may be empty).
-    num_classes : int
-        2 gives one logit, 3 or more one logit per class.
     image_size : int
         Input side length; fixes the flatten size.
-    in_chans : int
-        Input channels.
     dropout : float
         Dropout after each hidden dense layer (0 disables it).
     padding : {"valid", "same"}
@@ -107,8 +99,8 @@ class PosterCNN(CellModel):
         self.num_outputs = num_outputs_for(num_classes)
         side = poster_feature_size(image_size, len(widths) - 1, padding)
         if side < 1:
-            smallest = _smallest_size(
-                lambda s: poster_feature_size(s, len(widths) - 1, padding) >= 1
+            smallest = next(
+                s for s in range(1, 1 << 16) if poster_feature_size(s, len(widths) - 1, padding)
             )
             raise AmlcytoError(
                 f"image size {image_size} is too small for a CNN with {len(widths)} conv layers "
@@ -145,9 +137,6 @@ class PosterCNN(CellModel):
         self.neck = nn.Sequential(*layers)
         self.num_features = dense[-1] if dense else flat
         self.head = nn.Linear(self.num_features, self.num_outputs)
-        self._init_keras_style()
-
-    def _init_keras_style(self) -> None:
         for module in self.modules():
             if isinstance(module, nn.Conv2d | nn.Linear):
                 self.init_head(module)
@@ -176,12 +165,8 @@ class CompactCNN(CellModel):
     ----------
     widths : sequence of int
         Channels of each stage.
-    num_classes : int
-        2 gives one logit, 3 or more one logit per class.
     image_size : int
         Input side length (only checked: the global pool makes the model size-independent).
-    in_chans : int
-        Input channels.
     dropout : float
         Dropout on the pooled features before the head.
     """
@@ -244,60 +229,64 @@ POSTER_PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
-def _register_poster(name: str, doc: str) -> None:
-    """Register a poster preset, at 64 px and lr 1e-4 by default: amlcyto trains with AdamW
-    and a cosine schedule over a CPU's budget of epochs, where 1e-4 is the rate measured (bench
-    a and d in bench/RESULTS.md); the poster's Keras Tuner chose 1e-5 for two of the four
-    (Adam, no schedule), which `reproduce-poster` keeps
-    (``amlcyto.poster.reference.POSTER_LEARNING_RATES``)."""
-    preset = POSTER_PRESETS[name]
+def _register_poster_cnn(
+    name: str,
+    doc: str,
+    widths: Sequence[int],
+    dense: Sequence[int],
+    dropout: float = 0.0,
+    padding: str = "valid",
+    lr: float = 1e-4,
+) -> None:
+    """Register a :class:`PosterCNN` builder whose defaults are these settings, at 64 px.
+
+    The poster presets train at lr 1e-4 by default: amlcyto trains with AdamW and a cosine
+    schedule over a CPU's budget of epochs, where 1e-4 is the rate measured (bench a and d in
+    bench/RESULTS.md); the poster's Keras Tuner chose 1e-5 for two of the four (Adam, no
+    schedule), which `reproduce-poster` keeps (``amlcyto.poster.reference.POSTER_LEARNING_RATES``).
+    """
 
     def builder(
         num_classes: int = 2,
         image_size: int = 64,
-        widths: Sequence[int] = preset["widths"],
-        dense: Sequence[int] = preset["dense"],
+        widths: Sequence[int] = widths,
+        dense: Sequence[int] = dense,
         in_chans: int = 3,
-        dropout: float = 0.0,
-        padding: str = "valid",
+        dropout: float = dropout,
+        padding: str = padding,
         pool: str = "flatten",
     ) -> PosterCNN:
         return PosterCNN(widths, dense, num_classes, image_size, in_chans, dropout, padding, pool)
 
     builder.__doc__ = doc
-    register_model(builder, name=name, image_size=64, lr=1e-4)
+    register_model(builder, name=name, image_size=64, lr=lr)
 
 
-_register_poster(
-    "poster_pml_rara",
-    "Poster's PML::RARA model: Conv64; Conv128+BN+MP; Conv192+BN+MP; Dense128.",
+for _name, _doc in (
+    (
+        "poster_pml_rara",
+        "Poster's PML::RARA model: Conv64; Conv128+BN+MP; Conv192+BN+MP; Dense128.",
+    ),
+    (
+        "poster_runx1_runx1t1",
+        "Poster's RUNX1::RUNX1T1 model: Conv64; Conv256+BN+MP; Conv192+BN+MP; Dense256.",
+    ),
+    (
+        "poster_cbfb_myh11",
+        "Poster's CBFB::MYH11 model: Conv32; Conv128/256/256 (+BN+MP each); Dense192.",
+    ),
+    ("poster_npm1", "Poster's NPM1 model: Conv64; Conv256/192/192 (+BN+MP each); Dense256."),
+):
+    _register_poster_cnn(_name, _doc, **POSTER_PRESETS[_name])
+_register_poster_cnn(
+    "cnn",
+    "Configurable poster-family CNN (widths, dense, dropout, padding, pool).",
+    widths=(32, 64, 128, 256),
+    dense=(128,),
+    dropout=0.2,
+    padding="same",
+    lr=1e-3,
 )
-_register_poster(
-    "poster_runx1_runx1t1",
-    "Poster's RUNX1::RUNX1T1 model: Conv64; Conv256+BN+MP; Conv192+BN+MP; Dense256.",
-)
-_register_poster(
-    "poster_cbfb_myh11",
-    "Poster's CBFB::MYH11 model: Conv32; Conv128/256/256 (+BN+MP each); Dense192.",
-)
-_register_poster(
-    "poster_npm1", "Poster's NPM1 model: Conv64; Conv256/192/192 (+BN+MP each); Dense256."
-)
-
-
-@register_model(image_size=64, lr=1e-3)
-def cnn(
-    num_classes: int = 2,
-    image_size: int = 64,
-    widths: Sequence[int] = (32, 64, 128, 256),
-    dense: Sequence[int] = (128,),
-    in_chans: int = 3,
-    dropout: float = 0.2,
-    padding: str = "same",
-    pool: str = "flatten",
-) -> PosterCNN:
-    """Configurable poster-family CNN (widths, dense, dropout, padding, pool)."""
-    return PosterCNN(widths, dense, num_classes, image_size, in_chans, dropout, padding, pool)
 
 
 @register_model(image_size=64, lr=1e-3)

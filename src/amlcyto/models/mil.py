@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from amlcyto.models.outputs import num_outputs_for
+from amlcyto.head_rule import num_outputs_for
 from amlcyto.models.registry import FEATURES, register_model
 
 
@@ -70,14 +70,12 @@ class AttentionMIL(nn.Module):
         return logits, attention
 
 
-@register_model(inputs=FEATURES, lr=5e-4)
-def attention_mil(
-    num_classes: int,
-    feature_width: int,
-    hidden: int = 128,
-    attention_width: int = 64,
-    per_class: bool = True,
-    dropout: float = 0.25,
-) -> AttentionMIL:
-    """Gated-attention MIL over a patient's cell features (one attention branch per class)."""
-    return AttentionMIL(num_classes, feature_width, hidden, attention_width, per_class, dropout)
+# The class is its own builder: its signature lists the options.
+attention_mil = register_model(
+    AttentionMIL,
+    name="attention_mil",
+    inputs=FEATURES,
+    lr=5e-4,
+    description="Gated-attention MIL over a patient's cell features (one attention branch per "
+    "class).",
+)

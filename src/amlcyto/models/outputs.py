@@ -3,8 +3,8 @@ probabilities and a loss.
 
 Two classes use one logit (a sigmoid; class index 1 is the positive class, the sigmoid's 1);
 three or more use one logit per class (a softmax). Training, inference, evaluation and export
-all ask this module (or, where PyTorch must not be imported, :mod:`amlcyto.head_rule`, which
-holds the counting part), never ``len(classes) == 2`` themselves.
+all ask this module or :mod:`amlcyto.head_rule` (the counting part, without PyTorch), never
+``len(classes) == 2`` themselves.
 """
 
 from __future__ import annotations
@@ -13,16 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from amlcyto.head_rule import is_single_logit, num_outputs_for, positive_class
-
-__all__ = [
-    "Probabilities",
-    "classification_loss",
-    "is_single_logit",
-    "num_outputs_for",
-    "positive_class",
-    "probabilities",
-]
+from amlcyto.head_rule import is_single_logit, num_outputs_for
 
 
 def probabilities(logits: torch.Tensor, num_classes: int) -> torch.Tensor:

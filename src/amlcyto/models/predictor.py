@@ -13,20 +13,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from amlcyto.errors import AmlcytoError
+from amlcyto.head_rule import check_normalisation
 from amlcyto.models.outputs import Probabilities
-
-
-def check_normalisation(mean: Sequence[float], std: Sequence[float]) -> None:
-    """Refuse a mean or std that is not three finite numbers (std positive)."""
-    values = {"mean": list(mean), "std": list(std)}
-    for name, numbers in values.items():
-        if len(numbers) != 3 or not all(isinstance(v, int | float) for v in numbers):
-            raise AmlcytoError(f"{name} must be three numbers (R, G, B), got {numbers!r}")
-        if not torch.isfinite(torch.tensor(numbers, dtype=torch.float64)).all():
-            raise AmlcytoError(f"{name} must be finite, got {numbers!r}")
-    if min(values["std"]) <= 0:
-        raise AmlcytoError(f"std must be positive, got {values['std']!r}")
 
 
 class CellInput(nn.Module):
@@ -57,19 +45,9 @@ class CellInput(nn.Module):
 
 
 class CellPredictor(nn.Module):
-    """A cell model with its input step and head rule: uint8 cells in, class probabilities out.
-
-    Parameters
-    ----------
-    model : nn.Module
-        A registry model (``forward_features``, ``forward_head``).
-    num_classes : int
-        Number of classes (2 means the model has one sigmoid logit).
-    mean, std : three floats each
-        Per-channel normalisation in [0, 1] units.
-    channels_last : bool
-        Hand the model NHWC-strided tensors.
-    """
+    """A registry model with its input step and head rule: uint8 cells in, class probabilities
+    out. ``mean`` and ``std`` are per channel, in [0, 1] units; ``channels_last`` hands the
+    model NHWC-strided tensors."""
 
     def __init__(
         self,

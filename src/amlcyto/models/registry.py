@@ -19,7 +19,7 @@ from typing import Any
 from torch import nn
 
 from amlcyto.errors import AmlcytoError
-from amlcyto.models.outputs import num_outputs_for
+from amlcyto.head_rule import num_outputs_for
 
 Builder = Callable[..., nn.Module]
 CELLS, FEATURES = "cells", "features"  # what a model takes: cell images, or bags of features
@@ -42,32 +42,16 @@ def register_model(
     description: str = "",
     inputs: str = CELLS,
 ) -> Builder | Callable[[Builder], Builder]:
-    """Add a model builder to the registry under ``name`` (default: the function's name).
+    """Add the builder ``fn`` to the registry under ``name`` (default: the function's name);
+    return it unchanged.
 
     Usable bare (``@register_model``) or with the preset's defaults
-    (``@register_model(image_size=64, lr=1e-5)``).
-
-    Parameters
-    ----------
-    fn : callable, optional
-        ``fn(num_classes, image_size, **options) -> nn.Module``; its signature lists the
-        options (no ``**kwargs``: every option is named, with its default).
-    name : str, optional
-        Registry name; default ``fn.__name__``.
-    image_size : int
-        Side length, in pixels, the model is trained at unless told otherwise.
-    lr : float
-        Learning rate recommended for this model.
-    description : str
-        One line shown by ``amlcyto models``; defaults to the builder's docstring summary.
-    inputs : str
-        ``cells`` (images; the builder takes ``image_size``) or ``features`` (a bag of cell
-        features; the builder takes ``feature_width``, and ``image_size`` is unused).
-
-    Returns
-    -------
-    callable
-        The builder itself (or a decorator returning it), unchanged.
+    (``@register_model(image_size=64, lr=1e-5)``). The builder's signature lists the options
+    (no ``**kwargs``: every option is named, with its default). ``image_size`` (pixels) and
+    ``lr`` are what the model trains at unless told otherwise; ``description`` is the line
+    ``amlcyto models`` shows (default: the builder's docstring summary); ``inputs`` is
+    ``cells`` (images: the builder takes ``image_size``) or ``features`` (a bag of cell
+    features: it takes ``feature_width``, and ``image_size`` is unused).
     """
 
     def decorate(builder: Builder) -> Builder:
@@ -132,25 +116,14 @@ def model_inputs(name: str) -> str:
 def create_model(
     name: str, num_classes: int = 2, image_size: int | None = None, **options: Any
 ) -> nn.Module:
-    """Build a registered model with fresh (seeded) weights.
+    """Build the registered model ``name`` (:func:`list_models`) with fresh (seeded) weights.
 
-    Parameters
-    ----------
-    name : str
-        A name from :func:`list_models`.
-    num_classes : int
-        2 builds a single-logit head (for BCE-with-logits); 3 or more a K-logit head.
-    image_size : int, optional
-        Input side length in pixels; ``None`` uses the model's default (see :func:`model_defaults`).
-    **options
-        Architecture options of that model (see :func:`model_options`), e.g. ``widths``,
-        ``dense``, ``dropout`` for CNNs, ``pretrained`` for ResNets.
-
-    Returns
-    -------
-    torch.nn.Module
-        With ``forward_features``, ``forward_head``, ``num_features``, ``num_outputs``,
-        ``reset_classifier``, ``gradcam_layer`` and ``registry_config``.
+    ``num_classes`` 2 builds a single-logit head (for BCE-with-logits), 3 or more a K-logit
+    head; ``image_size`` None is the model's default (:func:`model_defaults`); ``options`` are
+    the model's own (:func:`model_options`), e.g. ``widths``, ``dense``, ``dropout`` for CNNs,
+    ``pretrained`` for ResNets. A cell model has ``forward_features``, ``forward_head``,
+    ``num_features``, ``num_outputs``, ``reset_classifier`` and ``gradcam_layer``; every model
+    has ``registry_config``.
     """
     _check_name(name)
     num_outputs_for(num_classes)

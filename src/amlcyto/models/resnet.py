@@ -6,8 +6,8 @@ import torch
 from torch import nn
 
 from amlcyto.errors import AmlcytoError
+from amlcyto.head_rule import num_outputs_for
 from amlcyto.models.base import CellModel
-from amlcyto.models.outputs import num_outputs_for
 from amlcyto.models.registry import register_model
 
 MIN_IMAGE_SIZE = 32
@@ -41,8 +41,6 @@ class ResNetClassifier(CellModel):
     ----------
     arch : {"resnet18", "resnet34"}
         torchvision architecture.
-    num_classes : int
-        2 gives one logit, 3 or more one logit per class.
     image_size : int
         Input side length (at least 32; the global pool makes the model size-independent).
     in_chans : int

@@ -17,12 +17,7 @@ POSTER_TASKS = {
 # subtype -> the learning rate the poster's Keras Tuner chose for that task's model (Adam, no
 # schedule). `reproduce-poster` trains with these unless given --lr; `amlcyto train` uses each
 # preset's own default, 1e-4 (see amlcyto.models.cnn).
-POSTER_LEARNING_RATES = {
-    "PML_RARA": 1e-5,
-    "RUNX1_RUNX1T1": 1e-5,
-    "CBFB_MYH11": 1e-4,
-    "NPM1": 1e-4,
-}
+POSTER_LEARNING_RATES = {"PML_RARA": 1e-5, "RUNX1_RUNX1T1": 1e-5, "CBFB_MYH11": 1e-4, "NPM1": 1e-4}
 
 # subtype -> {class: (precision, recall, f1)}, plus accuracy: the poster's published table.
 POSTER_RESULTS = {

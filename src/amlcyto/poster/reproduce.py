@@ -9,34 +9,28 @@ from pathlib import Path
 
 import pandas as pd
 
-from amlcyto.data.manifest import read_manifest, write_manifest
+from amlcyto.data.manifest import read_manifest
 from amlcyto.data.scan import scan
 from amlcyto.data.splits import (
     PatientLeakWarning,
-    same_split,
     split_by_image,
     split_by_patient,
+    write_or_check_split,
 )
 from amlcyto.errors import AmlcytoError
 from amlcyto.evaluation.evaluate import evaluate, test_evaluation
 from amlcyto.io import prepare_output_dir, write_csv_atomic
 from amlcyto.poster.reference import POSTER_LEARNING_RATES, POSTER_RESULTS, POSTER_TASKS
+from amlcyto.runs.files import COMPARISON, POSTER_SPLIT
+from amlcyto.runs.results import EvaluationMetrics
 from amlcyto.training import TrainConfig, train
 from amlcyto.training.config import on_one_device
 from amlcyto.training.fit import finished_run, plan_training, work_dir
 
-COMPARISON = "comparison.csv"  # one row per task, protocol and class, beside the poster
 PROTOCOLS = {
     "patient": "split by patient (no leakage)",
     "image": "split by image, as the poster (LEAKY: a patient's cells in train and test)",
 }
-
-
-def _load(data: str | Path) -> pd.DataFrame:
-    if Path(data).is_dir():
-        return scan(data).manifest
-    frame = read_manifest(data)
-    return frame.drop(columns=[c for c in ("split", "fold") if c in frame])
 
 
 def reproduce_poster(
@@ -86,7 +80,10 @@ def reproduce_poster(
     unknown = set(protocols) - set(PROTOCOLS)
     if unknown:
         raise AmlcytoError(f"unknown protocol(s) {sorted(unknown)}; use patient and/or image.")
-    frame = _load(data)
+    if Path(data).is_dir():
+        frame = scan(data).manifest
+    else:
+        frame = read_manifest(data).drop(columns=["split", "fold"], errors="ignore")
     labels = set(frame["label"])
     if "control" not in labels:
         raise AmlcytoError(
@@ -113,8 +110,9 @@ def reproduce_poster(
             except AmlcytoError as error:
                 preset = POSTER_TASKS[subtype]
                 raise AmlcytoError(f"control vs {subtype} ({preset}): {error}") from None
-    if resume and not force and Path(out).is_dir() and any(Path(out).iterdir()):
-        if not any(Path(out).glob("split_by_*.csv")):
+    resuming = resume and not force
+    if resuming and Path(out).is_dir() and any(Path(out).iterdir()):
+        if not any(Path(out).glob(POSTER_SPLIT.format(protocol="*"))):
             raise AmlcytoError(
                 f"{out}: not a reproduce-poster folder, nothing to resume; choose another --out."
             )
@@ -123,19 +121,16 @@ def reproduce_poster(
     rows = []
     for protocol in protocols:
         split = splits[protocol]
-        split_file = out / f"split_by_{protocol}.csv"
-        if resume and not force and split_file.is_file():
-            _check_same_split(split_file, split)
-        else:
-            write_manifest(split, split_file)
+        split_file = out / POSTER_SPLIT.format(protocol=protocol)
+        write_or_check_split(split, split_file, resuming, "seed, test/val shares")
         for subtype in tasks:
             config = task_config(base, subtype)
             run = out / f"{subtype}-{protocol}"
-            if resume and not force and finished_run(run, config, log):
+            if resuming and finished_run(run, config, log):
                 log(f"[{protocol}] control vs {subtype}: finished earlier, kept")
                 metrics = test_evaluation(run).metrics
             else:
-                interrupted = resume and not force and work_dir(run).is_dir()
+                interrupted = resuming and work_dir(run).is_dir()
                 doing = "resuming" if interrupted else "training"
                 log(f"[{protocol}] control vs {subtype}: {doing} {POSTER_TASKS[subtype]}")
                 train(split_file, run, config, force=not interrupted, resume=interrupted)
@@ -159,32 +154,23 @@ def task_config(base: TrainConfig, subtype: str) -> TrainConfig:
     )
 
 
-def _check_same_split(split_file: Path, split: pd.DataFrame) -> None:
-    """Refuse to resume where the saved split differs from the one these settings make."""
-    if not same_split(read_manifest(split_file), split):
-        raise AmlcytoError(
-            f"{split_file}: made from other data or settings (seed, test/val shares); resume "
-            "with the same ones, or start over with --force."
-        )
-
-
-def _rows(subtype: str, protocol: str, metrics: dict) -> list[dict]:
+def _rows(subtype: str, protocol: str, metrics: EvaluationMetrics) -> list[dict]:
     poster = POSTER_RESULTS[subtype]
     result = []
     for name, role in (("control", "control"), (subtype, "subtype")):
-        scores = metrics["per_class"][name]
+        scores = metrics.per_class[name]
         published = poster[role]
         result.append(
             {
                 "task": subtype,
                 "protocol": protocol,
                 "class": name,
-                "precision": round(scores["precision"], 3),
-                "recall": round(scores["recall"], 3),
-                "f1": round(scores["f1"], 3),
-                "support": scores["support"],
-                "accuracy": round(metrics["accuracy"], 3),
-                "patient_accuracy": round(metrics["patients"]["accuracy"], 3),
+                "precision": round(scores.precision, 3),
+                "recall": round(scores.recall, 3),
+                "f1": round(scores.f1, 3),
+                "support": scores.support,
+                "accuracy": round(metrics.accuracy, 3),
+                "patient_accuracy": round(metrics.patients.accuracy, 3),
                 "poster_precision": published[0],
                 "poster_recall": published[1],
                 "poster_f1": published[2],

@@ -18,8 +18,9 @@ from amlcyto.io import check_output_file, write_text_atomic
 from amlcyto.report import DEFAULT_EXAMPLES, DEFAULT_MIL_CELLS
 from amlcyto.report.cell_run import cell_run_section, read_given_table
 from amlcyto.report.mil_run import mil_run_section
-from amlcyto.report.poster_folder import is_poster_folder, poster_section
+from amlcyto.report.poster_folder import poster_section
 from amlcyto.runs import CELL_CLASSIFIER, CONFIG, PATIENT_MIL, RunInfo, read_run_info
+from amlcyto.runs.files import COMPARISON
 
 TEMPLATE = "report.html.j2"
 
@@ -55,12 +56,9 @@ def build_report(
         section of the page.
     out : path
         The HTML file; refused where it exists unless ``force``.
-    examples : int
-        Cells shown per class and outcome (predicted right, wrong), most confident first; the
-        page says how many more there were.
-    mil_cells : int
-        Cells shown per patient of a MIL run, highest attention first (the page counts the
-        rest).
+    examples, mil_cells : int
+        Cells shown per class and outcome of a cell run, and per patient of a MIL run (see
+        :mod:`amlcyto.report`).
     audit_file, problems_file : path, optional
         The CSVs of ``amlcyto audit`` and of ``amlcyto scan`` (its problem list) for the data
         the runs came from. Without an audit file each run's split is checked for shared
@@ -88,16 +86,9 @@ def build_report(
             sections.append(mil_run_section(info, mil_cells))
         else:
             sections.append(cell_run_section(info, examples, audit, problems, log))
-    html = (
-        _environment()
-        .get_template(TEMPLATE)
-        .render(
-            sections=sections,
-            note=note,
-            version=amlcyto.__version__,
-            made=datetime.datetime.now().strftime("%Y-%m-%d %H:%M"),
-        )
-    )
+    template = _environment().get_template(TEMPLATE)
+    made = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
+    html = template.render(sections=sections, note=note, version=amlcyto.__version__, made=made)
     write_text_atomic(out, html)
     cells = sum(len(s["gallery"]["items"]) for s in sections if s["kind"] == "cell")
     cells += sum(len(p["cells"]) for s in sections if s["kind"] == "mil" for p in s["patients"])
@@ -107,12 +98,12 @@ def build_report(
 def _checked(source: Path) -> RunInfo | None:
     """The record of a run ``source``, None for a reproduce-poster folder; anything else is a
     one-line error."""
-    if source.is_dir() and is_poster_folder(source):
+    if (source / COMPARISON).is_file():
         return None
     if not (source / CONFIG).is_file():
         raise AmlcytoError(
             f"{source}: neither a run (no {CONFIG}) nor a reproduce-poster folder (no "
-            "comparison.csv); name a folder made by `amlcyto train`, `amlcyto mil train` or "
+            f"{COMPARISON}); name a folder made by `amlcyto train`, `amlcyto mil train` or "
             "`amlcyto reproduce-poster`."
         )
     info = read_run_info(source)
@@ -135,8 +126,6 @@ def _environment() -> jinja2.Environment:
 
 def _number(value, digits: int = 3) -> str:
     """A score for a table cell: rounded, or an en dash where there is none."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "–"
-    if isinstance(value, bool) or not isinstance(value, float):
-        return str(value)
-    return f"{value:.{digits}f}"
+    if not isinstance(value, float):
+        return "–" if value is None else str(value)
+    return "–" if math.isnan(value) else f"{value:.{digits}f}"

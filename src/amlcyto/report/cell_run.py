@@ -14,13 +14,15 @@ from amlcyto.data.splits import leaked_patients, split_summary
 from amlcyto.errors import AmlcytoError, first_line
 from amlcyto.evaluation.evaluate import Evaluation, test_evaluation
 from amlcyto.evaluation.explain import explain_cells
-from amlcyto.evaluation.inference import inference_device
+from amlcyto.evaluation.inference import load_for_inference
 from amlcyto.evaluation.metrics import report_rows
 from amlcyto.evaluation.plots import gradcam_overlay
 from amlcyto.evaluation.tables import probability_columns
 from amlcyto.poster.reference import POSTER_RESULTS
 from amlcyto.report.images import file_uri, thumbnail_uri
-from amlcyto.runs import RunInfo, load_run
+from amlcyto.runs import RunInfo
+from amlcyto.runs.files import CONFUSION, LOSS_CURVES, PATIENT_CONFUSION, ROC
+from amlcyto.runs.results import CellResults
 from amlcyto.training.config import experiment_settings
 
 LISTED = 20  # rows of a problem or finding list shown in the page (the rest are counted)
@@ -98,14 +100,13 @@ def _data(split: pd.DataFrame, audit: GivenTable | None, problems: GivenTable | 
         (int(split.loc[split["split"] == s, "patient"].nunique()), int((split["split"] == s).sum()))
         for s in splits
     ]
-    leaked = leaked_patients(split)
     return {
         "splits": splits,
         "rows": rows,
         "totals": totals,
         "images": len(split),
         "patients": int(split["patient"].nunique()),
-        "leaked": len(leaked),
+        "leaked": len(leaked_patients(split)),
         "audit": _audit(split, audit),
         "problems": _problems(problems),
     }
@@ -146,55 +147,51 @@ def _problems(given: GivenTable | None) -> dict | None:
 
 
 def _training(info: RunInfo, evaluation: Evaluation) -> dict:
-    settings = experiment_settings(info.train_config)
-    chosen = {k: info.training.get(k) for k in ("lr", "precision", "channels_last")}
-    results = info.results
-    best = results.get("best_val") or {}
+    chosen = {k: getattr(info.training, k, None) for k in ("lr", "precision", "channels_last")}
+    results = info.results or CellResults(None, None)  # a run saved without training
+    best = results.best_val
+    data = info.data
+    images = f"{data.train_images} / {data.val_images} / {data.test_images}"
     return {
         "options": info.model["options"],
-        "settings": sorted(settings.items()),
+        "settings": sorted(experiment_settings(info.train_config).items()),
         "chosen": chosen,
         "started_from": info.started_from or "fresh (random initial weights)",
         "summary": [
-            ("epochs run", results.get("epochs_run")),
-            ("best epoch", results.get("best_epoch")),
-            ("best validation loss", results.get("best_val_loss")),
+            ("epochs run", results.epochs_run),
+            ("best epoch", results.best_epoch),
+            ("best validation loss", results.best_val_loss),
             ("best validation accuracy", best.get("val_acc")),
             ("best validation macro F1", best.get("val_macro_f1")),
-            ("stopped", results.get("stop_reason") or results.get("stop")),
-            ("training seconds", results.get("train_seconds")),
-            ("train / val / test images", _counts(info)),
+            ("stopped", results.stop_reason or results.stop),
+            ("training seconds", results.train_seconds),
+            ("train / val / test images", images),
         ],
         "versions": info.versions,
-        "loss_curves": file_uri(evaluation.out / "loss_curves.png"),
+        "loss_curves": file_uri(evaluation.out / LOSS_CURVES),
     }
-
-
-def _counts(info: RunInfo) -> str:
-    data = info.data
-    return " / ".join(str(n) for n in (data.train_images, data.val_images, data.test_images))
 
 
 def _results(info: RunInfo, evaluation: Evaluation, split: pd.DataFrame) -> dict:
     metrics, folder = evaluation.metrics, evaluation.out
     classes = info.classes
     return {
-        "cells": report_rows(evaluation.predictions, classes),
-        "patients": report_rows(evaluation.patients, classes),
-        "accuracy": metrics["accuracy"],
-        "macro_f1": metrics["macro_f1"],
-        "auc": metrics["auc"],
-        "n": metrics["n"],
-        "patient_n": metrics["patients"]["n"],
-        "patient_accuracy": metrics["patients"]["accuracy"],
-        "unreadable": metrics.get("unreadable_images", 0),
+        "cells": report_rows(metrics),
+        "patients": report_rows(metrics.patients),
+        "accuracy": metrics.accuracy,
+        "macro_f1": metrics.macro_f1,
+        "auc": metrics.auc,
+        "n": metrics.n,
+        "patient_n": metrics.patients.n,
+        "patient_accuracy": metrics.patients.accuracy,
+        "unreadable": metrics.unreadable_images,
         "poster": _poster_beside(classes, evaluation, split),
         "figures": [
             (caption, uri)
             for caption, name in (
-                ("Confusion matrix, cells", "confusion_matrix.png"),
-                ("Confusion matrix, patients", "patient_confusion_matrix.png"),
-                ("ROC curves, cells", "roc.png"),
+                ("Confusion matrix, cells", CONFUSION),
+                ("Confusion matrix, patients", PATIENT_CONFUSION),
+                ("ROC curves, cells", ROC),
             )
             if (uri := file_uri(folder / name))
         ],
@@ -209,7 +206,7 @@ def _poster_beside(classes: list[str], evaluation: Evaluation, split: pd.DataFra
         return None
     subtype = subtypes[0]
     published = POSTER_RESULTS[subtype]
-    ours = {row["name"]: row for row in report_rows(evaluation.predictions, classes)}
+    ours = {row["name"]: row for row in report_rows(evaluation.metrics)}
     rows = [
         {
             "name": name,
@@ -242,20 +239,17 @@ def _gallery(info: RunInfo, evaluation: Evaluation, examples: int) -> dict:
         mine = cells[cells["true"] == name]
         confidence = mine[columns].max(axis=1)
         row = {"class": name}
-        for outcome, picked in (
-            ("right", mine["predicted"] == name),
-            ("wrong", mine["predicted"] != name),
-        ):
+        right = mine["predicted"] == name
+        for outcome, picked in (("right", right), ("wrong", ~right)):
             ranked = mine[picked].assign(_c=confidence[picked]).sort_values("_c", ascending=False)
             shown = ranked.head(examples)
             row[outcome] = (len(shown), len(ranked))
             chosen += [(outcome, r) for r in shown.to_dict("records")]
         counts.append(row)
-    run = load_run(info.path, device=inference_device())
     paths = [row["path"] for _, row in chosen]
-    items = []
     predicted = [row["predicted"] for _, row in chosen]
-    explained = explain_cells(run, paths, classes=predicted)
+    explained = explain_cells(load_for_inference(info.path), paths, classes=predicted)
+    items = []
     for (outcome, row), item in zip(chosen, explained, strict=True):
         entry = {
             "true": row["true"],

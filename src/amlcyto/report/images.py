@@ -32,6 +32,4 @@ def thumbnail_uri(rgb: np.ndarray, size: int = THUMBNAIL) -> str:
 def file_uri(path: str | Path) -> str | None:
     """A PNG file (a figure an evaluation wrote) as a ``data:`` URI; None where it is absent."""
     path = Path(path)
-    if not path.is_file():
-        return None
-    return data_uri(path.read_bytes(), "image/png")
+    return data_uri(path.read_bytes(), "image/png") if path.is_file() else None

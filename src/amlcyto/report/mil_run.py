@@ -4,7 +4,6 @@ cell type the cell model gave each."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pandas as pd
@@ -15,9 +14,10 @@ from amlcyto.evaluation.tables import probability_columns
 from amlcyto.io import read_result_table
 from amlcyto.mil.features import read_feature_files
 from amlcyto.mil.reference import SCEMILA_TEST_ACCURACY, SCEMILA_TEST_F1, SOURCE
-from amlcyto.mil.train import ATTENTION, PATIENTS
 from amlcyto.report.images import file_uri, thumbnail_uri
 from amlcyto.runs import RunInfo
+from amlcyto.runs.files import ATTENTION, CONFUSION, PATIENTS
+from amlcyto.runs.results import MilMetrics, read_metrics
 
 THUMBNAIL = 64  # px: a patient's gallery holds many cells
 
@@ -25,8 +25,8 @@ THUMBNAIL = 64  # px: a patient's gallery holds many cells
 def mil_run_section(info: RunInfo, cells_per_patient: int) -> dict:
     """Everything the template shows of one MIL run (``info.path``)."""
     folder = info.path
+    metrics = read_metrics(folder, MilMetrics)
     try:
-        metrics = json.loads((folder / "metrics.json").read_text(encoding="utf-8"))
         patients = read_result_table(folder / PATIENTS)
         attention = read_result_table(folder / ATTENTION)
     except (OSError, ValueError) as error:
@@ -40,9 +40,9 @@ def mil_run_section(info: RunInfo, cells_per_patient: int) -> dict:
         "title": folder.name,
         "path": str(folder),
         "summary": _summary(metrics, info.classes),
-        "extractor_saw": metrics.get("extractor_trained_on_patients", 0),
-        "folds": metrics["folds"],
-        "confusion": file_uri(folder / "confusion_matrix.png"),
+        "extractor_saw": metrics.extractor_trained_on_patients,
+        "folds": metrics.folds,
+        "confusion": file_uri(folder / CONFUSION),
         "classes": info.classes,
         "patients": [
             _patient(row, attention, cell_types, info.classes, cells_per_patient)
@@ -53,25 +53,20 @@ def mil_run_section(info: RunInfo, cells_per_patient: int) -> dict:
     }
 
 
-def _summary(metrics: dict, classes: list[str]) -> dict:
+def _summary(metrics: MilMetrics, classes: list[str]) -> dict:
     return {
         "rows": [
-            {
-                "name": name,
-                "mean": metrics["per_class_f1"][name]["mean"],
-                "sd": metrics["per_class_f1"][name]["sd"],
-                "scemila": SCEMILA_TEST_F1.get(name),
-            }
+            {"name": name, **vars(metrics.per_class_f1[name]), "scemila": SCEMILA_TEST_F1.get(name)}
             for name in classes
         ],
         # SCEMILA's accuracy is of its five classes: beside a run of the same five only
         "accuracy": (
-            metrics["accuracy"],
-            metrics["accuracy_sd"],
+            metrics.accuracy,
+            metrics.accuracy_sd,
             SCEMILA_TEST_ACCURACY if set(classes) == set(SCEMILA_TEST_F1) else None,
         ),
-        "macro_f1": (metrics["macro_f1"], metrics["macro_f1_sd"]),
-        "auc": (metrics.get("auc"), metrics.get("auc_sd")),
+        "macro_f1": (metrics.macro_f1, metrics.macro_f1_sd),
+        "auc": (metrics.auc, metrics.auc_sd),
         "source": SOURCE,
     }
 
@@ -80,7 +75,7 @@ def _cell_types(info: RunInfo) -> dict[str, str]:
     """path -> the cell model's call, from the features the run was trained on (empty where
     they are gone: the gallery then cannot be filtered by cell type)."""
     try:
-        data = read_feature_files(info.training.get("features") or [])
+        data = read_feature_files(info.training.features if info.training else [])
     except (AmlcytoError, IndexError):
         return {}
     return dict(zip(data.cells["path"], data.cell_types(), strict=True))
@@ -90,9 +85,8 @@ def _patient(row: dict, attention: pd.DataFrame, cell_types, classes, cap: int) 
     mine = attention[attention["patient"] == row["patient"]].sort_values(
         "attention", ascending=False, kind="stable"
     )
-    shown = mine.head(cap)
     cells = []
-    for cell in shown.to_dict("records"):
+    for cell in mine.head(cap).to_dict("records"):
         entry = {
             "name": Path(cell["path"]).name,
             "attention": cell["attention"],

@@ -8,11 +8,8 @@ from pathlib import Path
 import pandas as pd
 
 from amlcyto.errors import AmlcytoError, first_line
-from amlcyto.poster.reproduce import COMPARISON, PROTOCOLS
-
-
-def is_poster_folder(path: Path) -> bool:
-    return (path / COMPARISON).is_file()
+from amlcyto.poster.reproduce import PROTOCOLS
+from amlcyto.runs.files import COMPARISON
 
 
 def poster_section(folder: Path) -> dict:

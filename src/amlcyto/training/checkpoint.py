@@ -25,10 +25,10 @@ from safetensors.torch import load_file, save_file
 from amlcyto.errors import AmlcytoError
 from amlcyto.io import write_atomic, write_json_atomic
 from amlcyto.runs import file_sha256
+from amlcyto.runs.files import STATE, STATE_TENSORS
 from amlcyto.training.callbacks import BestWeights
 from amlcyto.training.schedule import ScheduleAndStop
 
-STATE = "state.json"
 CHECKPOINT_VERSION = 2  # 2: early stopping and the schedule's plan by ScheduleAndStop
 
 
@@ -56,6 +56,8 @@ def read_checkpoint(folder: str | Path) -> Checkpoint | None:
         return None
     try:
         state = json.loads((folder / STATE).read_text(encoding="utf-8"))
+        if not isinstance(state, dict):
+            raise ValueError(f"{STATE} holds no JSON object")
         if state.get("version") != CHECKPOINT_VERSION:
             raise ValueError(f"checkpoint version {state.get('version')!r}")
         tensors_file = folder / Path(state["tensors"]).name
@@ -109,7 +111,7 @@ class EpochCheckpoint(L.Callback):
         # A new tensors file per epoch, named by the JSON written after it: stopped anywhere in
         # between, the JSON still names a whole earlier file, which is only then removed.
         done = trainer.current_epoch + 1
-        name = f"state-{done}.safetensors"
+        name = STATE_TENSORS.format(epochs=done)
         write_atomic(self.folder / name, lambda tmp: save_file(tensors, str(tmp)))
         scaler = getattr(trainer.precision_plugin, "scaler", None)
         state = {
@@ -126,7 +128,7 @@ class EpochCheckpoint(L.Callback):
             **self.identity,
         }
         write_json_atomic(self.folder / STATE, _json_safe(state))
-        for old in self.folder.glob("state-*.safetensors"):
+        for old in self.folder.glob(STATE_TENSORS.format(epochs="*")):
             if old.name != name:
                 old.unlink(missing_ok=True)
 

@@ -8,15 +8,15 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
+from amlcyto.data.split_settings import DEFAULT_TEST, DEFAULT_VAL
 from amlcyto.errors import AmlcytoError
+from amlcyto.head_rule import MAX_IMAGE_SIZE
 
 # Settings of the machine rather than of the experiment: runs that differ only in these are
 # the same experiment (a search's trials, a resumed reproduce-poster).
 MACHINE_SETTINGS = ("precision", "accelerator", "devices", "num_nodes", "strategy")
 MACHINE_SETTINGS += ("channels_last", "workers", "cache", "cache_dir", "progress")
 
-
-MAX_IMAGE_SIZE = 1024  # pixels; a 10,000 px input would ask for tens of GB per batch
 # Model options that other settings decide, with what decides them.
 RESERVED_OPTIONS = {
     "num_classes": "the classes come from the data and --task",
@@ -42,8 +42,8 @@ class TrainConfig:
     balanced: bool = True  # sample classes equally often, whatever their sizes
     augment: bool = True  # flips, 90-degree rotations, mild colour jitter
     patience: int = 3  # early stopping: epochs without a better smoothed val loss; 0 = off
-    test: float = 0.2  # fractions for the patient-level split made when given a plain manifest
-    val: float = 0.1
+    test: float = DEFAULT_TEST  # fractions of the patient split made from a plain manifest
+    val: float = DEFAULT_VAL
     fold: int | None = None  # a folded split file: this fold is validation, the others train
     test_fold: int | None = None  # ... and this fold is test
     precision: str = "auto"  # "auto", "32-true", "bf16-mixed", "16-mixed"
@@ -72,21 +72,18 @@ class TrainConfig:
             raise AmlcytoError(
                 f"--positive and --negative are both {self.positive!r}; pick two classes."
             )
-        for name in ("epochs", "batch_size"):
-            if getattr(self, name) < 1:
-                raise AmlcytoError(
-                    f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}."
-                )
+        for name in ("epochs", "batch_size", "max_per_class", "num_nodes"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise AmlcytoError(f"--{name.replace('_', '-')} must be at least 1, got {value}.")
         if self.lr is not None and not (math.isfinite(self.lr) and self.lr > 0):
             raise AmlcytoError(f"--lr must be a positive number, got {self.lr}.")
         if self.test_fold is not None and self.fold is None:
             raise AmlcytoError("--test-fold needs --fold (the validation fold) too.")
-        for name in ("fold", "test_fold"):
+        for name in ("fold", "test_fold", "patience", "workers"):
             value = getattr(self, name)
             if value is not None and value < 0:
                 raise AmlcytoError(f"--{name.replace('_', '-')} must be 0 or more, got {value}.")
-        if self.max_per_class is not None and self.max_per_class < 1:
-            raise AmlcytoError(f"--max-per-class must be at least 1, got {self.max_per_class}.")
         if self.precision not in ("auto", "32-true", "32", "bf16-mixed", "16-mixed"):
             raise AmlcytoError(
                 f"--precision {self.precision!r}: use auto, 32-true, bf16-mixed or 16-mixed."
@@ -104,8 +101,6 @@ class TrainConfig:
                 f"--image-size must be from 1 to {MAX_IMAGE_SIZE} pixels, got {size} (the "
                 "dataset's cells are 144 px)."
             )
-        if self.patience < 0:
-            raise AmlcytoError(f"--patience must be 0 or more, got {self.patience}.")
         if self.max_minutes is not None and not (
             math.isfinite(self.max_minutes) and self.max_minutes > 0
         ):
@@ -115,10 +110,6 @@ class TrainConfig:
             )
         if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
             raise AmlcytoError(f"--weight-decay must be 0 or more, got {self.weight_decay}.")
-        if self.workers < 0:
-            raise AmlcytoError(f"--workers must be 0 or more, got {self.workers}.")
-        if self.num_nodes < 1:
-            raise AmlcytoError(f"--num-nodes must be at least 1, got {self.num_nodes}.")
         if not isinstance(self.model_options, dict):
             raise AmlcytoError(
                 f"--options must be a JSON object of model options, got {self.model_options!r}."
@@ -148,6 +139,10 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def to_json(self) -> dict[str, Any]:
+        """:meth:`to_dict` as JSON holds it (tuples as lists), to compare with a saved one."""
+        return json.loads(json.dumps(self.to_dict()))
 
 
 def experiment_settings(settings: dict[str, Any], ignore: Iterable[str] = ()) -> dict[str, Any]:

@@ -15,6 +15,7 @@ Options given on the command line win over the file's.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import types
 import typing
@@ -55,10 +56,8 @@ def _checked(path: str | Path, name: str, value: Any) -> Any:
     if value is None and type(None) in allowed:
         return None
     if float in allowed and isinstance(value, str):
-        try:
+        with contextlib.suppress(ValueError):
             return float(value)
-        except ValueError:
-            pass
     if float in allowed and isinstance(value, int) and not isinstance(value, bool):
         return float(value) if int not in allowed else value
     if any(t is Any for t in allowed) or isinstance(

@@ -25,17 +25,21 @@ from pathlib import Path
 
 import pandas as pd
 
-from amlcyto.data.manifest import read_manifest, write_manifest
-from amlcyto.data.splits import NO_FOLD, assign_folds, fold_numbers, same_split
+from amlcyto.data.manifest import read_manifest
+from amlcyto.data.split_settings import DEFAULT_FOLDS, DEFAULT_TEST
+from amlcyto.data.splits import assign_folds, fold_numbers, holds_out_test, write_or_check_split
 from amlcyto.errors import AmlcytoError
 from amlcyto.evaluation.evaluate import evaluate
+from amlcyto.evaluation.metrics import mean_sd
 from amlcyto.io import prepare_output_dir, write_csv_atomic, write_json_atomic
 from amlcyto.runs import read_run_info
+from amlcyto.runs.files import CV_SUMMARY, CV_TABLE, FOLDS
 from amlcyto.training.config import TrainConfig, on_one_device
 from amlcyto.training.fit import finished_run, train, work_dir
 
-FOLDS_FILE = "folds.csv"
 SCORES = ("accuracy", "macro_f1", "auc", "patient_accuracy", "patient_macro_f1")
+HELD_OUT = "every fold's model scored on the held-out test rows; fold k validates"
+ROTATING = "fold k tests, fold k+1 validates, the rest train"
 
 
 @dataclass
@@ -63,9 +67,9 @@ def folded_split(data: str | Path, folds: int | None, seed: int) -> tuple[pd.Dat
     if "split" in frame.columns:
         raise AmlcytoError(
             f"{data}: has a split but no folds; give the manifest, or make folds with "
-            f"`amlcyto split MANIFEST --folds {folds or 5} [--test 0.2]`."
+            f"`amlcyto split MANIFEST --folds {folds or DEFAULT_FOLDS} [--test {DEFAULT_TEST}]`."
         )
-    return assign_folds(frame, folds=folds or 5, seed=seed), True
+    return assign_folds(frame, folds=folds or DEFAULT_FOLDS, seed=seed), True
 
 
 def cross_validate(
@@ -77,37 +81,19 @@ def cross_validate(
     log: Callable[[str], None] = print,
     resume: bool = False,
 ) -> CrossValidation:
-    """Train and score one run per fold; see the module docstring for which rows score.
+    """Train and score one run per fold into ``out``; see the module docstring for which rows
+    score.
 
-    Parameters
-    ----------
-    data : path
-        A folded split file (``amlcyto split --folds K``) or a manifest, folded here by patient
-        (``folds``, default 5, seeded by ``config.seed``).
-    out : path
-        The cross-validation folder.
-    config : TrainConfig
-        Settings of every fold's run (its ``fold`` and ``test_fold`` are set per fold).
-    folds : int, optional
-        Number of folds to make from a manifest (must match a folded file's).
-    force : bool
-        Overwrite an ``out`` that holds files.
-    resume : bool
-        Continue an interrupted cross-validation in ``out``: folds that finished are kept, an
-        interrupted fold continues from its last epoch, the others are trained.
+    ``data`` is a folded split file (``amlcyto split --folds K``) or a manifest, folded here by
+    patient into ``folds`` (default ``DEFAULT_FOLDS``, seeded by ``config.seed``; a folded
+    file's count must match). ``config`` is every fold's run's settings, ``fold`` and
+    ``test_fold`` aside. ``force`` overwrites an ``out`` that holds files; ``resume``
+    continues an interrupted cross-validation there: folds that finished are kept, an
+    interrupted fold continues from its last epoch, the others are trained.
     """
-    if config.fold is not None or config.test_fold is not None:
-        raise AmlcytoError("cross-validation sets the folds itself; leave --fold out.")
-    config = on_one_device(
-        config.check(),
-        "cross-validation",
-        "to use several GPUs, train the folds in parallel: one `amlcyto train --fold K` per GPU.",
-    )
+    config = _one_run_per_fold(config)
     frame, made_here = folded_split(data, folds, config.seed)
-    numbers = fold_numbers(frame)
-    held_out = "split" in frame.columns and bool(
-        ((frame["fold"] == NO_FOLD) & (frame["split"] == "test")).any()
-    )
+    numbers, held_out = fold_numbers(frame), holds_out_test(frame)
     if not held_out and len(numbers) < 3:
         raise AmlcytoError(
             f"{data}: {len(numbers)} folds and no held-out test rows leave no fold to train on "
@@ -116,83 +102,92 @@ def cross_validate(
     if resume and force:
         raise AmlcytoError("--resume keeps finished folds and --force starts over; pass one.")
     out = prepare_output_dir(out, force or resume)
-    split_file = Path(data)
-    if made_here:
-        split_file = out / FOLDS_FILE
-        if resume and split_file.is_file():
-            if not same_split(read_manifest(split_file), frame):
-                raise AmlcytoError(
-                    f"{split_file}: made from other data or settings (seed, --folds); resume "
-                    "with the same ones, or start over with --force."
-                )
-        else:
-            write_manifest(frame, split_file)
-    protocol = (
-        "every fold's model scored on the held-out test rows; fold k validates"
-        if held_out
-        else "fold k tests, fold k+1 validates, the rest train"
+    split_file = (
+        write_or_check_split(frame, out / FOLDS, resume, "seed, --folds")
+        if made_here
+        else Path(data)
     )
+    protocol = HELD_OUT if held_out else ROTATING
     rows = []
     for position, k in enumerate(numbers):
-        if held_out:
-            fold, test_fold = k, None
-        else:
-            fold, test_fold = numbers[(position + 1) % len(numbers)], k
+        # held out: fold k validates; rotating: fold k tests and the next fold validates
+        fold, test_fold = (k, None) if held_out else (numbers[(position + 1) % len(numbers)], k)
         run_config = dataclasses.replace(config, fold=fold, test_fold=test_fold)
-        run = out / f"fold-{k}"
-        if resume and finished_run(run, run_config, log):
-            log(f"fold {k}: finished earlier, kept")
-            info = read_run_info(run)
-        else:
-            interrupted = resume and work_dir(run).is_dir()
-            log(f"fold {k}: {'resuming' if interrupted else 'training'} ({protocol})")
-            info = train(split_file, run, run_config, force=not interrupted, resume=interrupted)
-        scored = evaluate(info.path, force=True)
-        metrics = scored.metrics
-        row = {
-            "fold": k,
-            "accuracy": metrics["accuracy"],
-            "macro_f1": metrics["macro_f1"],
-            "auc": metrics["auc"],
-            "patient_accuracy": metrics["patients"]["accuracy"],
-            "patient_macro_f1": metrics["patients"]["macro_f1"],
-            "test_images": metrics["n"],
-            "test_patients": len(scored.patients),
-            "best_epoch": info.results["best_epoch"],
-        }
-        log(
-            f"fold {k}: accuracy {row['accuracy']:.3f}, macro F1 {row['macro_f1']:.3f}, "
-            f"patient accuracy {row['patient_accuracy']:.3f}"
-        )
-        rows.append(row)
+        info = _fold_run(split_file, out, k, run_config, resume, protocol, log)
+        rows.append(_fold_scores(k, info, log))
     table = pd.DataFrame(rows)
-    scores = table[list(SCORES)].astype(float)
-    mean, sd = _finite(scores.mean()), _finite(scores.std(ddof=1))
-    summary = pd.concat(
-        [
-            table.astype({"fold": object}),
-            pd.DataFrame([{"fold": "mean", **mean}, {"fold": "sd", **sd}]),
-        ],
-        ignore_index=True,
+    mean, sd = _mean_and_sd(table)
+    settings = {"protocol": protocol, "folds": len(numbers), "split_file": str(split_file)}
+    _write_summary(out, table, mean, sd, settings, config)
+    return CrossValidation(out, protocol, table, mean, sd)
+
+
+def _one_run_per_fold(config: TrainConfig) -> TrainConfig:
+    """``config`` checked for cross-validation: no fold of its own, one device."""
+    if config.fold is not None or config.test_fold is not None:
+        raise AmlcytoError("cross-validation sets the folds itself; leave --fold out.")
+    return on_one_device(
+        config.check(),
+        "cross-validation",
+        "to use several GPUs, train the folds in parallel: one `amlcyto train --fold K` per GPU.",
     )
+
+
+def _fold_run(split_file, out: Path, k: int, config: TrainConfig, resume, protocol, log):
+    """Fold ``k``'s run: kept where a resumed one finished, continued where it was
+    interrupted, trained otherwise."""
+    run = out / f"fold-{k}"
+    if resume and finished_run(run, config, log):
+        log(f"fold {k}: finished earlier, kept")
+        return read_run_info(run)
+    interrupted = resume and work_dir(run).is_dir()
+    log(f"fold {k}: {'resuming' if interrupted else 'training'} ({protocol})")
+    return train(split_file, run, config, force=not interrupted, resume=interrupted)
+
+
+def _fold_scores(k: int, info, log: Callable[[str], None]) -> dict:
+    """Score fold ``k``'s run on its test rows: one row of the cross-validation table."""
+    scored = evaluate(info.path, force=True)
+    metrics = scored.metrics
+    row = {
+        "fold": k,
+        "accuracy": metrics.accuracy,
+        "macro_f1": metrics.macro_f1,
+        "auc": metrics.auc,
+        "patient_accuracy": metrics.patients.accuracy,
+        "patient_macro_f1": metrics.patients.macro_f1,
+        "test_images": metrics.n,
+        "test_patients": len(scored.patients),
+        "best_epoch": info.results.best_epoch,
+    }
+    log(
+        f"fold {k}: accuracy {row['accuracy']:.3f}, macro F1 {row['macro_f1']:.3f}, "
+        f"patient accuracy {row['patient_accuracy']:.3f}"
+    )
+    return row
+
+
+def _mean_and_sd(table: pd.DataFrame) -> tuple[dict, dict]:
+    """Each score's mean and sample sd over the folds (:func:`mean_sd`; None where undefined)."""
+    pairs = {name: mean_sd(table[name]) for name in SCORES}
+    return {n: m for n, (m, _) in pairs.items()}, {n: sd for n, (_, sd) in pairs.items()}
+
+
+def _write_summary(out: Path, table, mean: dict, sd: dict, settings: dict, config) -> None:
+    """``cv.csv``: the folds' rows, then the mean and the sd; ``cv.json``: the same with the
+    protocol and the settings."""
+    stats = pd.DataFrame([{"fold": "mean", **mean}, {"fold": "sd", **sd}])
+    summary = pd.concat([table.astype({"fold": object}), stats], ignore_index=True)
     counts = ["test_images", "test_patients", "best_epoch"]  # blank in the mean and sd rows
     summary[counts] = summary[counts].astype("Int64")
-    write_csv_atomic(out / "cv.csv", summary)
+    write_csv_atomic(out / CV_TABLE, summary)
     write_json_atomic(
-        out / "cv.json",
+        out / CV_SUMMARY,
         {
-            "protocol": protocol,
-            "folds": len(numbers),
-            "split_file": str(split_file),
+            **settings,
             "mean": mean,
             "sd": sd,
             "per_fold": table.to_dict("records"),
             "train_config": config.to_dict(),
         },
     )
-    return CrossValidation(out, protocol, table, mean, sd)
-
-
-def _finite(values: pd.Series) -> dict[str, float | None]:
-    """A score per name, None where it is undefined (an AUC of one class, an sd of one fold)."""
-    return {name: None if pd.isna(v) else float(v) for name, v in values.items()}

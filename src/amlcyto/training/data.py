@@ -20,19 +20,9 @@ from amlcyto.training.tasks import cap_per_class, rows_of_classes
 
 
 class CellDataModule(L.LightningDataModule):
-    """Loaders over the ``train`` and ``val`` rows of a split, for ``classes``.
-
-    Parameters
-    ----------
-    split : DataFrame or path
-        A split (rows with a ``split`` column, e.g. a run's ``split.csv``), used as it is.
-    classes : list of str
-        The classes in index order; rows of other classes are left out.
-    config : TrainConfig
-        Batch size, workers, caching, class balance, ``max_per_class`` and seed.
-    image_size : int
-        Side length the images are decoded to.
-    """
+    """Loaders over the ``train`` and ``val`` rows of a split (with a ``split`` column, e.g. a
+    run's ``split.csv``, used as it is), for ``classes`` in index order (rows of other classes
+    are left out), decoded at ``image_size`` px."""
 
     def __init__(
         self,
@@ -62,12 +52,9 @@ class CellDataModule(L.LightningDataModule):
         """Open (building where needed) the image sources of both parts; idempotent."""
         if self.sources:
             return
-        config = self.config
+        cache, folder = self.config.cache, self.config.cache_dir
         for name, rows in (("train", self.train_rows), ("val", self.val_rows)):
-            paths = rows["path"].tolist()
-            self.sources[name] = image_source(
-                paths, self.image_size, config.cache, config.cache_dir
-            )
+            self.sources[name] = image_source(rows["path"].tolist(), self.image_size, cache, folder)
 
     def channel_stats(self) -> tuple[list[float], list[float]]:
         """Per-channel mean and std of the training images (seeded sample)."""
@@ -138,10 +125,8 @@ class _DealtSampler(DistributedSampler):
 
     def __iter__(self):
         world, rank = self._ranks()
-        draws = list(self.sampler)
-        padded = itertools.islice(
-            itertools.cycle(draws), len(self) * world
-        )  # as DistributedSampler
+        # padded by repeating draws, as DistributedSampler does
+        padded = itertools.islice(itertools.cycle(list(self.sampler)), len(self) * world)
         return itertools.islice(padded, rank, None, world)
 
     def __len__(self) -> int:

@@ -20,6 +20,7 @@ import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import NoReturn
 
 import lightning as L
 import pandas as pd
@@ -31,6 +32,7 @@ from amlcyto.data.splits import fold_numbers, same_split, split_by_patient, spli
 from amlcyto.data.transforms import CellAugment
 from amlcyto.errors import AmlcytoError, Interrupted, first_line
 from amlcyto.io import check_output_dir
+from amlcyto.machine import on_gpu, tune_malloc
 from amlcyto.models import CellPredictor, model_defaults
 from amlcyto.models.registry import CELLS, model_inputs
 from amlcyto.runs import (
@@ -47,6 +49,8 @@ from amlcyto.runs import (
     read_run_info,
     save_run,
 )
+from amlcyto.runs.files import CHECKPOINT
+from amlcyto.runs.results import CellResults, CellTraining
 from amlcyto.training.callbacks import BestWeights, EpochLog
 from amlcyto.training.checkpoint import (
     Checkpoint,
@@ -58,17 +62,10 @@ from amlcyto.training.checkpoint import (
 from amlcyto.training.config import TrainConfig, differing_settings
 from amlcyto.training.data import CellDataModule
 from amlcyto.training.module import CellClassifier
-from amlcyto.training.performance import (
-    choose_precision,
-    on_gpu,
-    remembered_channels_last,
-    tune_malloc,
-)
+from amlcyto.training.performance import choose_precision, remembered_channels_last
 from amlcyto.training.schedule import CosineSchedule, ScheduleAndStop, StoppingRule
 from amlcyto.training.start import feature_modules, starting_model
 from amlcyto.training.tasks import rows_of_classes, task_classes
-
-CHECKPOINT = "checkpoint"
 
 
 class NoFiniteValidationLoss(AmlcytoError):
@@ -185,164 +182,55 @@ def train(
     resume: bool = False,
 ) -> RunInfo:
     """Train ``config.model`` on the ``train`` rows, pick the best epoch on the ``val`` rows.
+    Returns the run's record; ``info.path`` is ``out``, which holds ``config.json``,
+    ``model.safetensors``, ``split.csv`` and ``history.csv``.
 
-    Parameters
-    ----------
-    data : path
-        A split file (with a ``split`` column), a folded split file (with ``config.fold``), or
-        a manifest, which is split by patient first (see :func:`load_split`).
-    out : path
-        The run directory to create (see :mod:`amlcyto.runs`).
-    config : TrainConfig
-        All settings; saved into ``out/config.json``.
-    force : bool
-        Replace the run (or other files) in ``out`` once the new run has finished, and start
-        over where an interrupted run left its working folder.
-    callbacks : sequence of lightning.Callback
-        Extra callbacks for the Trainer (e.g. the hyperparameter search's pruning).
-    resume : bool
-        Continue the interrupted training of ``out`` from its last finished epoch (same data
-        and settings, the machine's aside).
-
-    Returns
-    -------
-    RunInfo
-        The run's record; ``info.path`` is the run directory, holding ``config.json``,
-        ``model.safetensors``, ``split.csv`` and ``history.csv``.
+    ``data`` is a split file, a folded split file (with ``config.fold``) or a manifest, split
+    by patient first (see :func:`load_split`). ``force`` replaces the run (or other files) in
+    ``out`` once the new run has finished, and starts over where an interrupted run left its
+    working folder; ``resume`` continues the interrupted training of ``out`` from its last
+    finished epoch (same data and settings, the machine's aside). ``callbacks`` are extra
+    Trainer callbacks (e.g. the hyperparameter search's pruning).
     """
     plan = plan_training(data, config)
-    frame, classes, rows, image_size = plan.frame, plan.classes, plan.rows, plan.image_size
-    lr = plan.lr
     out, work = Path(out), work_dir(out)
     lead = is_launch_rank_zero()  # the other DDP processes re-run this with the same arguments
-    checkpoint = _checkpoint_to_resume(out, work, frame, config, force, resume, lead)
+    checkpoint = _checkpoint_to_resume(out, plan.frame, config, force, resume, lead)
 
     L.seed_everything(config.seed, workers=True, verbose=False)
-    start = starting_model(config, len(classes), image_size)
-    model = start.model
+    start = starting_model(config, len(plan.classes), plan.image_size)
     precision = choose_precision(config.precision, config.accelerator)
-    channels_last = config.channels_last
-    if channels_last is None:
-        channels_last = on_gpu(config.accelerator) or remembered_channels_last(
-            model, image_size, min(config.batch_size, 64), config.cache_dir
-        )
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last)
-
+    channels_last = _set_memory_format(start.model, config, plan.image_size)
     tune_malloc()
-    datamodule = CellDataModule(frame, classes, config, image_size)
+    datamodule = CellDataModule(plan.frame, plan.classes, config, plan.image_size)
     mean, std = datamodule.channel_stats()  # every image is decoded (cached) by now
     if start.mean is not None:  # a fine-tuned model keeps the scaling its features learnt
         mean, std = start.mean, start.std
     if lead and checkpoint is None:  # only now, with everything checked, is anything written
         shutil.rmtree(work, ignore_errors=True)
         work.mkdir(parents=True)
-        write_manifest(frame, work / SPLIT)
-    predictor = CellPredictor(model, len(classes), mean, std, channels_last=channels_last)
-    schedule = CosineSchedule(config.epochs)
-    module = CellClassifier(
-        predictor,
-        lr=lr,
-        weight_decay=config.weight_decay,
-        schedule=schedule,
-        augment=CellAugment() if config.augment else None,
-        seed=config.seed,
-        frozen=feature_modules(model) if config.freeze_features else (),
+        write_manifest(plan.frame, work / SPLIT)
+    predictor = CellPredictor(
+        start.model, len(plan.classes), mean, std, channels_last=channels_last
     )
-    generators = {"augment": module.generator, "sampler": datamodule.sampler_generator}
-    best = BestWeights("val_loss")
-    stopping = ScheduleAndStop(
-        schedule, StoppingRule(config.patience), config.epochs, config.max_minutes
-    )
-    earlier = None
-    if checkpoint is not None:  # the epochs the checkpoint holds (a later row may be logged)
-        logged = pd.read_csv(work / HISTORY)
-        earlier = logged[logged["epoch"] < checkpoint.epochs_done].to_dict("records")
-    history = EpochLog(work / HISTORY, rows=earlier)
-    saver = EpochCheckpoint(
-        work / CHECKPOINT, best, stopping, generators, {"train_config": config.to_dict()}
-    )
-    callbacks = [stopping, best, history, saver, *callbacks]
-    if checkpoint is not None:
-        restore_callbacks(checkpoint, best, stopping)
-        callbacks.append(ResumeFrom(checkpoint, generators))
-    if config.progress:
-        callbacks.append(TQDMProgressBar(leave=True))
+    module = _classifier(predictor, config, plan.lr)
+    epochs = _EpochCallbacks(module, datamodule, config, work, checkpoint, callbacks)
     started = time.perf_counter()
-    try:
-        # Lightning's progress bar writes to stdout; stdout is for results: send it to stderr.
-        with _quiet_lightning(), contextlib.redirect_stdout(sys.stderr):
-            trainer = L.Trainer(
-                max_epochs=config.epochs,
-                max_time={"minutes": config.max_minutes} if config.max_minutes else None,
-                accelerator=config.accelerator,
-                devices=config.devices,
-                num_nodes=config.num_nodes,
-                strategy=config.strategy,
-                precision=precision,
-                callbacks=callbacks,
-                logger=False,
-                enable_checkpointing=False,
-                enable_progress_bar=config.progress,
-                enable_model_summary=False,
-                deterministic="warn",
-                sync_batchnorm=on_gpu(config.accelerator),  # torch's SyncBatchNorm is GPU-only
-                num_sanity_val_steps=0,
-                log_every_n_steps=1,
-            )
-            _fit(trainer, module, datamodule, out, work, best, lead)
-    except BaseException:
-        if lead and not (work / CHECKPOINT).is_dir():  # nothing worth resuming
-            shutil.rmtree(work, ignore_errors=True)
-        raise
-    if best.best_state is None:  # every process sees the same validation passes
-        if lead:
-            shutil.rmtree(work, ignore_errors=True)
-        raise NoFiniteValidationLoss(
-            f"{out}: no epoch ended with a finite validation loss, so there is no model to "
-            "save; give --max-minutes time for one epoch, or lower --lr if the loss diverged."
-        )
+    trainer = _fit(module, datamodule, epochs, config, precision, out, work, lead)
     info = RunInfo(
         kind=CELL_CLASSIFIER,
-        classes=classes,
+        classes=plan.classes,
         model={},  # filled in from the model by save_run
-        input=InputSpec(image_size=image_size, mean=mean, std=std),
+        input=InputSpec(image_size=plan.image_size, mean=mean, std=std),
         task=config.task,
         started_from=start.started_from,
-        data=DataInfo(
-            split_sha256=file_sha256(work / SPLIT) if (work / SPLIT).is_file() else None,
-            train_images=len(datamodule.train_rows),
-            val_images=len(datamodule.val_rows),
-            test_images=int((rows["split"] == "test").sum()),
-            fold=config.fold,
-            test_fold=config.test_fold,
-        ),
-        training={
-            "config": config.to_dict(),
-            "lr": lr,
-            "precision": precision,
-            "channels_last": channels_last,
-        },
-        results={
-            "best_epoch": best.best_epoch,
-            "best_val_loss": best.best_score,
-            "best_val": _epoch_metrics(history.rows, best.best_epoch),
-            "epochs_run": trainer.current_epoch,
-            "planned_epochs": schedule.epochs,
-            **_why_it_stopped(stopping, trainer),
-            "train_seconds": round(time.perf_counter() - started, 2),  # of this call
-            "resumed_after_epochs": checkpoint.epochs_done if checkpoint else None,
-        },
+        data=_data_info(work, datamodule, plan.rows, config),
+        training=CellTraining(config.to_dict(), plan.lr, precision, channels_last),
+        results=epochs.results(trainer, started, checkpoint),
         versions={"torch": torch.__version__, "lightning": L.__version__},
         path=out,
     )
-    if trainer.is_global_zero:
-        model.load_state_dict(best.best_state)
-        info = save_run(work, model, info)
-        publish_run(work, out)
-        info.path = out
-    trainer.strategy.barrier()  # the other DDP processes return once the run is saved
-    return info
+    return _publish(trainer, start.model, epochs.best.best_state, info, work, out)
 
 
 def finished_run(run: Path, config: TrainConfig, log: Callable[[str], None]) -> bool:
@@ -352,21 +240,17 @@ def finished_run(run: Path, config: TrainConfig, log: Callable[[str], None]) -> 
     if not (run / WEIGHTS).is_file():
         return False
     try:
-        info = read_run_info(run)
+        differing = differing_settings(read_run_info(run).train_config, config.to_dict())
+        if not differing:
+            load_run(run)
     except AmlcytoError as error:
         log(f"{run}: cannot be kept ({error}); training it again")
         return False
-    differing = differing_settings(info.train_config, config.to_dict())
     if differing:
         raise AmlcytoError(
             f"{run}: trained with other settings ({'; '.join(differing)}); resume with the same "
             "ones, or start over with --force."
         )
-    try:
-        load_run(run)
-    except AmlcytoError as error:
-        log(f"{run}: cannot be kept ({error}); training it again")
-        return False
     return True
 
 
@@ -375,26 +259,19 @@ def _check_val_rows(rows: pd.DataFrame, classes: list[str], data) -> None:
     lacking = [c for c in classes if not ((rows["label"] == c) & (rows["split"] == "val")).any()]
     if not lacking:
         return
-    details = []
-    for name in lacking:
-        patients = rows.loc[rows["label"] == name, "patient"].nunique()
-        details.append(f"{name} ({patients} patient(s))")
+    patients = rows.groupby("label")["patient"].nunique()
+    details = ", ".join(f"{name} ({patients[name]} patient(s))" for name in lacking)
     raise AmlcytoError(
-        f"{data}: no 'val' rows for class(es) {', '.join(details)}; a class needs a patient in "
+        f"{data}: no 'val' rows for class(es) {details}; a class needs a patient in "
         "val: give it more patients, or make a split with a larger --val."
     )
 
 
 def _checkpoint_to_resume(
-    out: Path,
-    work: Path,
-    frame: pd.DataFrame,
-    config: TrainConfig,
-    force: bool,
-    resume: bool,
-    lead: bool,
+    out: Path, frame: pd.DataFrame, config: TrainConfig, force: bool, resume: bool, lead: bool
 ) -> Checkpoint | None:
     """The checkpoint a resumed run continues from; refuse an ``out`` it may not replace."""
+    work = work_dir(out)
     if resume and force:
         raise AmlcytoError(
             "--resume continues an interrupted run and --force starts over; pass one of them."
@@ -429,70 +306,215 @@ def _checkpoint_to_resume(
     return None
 
 
-def _epoch_metrics(rows: list[dict], epoch: int) -> dict[str, float | None]:
-    """The validation metrics logged for ``epoch``."""
-    row = next((r for r in rows if r["epoch"] == epoch), {})
-    return {k: row.get(k) for k in ("val_loss", "val_acc", "val_macro_f1")}
-
-
 def _why_it_stopped(stopping: ScheduleAndStop, trainer: L.Trainer) -> dict:
     """``stop`` (schedule, early_stop, time or other) and ``stop_reason``, a sentence."""
-    epochs_run = trainer.current_epoch
     timer = next((c for c in trainer.callbacks if isinstance(c, Timer)), None)
     remaining = timer.time_remaining() if timer is not None else None
-    if stopping.reason is None and remaining is not None and remaining <= 0:
-        stopping.time_ran_out(epochs_run)
+    if remaining is not None and remaining <= 0:  # a no-op where the reason is known
+        stopping.time_ran_out(trainer.current_epoch)
     if stopping.reason is None:
         return {
             "stop": "other",
-            "stop_reason": f"stopped after {epochs_run} epoch(s) by another callback (a "
-            "search's pruning, say)",
+            "stop_reason": f"stopped after {trainer.current_epoch} epoch(s) by another "
+            "callback (a search's pruning, say)",
         }
     return {"stop": stopping.reason_kind, "stop_reason": stopping.reason}
 
 
-def _fit(trainer, module, datamodule, out: Path, work: Path, best: BestWeights, lead: bool):
-    """``trainer.fit``, with an interruption turned into one line saying what was kept."""
+def _set_memory_format(model: torch.nn.Module, config: TrainConfig, image_size: int) -> bool:
+    """Put ``model`` in channels_last memory format where asked for, or (left to us) on a GPU
+    or where it measured faster on this CPU; whether it did."""
+    channels_last = config.channels_last
+    if channels_last is None:
+        channels_last = on_gpu(config.accelerator) or remembered_channels_last(
+            model, image_size, min(config.batch_size, 64), config.cache_dir
+        )
+    if channels_last:
+        model.to(memory_format=torch.channels_last)  # in place, as for any nn.Module
+    return channels_last
+
+
+def _classifier(predictor: CellPredictor, config: TrainConfig, lr: float) -> CellClassifier:
+    """The LightningModule that trains ``predictor`` by ``config``'s optimiser settings."""
+    return CellClassifier(
+        predictor,
+        lr=lr,
+        weight_decay=config.weight_decay,
+        schedule=CosineSchedule(config.epochs),
+        augment=CellAugment() if config.augment else None,
+        seed=config.seed,
+        frozen=feature_modules(predictor.model) if config.freeze_features else (),
+    )
+
+
+class _EpochCallbacks:
+    """A run's callbacks in the order they act (``all``): the schedule and early stopping, the
+    best weights, the history and the checkpoint in ``work`` after each epoch, then ``extra``;
+    a resumed run's put back as ``checkpoint`` left them."""
+
+    def __init__(
+        self,
+        module: CellClassifier,
+        datamodule: CellDataModule,
+        config: TrainConfig,
+        work: Path,
+        checkpoint: Checkpoint | None,
+        extra: Sequence[L.Callback],
+    ):
+        generators = {"augment": module.generator, "sampler": datamodule.sampler_generator}
+        self.best = best = BestWeights("val_loss")
+        self.stopping = stopping = ScheduleAndStop(
+            module.schedule, StoppingRule(config.patience), config.epochs, config.max_minutes
+        )
+        earlier = None
+        if checkpoint is not None:  # the epochs the checkpoint holds (a later row may be logged)
+            logged = pd.read_csv(work / HISTORY)
+            earlier = logged[logged["epoch"] < checkpoint.epochs_done].to_dict("records")
+        self.history = EpochLog(work / HISTORY, rows=earlier)
+        saver = EpochCheckpoint(
+            work / CHECKPOINT, best, stopping, generators, {"train_config": config.to_dict()}
+        )
+        self.all: list[L.Callback] = [stopping, best, self.history, saver, *extra]
+        if checkpoint is not None:
+            restore_callbacks(checkpoint, best, stopping)
+            self.all.append(ResumeFrom(checkpoint, generators))
+        if config.progress:
+            self.all.append(TQDMProgressBar(leave=True))
+
+    def results(self, trainer: L.Trainer, started: float, checkpoint: Checkpoint | None):
+        """The run's :class:`CellResults`: its best epoch, the epochs run, why it stopped."""
+        best = self.best
+        row = next((r for r in self.history.rows if r["epoch"] == best.best_epoch), {})
+        return CellResults(
+            best_epoch=best.best_epoch,
+            best_val_loss=best.best_score,
+            best_val={k: row.get(k) for k in ("val_loss", "val_acc", "val_macro_f1")},
+            epochs_run=trainer.current_epoch,
+            planned_epochs=self.stopping.schedule.epochs,
+            **_why_it_stopped(self.stopping, trainer),
+            train_seconds=round(time.perf_counter() - started, 2),  # of this call
+            resumed_after_epochs=checkpoint.epochs_done if checkpoint else None,
+        )
+
+
+def _fit(
+    module: CellClassifier,
+    datamodule: CellDataModule,
+    epochs: _EpochCallbacks,
+    config: TrainConfig,
+    precision: str,
+    out: Path,
+    work: Path,
+    lead: bool,
+) -> L.Trainer:
+    """Train; the Trainer once done, with a best epoch (a finite validation loss).
+
+    An interruption becomes one line saying what was kept; a run that ends without a
+    checkpoint to resume from leaves no working folder.
+    """
     try:
-        trainer.fit(module, datamodule=datamodule)
-    except (KeyboardInterrupt, SystemExit) as stop:
-        if isinstance(stop, SystemExit) and not trainer.interrupted:
-            raise
-        # Lightning ignores SIGINT from the first one on; the next command may want it back
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-        checkpoint = read_checkpoint(work / CHECKPOINT) if lead else None
-        if checkpoint is None:
-            raise TrainingInterrupted(
-                f"{out}: training interrupted before its first epoch finished; nothing was "
-                "saved (a run that was there is untouched)."
-            ) from None
+        # Lightning's progress bar writes to stdout; stdout is for results: send it to stderr.
+        with _quiet_lightning(), contextlib.redirect_stdout(sys.stderr):
+            trainer = L.Trainer(
+                max_epochs=config.epochs,
+                max_time={"minutes": config.max_minutes} if config.max_minutes else None,
+                accelerator=config.accelerator,
+                devices=config.devices,
+                num_nodes=config.num_nodes,
+                strategy=config.strategy,
+                precision=precision,
+                callbacks=epochs.all,
+                logger=False,
+                enable_checkpointing=False,
+                enable_progress_bar=config.progress,
+                enable_model_summary=False,
+                deterministic="warn",
+                sync_batchnorm=on_gpu(config.accelerator),  # torch's SyncBatchNorm is GPU-only
+                num_sanity_val_steps=0,
+                log_every_n_steps=1,
+            )
+            try:
+                trainer.fit(module, datamodule=datamodule)
+            except (KeyboardInterrupt, SystemExit) as stop:
+                if isinstance(stop, SystemExit) and not trainer.interrupted:
+                    raise
+                _interrupted(out, work, lead)
+    except BaseException:
+        if lead and not (work / CHECKPOINT).is_dir():  # nothing worth resuming
+            shutil.rmtree(work, ignore_errors=True)
+        raise
+    if epochs.best.best_state is None:  # every process sees the same validation passes
+        if lead:
+            shutil.rmtree(work, ignore_errors=True)
+        raise NoFiniteValidationLoss(
+            f"{out}: no epoch ended with a finite validation loss, so there is no model to "
+            "save; give --max-minutes time for one epoch, or lower --lr if the loss diverged."
+        )
+    return trainer
+
+
+def _interrupted(out: Path, work: Path, lead: bool) -> NoReturn:
+    """Raise :class:`TrainingInterrupted`, saying how far the run got and how to go on."""
+    # Lightning ignores SIGINT from the first one on; the next command may want it back
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    checkpoint = read_checkpoint(work / CHECKPOINT) if lead else None
+    if checkpoint is None:
         raise TrainingInterrupted(
-            f"{out}: training interrupted after {checkpoint.epochs_done} finished epoch(s) "
-            f"(best so far: epoch {checkpoint.state['best_epoch']}, validation loss "
-            f"{checkpoint.state['best_score']:.4f}); the same command with --resume continues "
-            f"from epoch {checkpoint.epochs_done} (a run that was there is untouched)."
+            f"{out}: training interrupted before its first epoch finished; nothing was "
+            "saved (a run that was there is untouched)."
         ) from None
+    raise TrainingInterrupted(
+        f"{out}: training interrupted after {checkpoint.epochs_done} finished epoch(s) "
+        f"(best so far: epoch {checkpoint.state['best_epoch']}, validation loss "
+        f"{checkpoint.state['best_score']:.4f}); the same command with --resume continues "
+        f"from epoch {checkpoint.epochs_done} (a run that was there is untouched)."
+    ) from None
 
 
-class _quiet_lightning:
+def _data_info(
+    work: Path, datamodule: CellDataModule, rows: pd.DataFrame, config: TrainConfig
+) -> DataInfo:
+    """What the run trained on: its split file's checksum and the images of each part."""
+    return DataInfo(
+        split_sha256=file_sha256(work / SPLIT) if (work / SPLIT).is_file() else None,
+        train_images=len(datamodule.train_rows),
+        val_images=len(datamodule.val_rows),
+        test_images=int((rows["split"] == "test").sum()),
+        fold=config.fold,
+        test_fold=config.test_fold,
+    )
+
+
+def _publish(
+    trainer: L.Trainer, model: torch.nn.Module, best: dict, info: RunInfo, work: Path, out: Path
+) -> RunInfo:
+    """Save the best epoch's weights ``best`` and ``info`` in ``work``, then move it to ``out``
+    (the first process; the others wait until it is there)."""
+    if trainer.is_global_zero:
+        model.load_state_dict(best)
+        info = save_run(work, model, info)
+        publish_run(work, out)
+        info.path = out
+    trainer.strategy.barrier()  # the other DDP processes return once the run is saved
+    return info
+
+
+@contextlib.contextmanager
+def _quiet_lightning():
     """Silence Lightning's start-up chatter (GPU/TPU availability, tips); keep real warnings."""
-
-    loggers = ("lightning.pytorch", "lightning.pytorch.utilities.rank_zero", "lightning.fabric")
-
-    def __enter__(self):
-        self._levels = {name: logging.getLogger(name).level for name in self.loggers}
-        for name in self.loggers:
-            logging.getLogger(name).setLevel(logging.WARNING)
-        warnings.filterwarnings("ignore", message=".*does not have many workers.*")
-        warnings.filterwarnings("ignore", message=".*LeafSpec.*")
-        # frozen features (fine-tuning) are kept in eval mode on purpose
-        warnings.filterwarnings("ignore", message=".*module\\(s\\) in eval mode.*")
-        return self
-
-    def __exit__(self, *exc):
-        for name, level in self._levels.items():
+    names = ("lightning.pytorch", "lightning.pytorch.utilities.rank_zero", "lightning.fabric")
+    levels = {name: logging.getLogger(name).level for name in names}
+    for name in names:
+        logging.getLogger(name).setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+    warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+    # frozen features (fine-tuning) are kept in eval mode on purpose
+    warnings.filterwarnings("ignore", message=".*module\\(s\\) in eval mode.*")
+    try:
+        yield
+    finally:
+        for name, level in levels.items():
             logging.getLogger(name).setLevel(level)
-        return False
 
 
 __all__ = [

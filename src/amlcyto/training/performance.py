@@ -3,11 +3,7 @@
 from __future__ import annotations
 
 import copy
-import ctypes
-import ctypes.util
-import functools
 import json
-import os
 import time
 from pathlib import Path
 
@@ -16,44 +12,11 @@ import torch
 from amlcyto.data.cache import default_cache_dir
 from amlcyto.errors import AmlcytoError
 from amlcyto.io import write_json_atomic
+from amlcyto.machine import cpu_has_native_bf16, on_gpu, usable_cpus
 from amlcyto.models import model_config
 
-_M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4
 CHANNELS_LAST_MARGIN = 0.05  # channels_last must save this share of a step's time to be chosen
 PROBE_VERSION = 2  # part of the remembered answers' key: a changed probe measures afresh
-
-
-@functools.cache
-def tune_malloc() -> bool:
-    """Stop glibc from handing large tensor buffers back to the kernel after every step.
-
-    By default glibc serves big allocations with mmap and unmaps them on free, so every
-    training step pays page faults for its activations. Serving them from the heap and never
-    trimming it keeps freed buffers for reuse (what MALLOC_MMAP_MAX_=0 and a large
-    MALLOC_TRIM_THRESHOLD_ do). Returns False where libc is not glibc.
-    """
-    name = ctypes.util.find_library("c")
-    try:
-        libc = ctypes.CDLL(name or "libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):
-        return False
-    no_mmap = mallopt(_M_MMAP_MAX, 0) == 1
-    return no_mmap and mallopt(_M_TRIM_THRESHOLD, (1 << 31) - 1) == 1
-
-
-def cpu_has_native_bf16() -> bool:
-    """True where the CPU computes bf16 in hardware (AVX512-BF16 or AMX), so autocast pays off."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
-def on_gpu(accelerator: str) -> bool:
-    """Whether a Trainer with this ``accelerator`` setting will run on a GPU."""
-    return accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
 
 
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda")
@@ -82,7 +45,7 @@ def check_machine(accelerator: str, devices, num_nodes: int, strategy: str) -> N
     if devices == "auto":
         return
     gpu = on_gpu(accelerator)
-    have = gpus if gpu else os.cpu_count() or 1
+    have = gpus if gpu else usable_cpus()
     unit = "GPU(s)" if gpu else "CPU core(s), one training process each"
     if isinstance(devices, list | tuple):
         if not devices or len(set(devices)) != len(devices):
@@ -110,44 +73,6 @@ def choose_precision(precision: str, accelerator: str) -> str:
     if on_gpu(accelerator):
         return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
     return "bf16-mixed" if cpu_has_native_bf16() else "32-true"
-
-
-INFERENCE_PRECISIONS = ("auto", "32", "bf16", "16", "int8")
-# training's names (and the trained precision a run records) -> inference's
-_MIXED = {"32-true": "32", "bf16-mixed": "bf16", "16-mixed": "16"}
-
-
-def inference_precision(requested: str, trained: str | None, device: str | torch.device) -> str:
-    """The precision a run predicts in: ``"32"``, ``"bf16"`` or ``"16"`` (autocast), or ``"int8"``.
-
-    ``auto`` follows the run: a run trained in mixed precision predicts in the same low
-    precision where ``device`` computes it natively (bf16 on GPUs that support it and on CPUs
-    with AVX512-BF16 or AMX, fp16 on GPUs), as it was validated during training; a run trained
-    in fp32, or on a device without the hardware, predicts in fp32. bf16 inference doubles the
-    speed on such CPUs (bench l in bench/RESULTS.md); probabilities then differ from fp32 ones by
-    a few hundredths at most. ``int8`` (CPU only, never chosen by ``auto``) needs the run
-    calibrated by ``amlcyto quantize`` (:mod:`amlcyto.deploy.int8`). Training's names
-    (``32-true``, ``bf16-mixed``, ``16-mixed``) are accepted for ``requested`` too.
-    """
-    requested = _MIXED.get(requested, requested)  # training's names are understood too
-    if requested not in INFERENCE_PRECISIONS:
-        raise AmlcytoError(f"--precision {requested!r}: use {', '.join(INFERENCE_PRECISIONS)}.")
-    gpu = torch.device(device).type == "cuda"
-    if requested == "auto":
-        requested = _MIXED.get(trained or "", "32")
-        native = {
-            "32": True,
-            "bf16": torch.cuda.is_bf16_supported() if gpu else cpu_has_native_bf16(),
-            "16": gpu,
-        }
-        return requested if native[requested] else "32"
-    if requested == "int8" and gpu:
-        raise AmlcytoError("--precision int8 runs on the CPU; on a GPU use bf16, 16 or 32.")
-    if requested == "16" and not gpu:
-        raise AmlcytoError("--precision 16 needs a GPU; on a CPU use 32 or bf16.")
-    if requested == "bf16" and gpu and not torch.cuda.is_bf16_supported():
-        raise AmlcytoError("--precision bf16: this GPU has no bf16; use 16 or 32.")
-    return requested
 
 
 def faster_with_channels_last(
@@ -197,17 +122,9 @@ def remembered_channels_last(
     remembered in ``memory_formats.json`` in the cache folder, so that later runs with the same
     seed make the same choice (and so compute the same numbers)."""
     path = Path(cache_dir or default_cache_dir()) / "memory_formats.json"
-    key = json.dumps(
-        [
-            PROBE_VERSION,
-            model_config(model),
-            image_size,
-            batch_size,
-            torch.backends.cpu.get_cpu_capability(),
-            torch.get_num_threads(),
-        ],
-        sort_keys=True,
-    )
+    facts = [PROBE_VERSION, model_config(model), image_size, batch_size]
+    facts += [torch.backends.cpu.get_cpu_capability(), torch.get_num_threads()]
+    key = json.dumps(facts, sort_keys=True)
     try:
         known = json.loads(path.read_text())
     except (OSError, ValueError):  # none yet, or damaged: measured again and rewritten

@@ -90,15 +90,9 @@ class StoppingRule:
 
     def state_dict(self) -> dict[str, Any]:
         """JSON-ready: infinite losses (no finite loss yet, a diverged epoch) as None."""
-
-        def finite(value: float) -> float | None:
-            return value if math.isfinite(value) else None
-
-        return {
-            "losses": [finite(v) for v in self.losses],
-            "best": finite(self.best),
-            "best_epoch": self.best_epoch,
-        }
+        losses = [v if math.isfinite(v) else None for v in self.losses]
+        best = self.best if math.isfinite(self.best) else None
+        return {"losses": losses, "best": best, "best_epoch": self.best_epoch}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.losses = [math.inf if v is None else float(v) for v in state["losses"]]

@@ -27,6 +27,7 @@ OUT/
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -36,6 +37,7 @@ import socket
 import warnings
 import zlib
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -48,31 +50,26 @@ from sqlalchemy.engine import make_url
 
 from amlcyto.data.splits import assign_folds, split_for_fold
 from amlcyto.errors import AmlcytoError, Interrupted, first_line
+from amlcyto.evaluation.metrics import mean_sd
 from amlcyto.io import write_csv_atomic, write_json_atomic
-from amlcyto.training.config import (
-    MACHINE_SETTINGS,
-    TrainConfig,
-    differing_settings,
-    on_one_device,
-)
+from amlcyto.runs.files import BEST, BEST_YAML, FINAL, SEARCH, STUDY, TRIALS
+from amlcyto.training.config import MACHINE_SETTINGS, TrainConfig, differing_settings, on_one_device
 from amlcyto.training.config_file import write_config_file
-from amlcyto.training.fit import (
-    NoFiniteValidationLoss,
-    TrainingInterrupted,
-    load_split,
-    plan_training,
-    train,
-)
+from amlcyto.training.fit import TrainingInterrupted, load_split, plan_training, train, work_dir
 from amlcyto.training.search_plots import write_search_plots
 from amlcyto.training.spaces import SearchSpace, resolve_space, suggest_config
 from amlcyto.training.tasks import task_classes
 
-STUDY_FILE = "search.json"
-TRIALS = "trials.csv"
-BEST = "best.json"
-DATABASE = "search.db"
-BEST_YAML = "best.yaml"
-FINAL = "final"
+
+@dataclass
+class SearchResult:
+    """What :func:`search` leaves: the study and what it wrote about it."""
+
+    study: optuna.Study  # the trials of every call and machine
+    summary: dict[str, Any]  # best.json: the counts, the best trial (and ``final``)
+    trials_csv: Path
+    best_json: Path
+    best_yaml: Path
 
 
 def search(
@@ -89,26 +86,18 @@ def search(
     inner_folds: int | None = None,
     final: bool = False,
     on_trial: Callable[[optuna.Study, optuna.trial.FrozenTrial], None] | None = None,
-) -> optuna.Study:
-    """Run trials until the study holds ``trials`` finished or pruned ones; summarise it.
+) -> SearchResult:
+    """Run trials until the study holds ``trials`` finished or pruned ones (from any call or
+    machine: a resumed search runs only those still to go); summarise it in ``out``.
 
     Parameters
     ----------
-    data : path
-        A split file or a manifest, as for :func:`amlcyto.training.fit`.
-    out : path
-        The search folder: trial runs, ``trials.csv``, ``best.json``, ``best.yaml``, the plots
-        (and ``search.db``).
     base : TrainConfig
         The settings every trial starts from; the space's settings are replaced per trial.
         Each trial trains on one device: run one search per GPU, on one storage, to use several.
-    trials : int
-        The trials the study should hold (finished or pruned, from any call or machine); a
-        resumed search runs only those still to go.
     storage : str, optional
         An Optuna database URL shared by the machines of one search, e.g.
-        ``postgresql://user:password@host/db`` or ``sqlite:////shared/search.db``; default
-        ``sqlite:///OUT/search.db``.
+        ``postgresql://user:password@host/db``; default ``sqlite:///OUT/search.db``.
     study_name : str, optional
         Default ``<model>-<task>`` (``-<positive>`` for binary tasks).
     seed : int
@@ -122,21 +111,16 @@ def search(
         Use an ``out`` that holds another search or other files, overwriting trial runs; with
         the default storage, start the study over (a shared ``storage`` is never cleared).
     prune : bool
-        Stop trials whose validation loss is worse than the median of earlier trials at the
-        same epoch (Optuna's MedianPruner, after 5 trials and 2 epochs).
+        Stop trials worse than the median of earlier trials at the same epoch (Optuna's
+        MedianPruner, after 5 trials and 2 epochs).
     inner_folds : int, optional
-        Score each trial by a patient-grouped K-fold of the non-test rows (mean of the folds'
-        best validation losses) instead of the ``val`` rows.
+        Score each trial by a patient-grouped K-fold of the non-test rows instead of the
+        ``val`` rows.
     final : bool
         Afterwards train the best settings once on train+val and score them once on ``test``
         (``OUT/final``, replaced only with ``force``; see :func:`train_final`).
     on_trial : callable, optional
         Called as ``on_trial(study, trial)`` after each trial of this call (e.g. to report it).
-
-    Returns
-    -------
-    optuna.Study
-        The study, with the trials of every call and machine.
     """
     base.check()
     if trials < 1:
@@ -150,31 +134,20 @@ def search(
     given = space is not None
     if not isinstance(space, SearchSpace):
         space = resolve_space(space, base)
-    study_name = study_name or _default_study_name(
-        dataclasses.replace(base, model=space.model or base.model)
-    )
+    model = space.model or base.model
+    binary = f"-{base.positive}" if base.task == "binary" else ""
+    study_name = study_name or f"{model}-{base.task}{binary}"
     out = Path(out)
     frame = load_split(data, base)  # with --fold, the rows that fold's split assigns
     folds = trial_splits(frame, inner_folds, base)  # without the test rows
     trial_base = dataclasses.replace(base, fold=None, test_fold=None)  # split once, here
     for split in folds:  # bad data or settings fail here, before the study is made
-        plan_training(split, dataclasses.replace(trial_base, model=space.model or base.model))
-    if final and (out / FINAL).exists() and not force:
-        raise AmlcytoError(
-            f"{out / FINAL}: holds the final run of an earlier search; pass --force to replace "
-            "it, or leave --final out."
-        )
-    _check_folder(out, study_name, force)
-    if storage is None:
-        out.mkdir(parents=True, exist_ok=True)
-    url = storage or f"sqlite:///{(out / DATABASE).resolve()}"
-    if force and storage is None:  # start over: this folder's own study, not a shared one
-        _delete_study(url, study_name)
-    study = _open_study(url, study_name, prune)
+        plan_training(split, dataclasses.replace(trial_base, model=model))
+    _check_folder(out, study_name, force, final)
+    study, url = _open_study(out, storage, study_name, prune, force)
     space = _study_space(study, space, given)
     _check_same_experiment(study, base, inner_folds, ignore=space.searched())
-    out.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(out / STUDY_FILE, {"study": study_name, "storage": _redacted(url)})
+    write_json_atomic(out / SEARCH, {"study": study_name, "storage": _redacted(url)})
     study.sampler = optuna.samplers.TPESampler(
         seed=_sampler_seed(seed, len(study.trials), shared=storage is not None)
     )
@@ -182,30 +155,12 @@ def search(
     def objective(trial: optuna.Trial) -> float:
         return _run_trial(trial, folds, out, suggest_config(trial, trial_base, space), force)
 
-    counted = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
-    to_go = trials - sum(t.state in counted for t in study.trials)
-    try:
-        with _quiet_optuna():
-            if to_go > 0:
-                callbacks = [optuna.study.MaxTrialsCallback(trials, states=counted)]
-                study.optimize(
-                    objective,
-                    n_trials=to_go,
-                    callbacks=[*callbacks, *([on_trial] if on_trial else [])],
-                )
-    except TrainingInterrupted:
-        for work in out.glob("**/.*.partial"):  # a trial is not resumed: its number is used
-            shutil.rmtree(work, ignore_errors=True)
-        done = sum(t.state in counted for t in study.trials)
-        raise Interrupted(
-            f"{out}: search interrupted; the study keeps its {done} finished or pruned "
-            "trial(s), and the same command runs the trials still to go (a trial stopped "
-            "half-way starts anew)."
-        ) from None
-    write_summary(study, out, url)
+    _run_trials(study, objective, trials, on_trial, out)
+    summary = write_summary(study, out, url)
     if final:
-        train_final(study, frame, out, trial_base)
-    return study
+        summary["final"] = train_final(study, frame, out, trial_base)
+        write_json_atomic(out / BEST, summary)
+    return SearchResult(study, summary, out / TRIALS, out / BEST, out / BEST_YAML)
 
 
 def trial_splits(
@@ -236,7 +191,7 @@ def train_final(study: optuna.Study, frame: pd.DataFrame, out: Path, base: Train
     There are no rows left to choose an epoch on, so the final run trains the whole schedule
     without early stopping; its ``val`` rows are the ``val`` rows trained on too (so the epoch
     it keeps is in effect one of the last), and the score that counts is the ``test`` one,
-    apart from the search's. Writes ``OUT/final`` and adds ``final`` to ``best.json``."""
+    apart from the search's. Writes ``OUT/final``; returns what ``best.json`` says of it."""
     from amlcyto.evaluation.evaluate import evaluate
 
     if not (frame["split"] == "test").any():
@@ -251,23 +206,18 @@ def train_final(study: optuna.Study, frame: pd.DataFrame, out: Path, base: Train
     trained = pd.concat([frame.assign(split=frame["split"].replace("val", "train")), val])
     info = train(trained.reset_index(drop=True), out / FINAL, config, force=True)
     result = evaluate(info.path, force=True)
-    summary = json.loads((out / BEST).read_text(encoding="utf-8"))
-    summary["final"] = {
+    return {
         "run": str(info.path),
-        "test_accuracy": result.metrics["accuracy"],
-        "test_macro_f1": result.metrics["macro_f1"],
-        "test_images": result.metrics["n"],
+        "test_accuracy": result.metrics.accuracy,
+        "test_macro_f1": result.metrics.macro_f1,
+        "test_images": result.metrics.n,
         "trained_on": "train+val",
     }
-    write_json_atomic(out / BEST, summary)
-    return summary["final"]
 
 
 def write_summary(study: optuna.Study, out: str | Path, url: str = "") -> dict[str, Any]:
-    """Write ``out/trials.csv`` (every trial) and ``out/best.json``; return the latter's content.
-
-    Raises AmlcytoError when no trial of the study has finished.
-    """
+    """Write ``out/trials.csv`` (every trial), ``out/best.json``, ``best.yaml`` and the plots;
+    return ``best.json``'s content. Raises AmlcytoError when no trial of the study finished."""
     out = Path(out)
     frame = study.trials_dataframe()  # the full settings of each trial stay in the study
     write_csv_atomic(out / TRIALS, frame.drop(columns="user_attrs_train_config", errors="ignore"))
@@ -304,19 +254,16 @@ def write_summary(study: optuna.Study, out: str | Path, url: str = "") -> dict[s
 
 class PruningCallback(L.Callback):
     """Report each epoch's validation loss to an Optuna trial; stop the run once it is pruned.
-
     The run still ends normally (its best epoch is saved); the search then marks the trial
-    pruned.
-    """
+    pruned."""
 
-    def __init__(self, trial: optuna.Trial, monitor: str = "val_loss", step: int = 0):
+    def __init__(self, trial: optuna.Trial, step: int = 0):
         self.trial = trial
-        self.monitor = monitor
         self.step = step  # the first epoch's step: inner folds report one after the other
         self.pruned = False
 
     def on_validation_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
-        score = trainer.callback_metrics.get(self.monitor)
+        score = trainer.callback_metrics.get("val_loss")
         if trainer.sanity_checking or score is None or not trainer.is_global_zero:
             return
         self.trial.report(float(score), self.step + trainer.current_epoch)
@@ -337,43 +284,65 @@ def _run_trial(
         where = run if len(folds) == 1 else run / f"fold-{k}"
         try:
             info = train(split, where, config, force=force, callbacks=[pruning])
-        except NoFiniteValidationLoss as error:  # diverged or out of time: this trial failed,
-            trial.set_user_attr("failed", str(error))  # the search goes on
-            return math.nan  # Optuna records a NaN objective as a failed trial
-        except TrainingInterrupted:
+        except TrainingInterrupted:  # not resumed: the trial's number is spent
+            shutil.rmtree(work_dir(where), ignore_errors=True)
             raise
-        except AmlcytoError as error:  # the drawn settings do not make a model for this data
-            trial.set_user_attr("failed", str(error))
-            return math.nan
-        losses.append(float(info.results["best_val_loss"]))
-        f1s.append((info.results.get("best_val") or {}).get("val_macro_f1"))
+        except AmlcytoError as error:  # diverged, out of time, or settings that make no model
+            trial.set_user_attr("failed", str(error))  # for this data: the search goes on
+            return math.nan  # Optuna records a NaN objective as a failed trial
+        losses.append(float(info.results.best_val_loss))
+        f1s.append(info.results.best_val.get("val_macro_f1"))
         if pruning.pruned:
             break
-    trial.set_user_attr("val_macro_f1", _mean_or_none(f1s))
-    trial.set_user_attr("best_epoch", info.results["best_epoch"])
+    trial.set_user_attr("val_macro_f1", mean_sd(f1s)[0])  # of the folds with one
+    trial.set_user_attr("best_epoch", info.results.best_epoch)
     trial.set_user_attr("run", str(run.resolve()))
     trial.set_user_attr("host", socket.gethostname())
-    trial.set_user_attr("train_config", json.loads(json.dumps(config.to_dict())))
+    trial.set_user_attr("train_config", config.to_json())
     if pruning.pruned:
         raise optuna.TrialPruned()
     return float(np.mean(losses))
 
 
-def _mean_or_none(values: list[float | None]) -> float | None:
-    known = [v for v in values if v is not None and math.isfinite(v)]
-    return float(np.mean(known)) if known else None
+def _run_trials(
+    study: optuna.Study,
+    objective: Callable[[optuna.Trial], float],
+    trials: int,
+    on_trial: Callable[[optuna.Study, optuna.trial.FrozenTrial], None] | None,
+    out: Path,
+) -> None:
+    """Run trials until the study holds ``trials`` finished or pruned ones; an interrupted
+    trial ends the search with one line saying what the study kept."""
+    counted = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+    to_go = trials - sum(t.state in counted for t in study.trials)
+    if to_go <= 0:
+        return
+    stop = optuna.study.MaxTrialsCallback(trials, states=counted)
+    try:
+        with _quiet_optuna():
+            study.optimize(objective, n_trials=to_go, callbacks=[stop, *filter(None, [on_trial])])
+    except TrainingInterrupted:
+        done = sum(t.state in counted for t in study.trials)
+        raise Interrupted(
+            f"{out}: search interrupted; the study keeps its {done} finished or pruned "
+            "trial(s), and the same command runs the trials still to go (a trial stopped "
+            "half-way starts anew)."
+        ) from None
 
 
-def _default_study_name(base: TrainConfig) -> str:
-    name = f"{base.model}-{base.task}"
-    return f"{name}-{base.positive}" if base.task == "binary" else name
-
-
-def _check_folder(out: Path, study_name: str, force: bool) -> None:
-    """Refuse an ``out`` that holds something other than the search ``study_name``."""
-    marker = out / STUDY_FILE
+def _check_folder(out: Path, study_name: str, force: bool, final: bool) -> None:
+    """Refuse an ``out`` that holds something other than the search ``study_name`` (or, for
+    ``final``, the final run of an earlier search)."""
+    if final and (out / FINAL).exists() and not force:
+        raise AmlcytoError(
+            f"{out / FINAL}: holds the final run of an earlier search; pass --force to replace "
+            "it, or leave --final out."
+        )
     if out.exists() and any(out.iterdir()) and not force:
-        owner = _read_json(marker).get("study") if marker.is_file() else None
+        try:
+            owner = json.loads((out / SEARCH).read_text(encoding="utf-8")).get("study")
+        except (OSError, ValueError, AttributeError):  # none, or not a search's
+            owner = None
         if owner is None:
             raise AmlcytoError(
                 f"{out} already holds files that are not a search; choose another --out "
@@ -386,33 +355,33 @@ def _check_folder(out: Path, study_name: str, force: bool) -> None:
             )
 
 
-def _delete_study(url: str, study_name: str) -> None:
-    """Remove ``study_name`` from the database at ``url``, if it is there."""
-    try:
-        with warnings.catch_warnings(), _quiet_optuna():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            optuna.delete_study(study_name=study_name, storage=url)
-    except KeyError:  # no such study: nothing to start over from
-        pass
-
-
-def _open_study(url: str, study_name: str, prune: bool) -> optuna.Study:
+def _open_study(
+    out: Path, storage: str | None, study_name: str, prune: bool, force: bool
+) -> tuple[optuna.Study, str]:
+    """The study and its database URL: ``storage``, or by default the folder's own SQLite
+    file, whose study ``force`` starts over (a shared storage is never cleared)."""
+    url = storage or f"sqlite:///{(out / STUDY).resolve()}"
+    if storage is None:
+        out.mkdir(parents=True, exist_ok=True)
+        if force:  # KeyError: no such study, nothing to start over from
+            with _quiet_optuna(), contextlib.suppress(KeyError):
+                optuna.delete_study(study_name=study_name, storage=url)
     pruner = (
         optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=2)
         if prune
         else optuna.pruners.NopPruner()
     )
     try:
-        with warnings.catch_warnings(), _quiet_optuna():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            storage = optuna.storages.RDBStorage(url, heartbeat_interval=60, grace_period=180)
-            return optuna.create_study(
-                storage=storage,
+        with _quiet_optuna():
+            database = optuna.storages.RDBStorage(url, heartbeat_interval=60, grace_period=180)
+            study = optuna.create_study(
+                storage=database,
                 study_name=study_name,
                 direction="minimize",
                 pruner=pruner,
                 load_if_exists=True,
             )
+            return study, url
     except (ImportError, ValueError, sqlalchemy.exc.SQLAlchemyError) as error:
         first = first_line(error)
         raise AmlcytoError(
@@ -427,7 +396,7 @@ def _check_same_experiment(
 ) -> None:
     """Record ``base`` in a new study; refuse to add trials of other settings to an old one
     (the settings the space searches aside)."""
-    settings = {**json.loads(json.dumps(base.to_dict())), "inner_folds": inner_folds}
+    settings = {**base.to_json(), "inner_folds": inner_folds}
     recorded = study.user_attrs.get("base")
     if recorded is None:
         study.set_user_attr("base", settings)
@@ -442,12 +411,9 @@ def _check_same_experiment(
 
 
 def _study_space(study: optuna.Study, space: SearchSpace, given: bool) -> SearchSpace:
-    """The study's space: recorded by its first call, kept by later ones on any machine
-    (a space given again must be the same one).
-
-    Optuna refuses a parameter whose choices change within a study, and trials drawn from
-    other ranges would not be comparable either.
-    """
+    """The study's space: recorded by its first call, kept by later ones on any machine (a
+    space given again must be the same one: Optuna refuses a parameter whose choices change
+    within a study, and trials drawn from other ranges would not be comparable either)."""
     wanted = space.to_dict()
     recorded = study.user_attrs.get("space")
     if recorded is None:
@@ -478,24 +444,25 @@ def _redacted(url: str) -> str:
         return url
 
 
-def _read_json(path: Path) -> dict[str, Any]:
+@contextlib.contextmanager
+def _quiet_optuna():
+    """Keep Optuna's INFO lines (the search reports trials itself) and its warnings that a
+    feature is experimental (the heartbeat) off stderr."""
+    level = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
-        return {}
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            yield
+    finally:
+        optuna.logging.set_verbosity(level)
 
 
-class _quiet_optuna:
-    """Keep Optuna's per-trial INFO lines off stderr; the search reports trials itself."""
-
-    def __enter__(self):
-        self._level = optuna.logging.get_verbosity()
-        optuna.logging.set_verbosity(optuna.logging.WARNING)
-        return self
-
-    def __exit__(self, *exc):
-        optuna.logging.set_verbosity(self._level)
-        return False
-
-
-__all__ = ["PruningCallback", "search", "train_final", "trial_splits", "write_summary"]
+__all__ = [
+    "PruningCallback",
+    "SearchResult",
+    "search",
+    "train_final",
+    "trial_splits",
+    "write_summary",
+]

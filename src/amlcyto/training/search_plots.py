@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import math
+import itertools
 import warnings
 from pathlib import Path
 
 import optuna
 
 from amlcyto.io import write_atomic
-
-HISTORY_PLOT = "history.png"
-IMPORTANCE_PLOT = "importance.png"
+from amlcyto.runs.files import IMPORTANCE, SEARCH_HISTORY
 
 
 def write_search_plots(study: optuna.Study, out: str | Path) -> list[Path]:
@@ -38,16 +36,14 @@ def write_search_plots(study: optuna.Study, out: str | Path) -> list[Path]:
         axes.scatter(
             *zip(*last, strict=True), marker="x", color="grey", label="pruned (last epoch)"
         )
-    best, line = math.inf, []
-    for trial in sorted(done, key=lambda t: t.number):
-        best = min(best, trial.value)
-        line.append((trial.number, best))
-    if line:
-        axes.step(*zip(*line, strict=True), where="post", color="C3", label="best so far")
+    ordered = sorted(done, key=lambda t: t.number)
+    best = list(itertools.accumulate((t.value for t in ordered), min))
+    if ordered:
+        axes.step([t.number for t in ordered], best, where="post", color="C3", label="best so far")
     axes.set(xlabel="trial", ylabel="validation loss", title=f"search {study.study_name}")
     axes.legend(fontsize=8)
     figure.tight_layout()
-    written.append(_save(figure, out / HISTORY_PLOT))
+    written.append(_save(figure, out / SEARCH_HISTORY))
     plt.close(figure)
 
     importances = _importances(study)
@@ -57,7 +53,7 @@ def write_search_plots(study: optuna.Study, out: str | Path) -> list[Path]:
         axes.barh(names, [importances[n] for n in names])
         axes.set(xlabel="importance (fANOVA)", title="what mattered for the validation loss")
         figure.tight_layout()
-        written.append(_save(figure, out / IMPORTANCE_PLOT))
+        written.append(_save(figure, out / IMPORTANCE))
         plt.close(figure)
     return written
 

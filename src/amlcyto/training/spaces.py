@@ -38,21 +38,9 @@ from amlcyto.models import model_defaults, model_options
 from amlcyto.training.config import MACHINE_SETTINGS, RESERVED_OPTIONS, TrainConfig
 
 # Settings a space may not search: the data, the task and the machine are the experiment's.
-NOT_SEARCHABLE = set(MACHINE_SETTINGS) | {
-    "model",
-    "task",
-    "positive",
-    "negative",
-    "seed",
-    "test",
-    "val",
-    "fold",
-    "test_fold",
-    "max_per_class",
-    "max_minutes",
-    "model_options",
-    "pretrained",
-}
+NOT_SEARCHABLE = set(MACHINE_SETTINGS) | {"model", "task", "positive", "negative", "seed"}
+NOT_SEARCHABLE |= {"test", "val", "fold", "test_fold", "max_per_class", "max_minutes"}
+NOT_SEARCHABLE |= {"model_options", "pretrained"}
 OPTION = "model_options."
 NAMED_SPACES = ("training", "poster")
 
@@ -68,11 +56,8 @@ class SearchSpace:
 
     def to_dict(self) -> dict[str, Any]:
         """What the study records (JSON): the space as it is written."""
-        return json.loads(
-            json.dumps(
-                {"model": self.model, "fixed": self.fixed, "params": self.params, "name": self.name}
-            )
-        )
+        space = {"model": self.model, "fixed": self.fixed, "params": self.params, "name": self.name}
+        return json.loads(json.dumps(space))
 
     def searched(self) -> list[str]:
         """The settings a trial changes (``model`` too when the space names the family)."""
@@ -187,12 +172,10 @@ def check_space(space: SearchSpace, model: str, source: str) -> None:
 
 def suggest_config(trial: optuna.Trial, base: TrainConfig, space: SearchSpace) -> TrainConfig:
     """``base`` with the space's fixed settings and the values ``trial`` draws."""
-    values = dict(space.fixed)
-    for name, spec in space.params.items():
-        values[name] = suggest(trial, name, spec)
+    drawn = {name: suggest(trial, name, spec) for name, spec in space.params.items()}
     changes: dict[str, Any] = {"model": space.model} if space.model else {}
     options = dict(base.model_options)
-    for name, value in values.items():
+    for name, value in {**space.fixed, **drawn}.items():
         if name.startswith(OPTION):
             options[name[len(OPTION) :]] = value
         else:
@@ -210,13 +193,10 @@ def suggest(trial: optuna.Trial, name: str, spec: dict[str, Any]) -> Any:
         return [suggest(trial, f"{name}.{i}", element) for i in range(length)]
     if "choices" in spec:
         return trial.suggest_categorical(name, spec["choices"])
-    low, high = spec["low"], spec["high"]
+    low, high, log = spec["low"], spec["high"], spec.get("log", False)
     if _is_int_range(spec):
-        return trial.suggest_int(
-            name, low, high, step=spec.get("step", 1), log=spec.get("log", False)
-        )
-    step = spec.get("step")
-    return trial.suggest_float(name, low, high, step=step, log=spec.get("log", False))
+        return trial.suggest_int(name, low, high, step=spec.get("step", 1), log=log)
+    return trial.suggest_float(name, low, high, step=spec.get("step"), log=log)
 
 
 def _is_int_range(spec: dict[str, Any]) -> bool:

@@ -16,6 +16,7 @@ from torch import nn
 from amlcyto.errors import AmlcytoError, first_line
 from amlcyto.models import create_model
 from amlcyto.models.resnet import ResNetClassifier
+from amlcyto.runs import CELL_CLASSIFIER, load_run, read_run_kind
 from amlcyto.training.config import TrainConfig
 
 IMAGENET = "imagenet"
@@ -57,8 +58,6 @@ def starting_model(config: TrainConfig, num_classes: int, image_size: int) -> St
 def source_settings(run_dir: str | Path) -> dict[str, Any]:
     """The settings a fine-tuning of ``run_dir`` must take from it: its model, the model's
     options and its image size."""
-    from amlcyto.runs import CELL_CLASSIFIER, read_run_kind
-
     info = read_run_kind(run_dir, CELL_CLASSIFIER)
     options = dict(info.model["options"])
     options.pop("num_classes", None)
@@ -70,8 +69,6 @@ def source_settings(run_dir: str | Path) -> dict[str, Any]:
 
 
 def _from_run(config: TrainConfig, num_classes: int, image_size: int) -> Start:
-    from amlcyto.runs import load_run
-
     source = load_run(config.init_from)
     if source.image_size != image_size:
         raise AmlcytoError(
@@ -115,17 +112,22 @@ def _from_imagenet_file(config: TrainConfig, num_classes: int, image_size: int) 
     state = _read_state(Path(config.init_weights))
     state = {k: v for k, v in state.items() if not k.startswith("fc.")}
     try:
-        model.backbone.load_state_dict(state, strict=False)
-        missing = [k for k in model.backbone.state_dict() if k not in state]
+        keys = model.backbone.load_state_dict(state, strict=False)  # shapes are still checked
     except RuntimeError as error:
         raise AmlcytoError(
             f"{config.init_weights}: not {config.model}'s ImageNet weights ({first_line(error)}); "
             "give the file torchvision publishes for that model."
         ) from None
-    if missing:
+    if keys.missing_keys:
         raise AmlcytoError(
-            f"{config.init_weights}: lacks {len(missing)} of {config.model}'s tensors (e.g. "
-            f"{missing[0]}); give the file torchvision publishes for that model."
+            f"{config.init_weights}: lacks {len(keys.missing_keys)} of {config.model}'s tensors "
+            f"(e.g. {keys.missing_keys[0]}); give the file torchvision publishes for that model."
+        )
+    if keys.unexpected_keys:
+        raise AmlcytoError(
+            f"{config.init_weights}: not {config.model}'s ImageNet weights ("
+            f"{len(keys.unexpected_keys)} tensors it has no place for, e.g. "
+            f"{keys.unexpected_keys[0]}); give the file torchvision publishes for that model."
         )
     started = {"kind": IMAGENET, "model": config.model, "weights_file": str(config.init_weights)}
     return Start(model, started)
