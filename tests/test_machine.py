@@ -54,3 +54,14 @@ def test_int8_is_asked_for_on_the_cpu_only_and_never_chosen_by_auto():
         inference_precision("int8", "32-true", "cuda")
     for trained in ("32-true", "bf16-mixed", None):
         assert inference_precision("auto", trained, "cpu") != "int8"
+
+
+def test_worker_counts_are_capped_at_the_usable_cpus_with_a_warning(monkeypatch):
+    monkeypatch.setattr(machine, "usable_cpus", lambda: 2)
+    with pytest.warns(UserWarning, match="--workers 500: this machine has 2 usable CPUs"):
+        assert machine.capped_workers(500) == 2
+    assert machine.capped_workers(1) == 1
+
+
+def test_memory_is_a_positive_number_of_bytes():
+    assert machine.memory_bytes() > 2**20

@@ -9,6 +9,7 @@ import ctypes
 import ctypes.util
 import functools
 import os
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -27,6 +28,32 @@ def usable_cpus() -> int:
     if hasattr(os, "sched_getaffinity"):
         return max(1, len(os.sched_getaffinity(0)))
     return max(1, os.cpu_count() or 1)
+
+
+def capped_workers(asked: int) -> int:
+    """``asked`` worker processes (``--workers``), at most one per usable CPU: more only
+    compete for them (a warning says so). The one cap of every pool that decodes or hashes."""
+    cpus = usable_cpus()
+    if asked > cpus:
+        warnings.warn(
+            f"--workers {asked}: this machine has {cpus} usable CPUs; using {cpus} processes.",
+            stacklevel=3,
+        )
+    return min(asked, cpus)
+
+
+def memory_bytes() -> int:
+    """The memory this process may use, in bytes: the machine's, or its container's limit
+    where that is lower (cgroup v2); 0 where the OS does not say."""
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 0
+    try:
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+    except OSError:
+        return total
+    return min(total, int(limit)) if limit.isdigit() else total
 
 
 @functools.cache

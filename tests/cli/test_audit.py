@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pandas as pd
+from cli_helpers import invoke, ok
 from typer.testing import CliRunner
 
 from amlcyto.cli.main import app
@@ -41,3 +42,23 @@ def test_audit_command_strict_passes_on_clean_data(planted_duplicates, tmp_path)
     assert result.exit_code == 0, result.output
     assert result.stdout == ""
     assert "No findings" in result.stderr
+
+
+def test_audit_command_prints_the_same_by_hash_bands_as_by_every_pair(
+    planted_duplicates, tmp_path, monkeypatch
+):
+    """The near-duplicate search by bands of the hash (issue 25, item 18) prints the very
+    findings, in the very order, of comparing every pair; a wide --max-distance makes many."""
+    from amlcyto.data import audit as audit_module
+
+    frame, _ = planted_duplicates
+    manifest = tmp_path / "split.csv"
+    write_manifest(frame, manifest)
+    printed = []
+    for bands in (None, 64):  # 64 bands of 4 bits: radius 1 on 47 of them, 0 on 17
+        monkeypatch.setattr(audit_module, "_choose_bands", lambda n, t, b, m=bands: m)
+        result = invoke("audit", manifest, "--max-distance", "110")
+        ok(result)
+        printed.append(result.stdout)
+    assert printed[0] == printed[1]
+    assert printed[0].count("near-duplicate") > 10

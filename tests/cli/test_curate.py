@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 from cli_helpers import invoke, ok, one_line_error
+from simulate_helpers import patient, write_table
 
 from amlcyto.data.manifest import read_manifest, write_manifest
 from amlcyto.data.splits import split_by_patient
@@ -31,3 +32,22 @@ def test_bad_input_is_one_line(
     assert not out.exists()
     ok(invoke("curate", runs["manifest"], *args, "--mil", runs["mil"], "--write-manifest"))
     assert (out / "curated.csv").is_file()
+
+
+def test_relabel_into_a_leukemia_class_is_refused_naming_the_classes(runs, tmp_path: Path):
+    out = tmp_path / "out"
+    result = invoke(
+        "curate", runs["manifest"], "--run", runs["run"], "--out", out, "--relabel", "NPM1"
+    )
+    one_line_error(result, "--relabel 'NPM1'", "control or a class of their own", "(NPM1)")
+    assert not out.exists()
+
+
+def test_patient_tables_that_match_no_patient_are_warned_of(runs, tmp_path: Path):
+    table = write_table(tmp_path / "other.csv", [patient("ZZZ", "NPM1", 12, myeloblast=12)])
+    out = tmp_path / "out"
+    result = invoke(
+        "curate", runs["manifest"], "--run", runs["run"], "--out", out, "--patients", table
+    )
+    ok(result)
+    assert "warning: no patient of" in result.stderr and "ZZZ" in result.stderr

@@ -26,3 +26,23 @@ def test_embed_lists_unreadable_cells_and_refuses_a_patient_with_none(
     result = invoke("embed", trained_run, data, "--out", tmp_path / "g.h5")
     one_line_error(result, "patient NPM1_P1", "none of its cells")
     assert not (tmp_path / "g.h5").exists()
+
+
+def test_workers_beyond_the_usable_cpus_are_capped_with_a_warning(
+    trained_run: Path, tiny_manifest: Path, tmp_path: Path, monkeypatch
+):
+    import amlcyto.evaluation.inference as inference
+
+    started, real = [], inference.DataLoader
+
+    def counting(*args, num_workers=0, **kwargs):
+        started.append(num_workers)
+        return real(*args, num_workers=0, **kwargs)  # decode here: the test starts no process
+
+    monkeypatch.setattr(inference, "DataLoader", counting)
+    monkeypatch.setattr("amlcyto.machine.usable_cpus", lambda: 2)
+    out = tmp_path / "c.h5"
+    result = invoke("embed", trained_run, tiny_manifest, "--out", out, "--workers", "500")
+    ok(result)
+    assert started == [2]
+    assert "warning: --workers 500: this machine has 2 usable CPUs" in result.stderr

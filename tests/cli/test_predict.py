@@ -106,3 +106,40 @@ def test_predict_with_no_readable_image_is_one_line_error(trained_run, tmp_path)
     result = invoke("predict", trained_run, tmp_path / "slide", "--out", out)
     one_line_error(result, "none of its 2 images can be read", "a.png")
     assert not out.exists()
+
+
+def test_predict_names_paths_as_given_not_by_the_target_of_a_link(
+    trained_run: Path, tiny_data: Path, tmp_path: Path, monkeypatch
+):
+    """A dataset linked from scratch storage, used from a folder reached through the link: the
+    paths printed are the user's (from the folder their shell is in), not the link's target;
+    a link back up is still entered once."""
+    scratch = tmp_path / "scratch"
+    shutil.copytree(tiny_data / "NPM1" / "NPM1_P1", scratch / "slide")
+    (scratch / "slide" / "again").symlink_to(scratch)  # a loop
+    (tmp_path / "home").symlink_to(scratch)
+    monkeypatch.chdir(tmp_path / "home")  # as `cd home` does: the process sees scratch ...
+    monkeypatch.setenv("PWD", str(tmp_path / "home"))  # ... the user's shell says home
+    result = invoke("predict", trained_run, "slide", "--out", tmp_path / "p.csv")
+    ok(result)
+    slide = tmp_path / "home" / "slide"
+    assert result.stdout.splitlines() == [f"{slide}\t6 images\t{result.stdout.split()[-1]}"]
+    assert len(pd.read_csv(tmp_path / "p.csv")) == 7 and "scratch" not in result.output
+
+
+@pytest.mark.parametrize(
+    ("key", "value"), [("classes", '["NPM1", "control"]'), ("image_size", "24")]
+)
+def test_predict_refuses_an_onnx_whose_metadata_disagree_with_its_graph(
+    exported: Path, tiny_data: Path, tmp_path: Path, key: str, value: str
+):
+    import onnx
+
+    graph = onnx.load(str(exported))
+    entry = next(p for p in graph.metadata_props if p.key == f"amlcyto.{key}")
+    entry.value = value
+    onnx.save(graph, str(tmp_path / "m.onnx"))
+    out = tmp_path / "p.csv"
+    result = invoke("predict", tmp_path / "m.onnx", tiny_data / "NPM1" / "NPM1_P0", "--out", out)
+    one_line_error(result, "m.onnx: its metadata", "disagree with its graph", "amlcyto export")
+    assert not out.exists()

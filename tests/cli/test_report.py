@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -55,3 +56,23 @@ def test_each_command_of_the_report_issue_on_a_run_trained_on_real_pbc_cells(tmp
     ok(invoke("predict", tmp_path / "m.onnx", data, "--out", tmp_path / "p.csv"))
     predictions = pd.read_csv(tmp_path / "p.csv")
     assert (predictions["kind"] == "image").sum() == 120
+
+
+def test_a_report_is_an_html_page_and_a_pdf_name_is_refused(run_copy: Path, tmp_path: Path):
+    out = tmp_path / "r.pdf"
+    one_line_error(invoke("report", run_copy, "--out", out), "r.pdf", "HTML", ".html")
+    assert not out.exists()
+
+
+def test_an_evaluation_cut_short_is_scored_again_and_said_so(trained_run: Path, tmp_path: Path):
+    run = Path(shutil.copytree(trained_run, tmp_path / "run"))
+    ok(invoke("evaluate", run))
+    predictions = run / "eval-test" / "predictions.csv"
+    data = predictions.read_bytes()
+    for cut in (data.index(b"\n", 700) - 9, data.index(b"\n", 300) + 1):  # in a row, after one
+        predictions.write_bytes(data[:cut])
+        result = invoke("report", run, "--out", tmp_path / "r.html", "--force")
+        ok(result)
+        assert "test evaluation is not whole" in result.stderr
+        assert "rows where metrics.json counts 18" in result.stderr.replace("\n", " ")
+        assert len(pd.read_csv(predictions)) == 18  # all of the test split, scored again

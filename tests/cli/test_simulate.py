@@ -128,6 +128,14 @@ def test_encoder_share_out_of_range(inputs, tmp_path, share):
     error_line(done, f"encoder share {share}", "0 <= share < 1")
 
 
+def test_a_negative_seed_is_one_line_and_nothing_is_written(inputs, tmp_path):
+    pool, table = inputs
+    before = sorted(tmp_path.iterdir())
+    done = invoke("--pool", pool, "--patients", table, "--out", tmp_path / "o", "--seed", "-5")
+    error_line(done, "--seed must be from 0", "got -5")
+    assert sorted(tmp_path.iterdir()) == before
+
+
 def test_force_replaces_whole_and_refuses_other_folders(inputs, tmp_path):
     pool, table = inputs
     out = tmp_path / "sim"

@@ -179,7 +179,8 @@ def test_train_command_missing_data(tmp_path: Path):
         (["--num-nodes", "0"], "--num-nodes must be at least 1"),
         (["--strategy", "warp"], "--strategy 'warp': amlcyto trains with auto or ddp"),
         (["--strategy", "fsdp"], "other strategies are not supported"),
-        (["--options", '{"dropout": "x"}'], "bad option value"),
+        (["--options", '{"dropout": "x"}'], "option dropout takes a number from 0 up to"),
+        (["--options", '{"dropout": "0.3"}'], "option dropout takes a number"),  # not a string
         (["--options", '{"in_chans": 1}'], "cannot take RGB cells of 16 px"),
         (["--accelerator", "tpu"], "--accelerator 'tpu'"),
         (["--weight-decay", "-1"], "--weight-decay must be 0 or more"),

@@ -9,6 +9,7 @@ import pytest
 from cli_helpers import invoke, one_line_error
 from PIL import Image
 
+import amlcyto.mil.explain
 from amlcyto.mil.explain import mil_explain
 
 
@@ -22,3 +23,13 @@ def test_mil_explain_ranks_the_cells_and_draws_the_montage(planted_run: Path, tm
     with Image.open(result.montage) as image:
         assert image.size[0] > 200
     one_line_error(invoke("mil", "explain", planted_run, "ZZZ", "--out", tmp_path / "z"), "ZZZ")
+
+
+def test_the_montage_calls_the_cell_models_call_its_class(planted_run, tmp_path, monkeypatch):
+    # the cell model's classes may be the patients' subtypes: not "cell types"
+    titles = []
+    monkeypatch.setattr(
+        amlcyto.mil.explain, "plot_montage", lambda rows, title, path: titles.append(title) or path
+    )
+    mil_explain(planted_run, "CB03", tmp_path / "ex", shown=2)
+    assert "the cell model's class" in titles[0] and "cell type" not in titles[0]

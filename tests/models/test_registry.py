@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+from typing import Annotated
 
 import pytest
 import torch
@@ -11,14 +13,17 @@ from model_helpers import ALL_MODELS, _images
 from amlcyto.errors import AmlcytoError
 from amlcyto.models import (
     PosterCNN,
+    check_options,
     create_model,
     list_models,
     model_config,
     model_defaults,
     model_options,
+    option_rules,
     register_model,
 )
 from amlcyto.models import registry as registry_module
+from amlcyto.models.registry import SIZE
 
 # At 144 px the two-block posters grow a 28-57 M weight dense layer; these stay small.
 AT_144 = ["poster_cbfb_myh11", "poster_npm1", "cnn", "cnn_small", "resnet18"]
@@ -149,7 +154,7 @@ def test_register_model_adds_a_builder_with_its_defaults(monkeypatch):
     monkeypatch.setattr(registry_module, "_DEFAULTS", dict(registry_module._DEFAULTS))
 
     @register_model(image_size=40, lr=3e-4)
-    def tiny_test_net(num_classes: int = 2, image_size: int = 64, width: int = 4):
+    def tiny_test_net(num_classes: int = 2, image_size: int = 64, width: Annotated[int, SIZE] = 4):
         """A tiny net for this test."""
         return PosterCNN((width, 8), (), num_classes=num_classes, image_size=image_size)
 
@@ -180,3 +185,76 @@ def test_register_model_adds_a_builder_with_its_defaults(monkeypatch):
 
     with pytest.raises(ValueError, match="name each option"):
         register_model(loose)
+
+    def unbounded(num_classes: int = 2, image_size: int = 64, width: int = 4):
+        return PosterCNN((width, 8), (), num_classes=num_classes, image_size=image_size)
+
+    with pytest.raises(ValueError, match=r"annotate option width .*Between"):
+        register_model(unbounded)  # a number option states its range
+
+
+def _bad_values(rule) -> tuple[object, object | None]:
+    """A value of the wrong type for ``rule`` and one of the right type out of its range (None
+    for a true/false option, which has none)."""
+    if rule.kind is bool:
+        return "no", None
+    if rule.kind is str:
+        return 3, "nope"
+    if rule.kind is list:
+        least = rule.between.min_items
+        return "8", [] if least else [int(rule.between.low) - 1]
+    low, below = rule.between.low, rule.between.below
+    if rule.kind is int:
+        return 1.5, int(low) - 1
+    return "x", below if below is not None else low - 1
+
+
+EVERY_OPTION = [(name, option) for name in list_models(None) for option in option_rules(name)]
+
+
+@pytest.mark.parametrize(("name", "option"), EVERY_OPTION)
+def test_every_option_of_every_model_refuses_a_wrong_type_and_an_out_of_range_value(name, option):
+    rule = option_rules(name)[option]
+    for value in _bad_values(rule):
+        if value is None:
+            continue
+        with pytest.raises(
+            AmlcytoError, match=rf"option {option} takes .*got {re.escape(json.dumps(value))}"
+        ):
+            registry_module._check_values(name, {option: value})
+    wrong_type, _ = _bad_values(rule)
+    sizes = {"feature_width": 8} if model_defaults(name)["image_size"] is None else {}
+    with pytest.raises(AmlcytoError, match=f"option {option}"):
+        create_model(name, **{**sizes, option: wrong_type})
+
+
+@pytest.mark.parametrize("name", list_models(None))
+def test_the_default_options_of_every_model_pass(name):
+    reserved = registry_module.RESERVED_OPTIONS[registry_module.model_inputs(name)]
+    defaults = {k: v for k, v in model_options(name).items() if k not in reserved}
+    as_json = json.loads(json.dumps(defaults))  # as --options gives them: lists, not tuples
+    assert check_options(name, as_json) == as_json
+
+
+def test_options_set_by_the_data_are_refused_with_what_sets_them():
+    with pytest.raises(AmlcytoError, match="cannot set feature_width: the features files"):
+        check_options("attention_mil", {"feature_width": 7})
+    with pytest.raises(AmlcytoError, match="cannot set image_size: use --image-size"):
+        check_options("cnn", {"image_size": 32})
+    with pytest.raises(AmlcytoError, match="cannot set num_classes"):
+        check_options("attention_mil", {"num_classes": 3})
+
+
+def test_a_json_string_for_a_bool_is_refused_not_taken_as_true():
+    with pytest.raises(AmlcytoError, match='per_class takes true or false, got "no"'):
+        check_options("attention_mil", {"per_class": "no"})
+    assert check_options("attention_mil", {"per_class": False, "dropout": 0}) is not None
+
+
+def test_a_model_larger_than_half_the_memory_is_one_line_and_allocates_nothing(monkeypatch):
+    monkeypatch.setattr(registry_module, "memory_bytes", lambda: 16 * 2**30)
+    with pytest.raises(AmlcytoError, match=r"hidden=100000000 has .* GiB\), more than half"):
+        create_model("attention_mil", feature_width=96, hidden=100_000_000)  # 76 GB in fp32
+    with pytest.raises(AmlcytoError, match="more than half"):
+        create_model("cnn_small", widths=[65536, 65536])
+    assert create_model("attention_mil", feature_width=96).registry_config["hidden"] == 128

@@ -67,13 +67,14 @@ def test_the_results_are_the_numbers_of_its_evaluation(scored: SimpleNamespace):
     assert results["patient_n"] == metrics["patients"]["n"] == 3
     assert results["patient_accuracy"] == metrics["patients"]["accuracy"]
     assert results["unreadable"] == 0
-    rows = {row["name"]: row for row in results["cells"]}
+    rows = {row["name"]: row for row in results["cells"]["rows"]}
     for name, scores in metrics["per_class"].items():
         for key in ("precision", "recall", "support"):
             assert rows[name][key] == pytest.approx(scores[key]), (name, key)
         assert rows[name]["f1"] == pytest.approx(scores["f1"])
     assert rows["accuracy"]["f1"] == pytest.approx(metrics["accuracy"])
-    assert {row["name"] for row in results["patients"]} >= {"accuracy", "macro avg"}
+    assert {row["name"] for row in results["patients"]["rows"]} >= {"accuracy", "macro avg"}
+    assert results["cells"]["called_only"] == results["patients"]["called_only"] == []
     assert results["poster"] is None  # three classes: none of the poster's tasks
     captions = [caption for caption, _ in results["figures"]]
     assert "Confusion matrix, cells" in captions and "ROC curves, cells" in captions
@@ -167,7 +168,7 @@ def test_an_incomplete_evaluation_is_scored_again(scored: SimpleNamespace, tmp_p
     (run / "eval-test" / "predictions.csv").unlink()
     said: list[str] = []
     section = cell_run_section(read_run_info(run), examples=0, log=said.append)
-    assert len(said) == 1 and "no test evaluation yet" in said[0]
+    assert len(said) == 1 and "its test evaluation is not whole" in said[0]
     assert (run / "eval-test" / "predictions.csv").is_file()
     metrics = json.loads((run / "eval-test" / "metrics.json").read_text())
     assert section["results"]["accuracy"] == metrics["accuracy"] == scored.metrics["accuracy"]
@@ -356,3 +357,38 @@ def test_classes_named_like_numbers_report_twice(tmp_path: Path, tiny_config, is
     assert Page(first.path.read_text()).table("report") == Page(second.path.read_text()).table(
         "report"
     )
+
+
+def test_the_page_says_only_what_holds_for_the_run(scored: SimpleNamespace, tmp_path: Path):
+    """Patient folders: no word of images as their own patients; unset settings are a dash,
+    never None; a class scored on no cell (only called) gets no row of zeros but a note."""
+    run = _copy(scored, tmp_path)
+    metrics_file = run / "eval-test" / "metrics.json"
+    metrics = json.loads(metrics_file.read_text())
+    metrics["patients"]["per_class"]["control"]["support"] = 0  # called, never the truth
+    metrics_file.write_text(json.dumps(metrics))
+    html = build_report([run], tmp_path / "r.html", examples=0, log=str).path.read_text()
+    page = Page(html)
+    assert "its own patient" not in html  # every image lies in a patient folder
+    assert all(value != "None" for _, value in page.table("settings"))
+    settings = dict(page.table("settings"))
+    assert settings["max_minutes"] == "–" and settings["lr"] == "0.003"
+    cells, patients = (t["rows"] for t in page.tables if t["class"] == "report")
+    assert [row[0] for row in cells[1:4]] == CLASSES
+    assert "control" not in [row[0] for row in patients] and patients[1][-1] == "1"
+    assert re.search(r"Called, but no cell of it among these: control \(\d+ called\)", html)
+
+
+def test_images_without_a_patient_folder_are_said_to_be_their_own_patients():
+    from amlcyto.report.cell_run import _data
+
+    split = pd.DataFrame(
+        {
+            "path": ["/d/a/1.png", "/d/a/2.png", "/d/b/p/3.png"],
+            "label": ["a", "a", "b"],
+            "patient": ["a/1", "a/2", "p"],
+            "sha256": ["x", "y", "z"],
+            "split": ["train", "test", "test"],
+        }
+    )
+    assert _data(split, None, None)["own_patients"] == 2

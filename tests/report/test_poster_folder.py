@@ -48,3 +48,31 @@ def test_a_poster_task_is_shown_beside_the_poster(poster_folder: Path, tmp_path:
     assert "split by patient: no patient in two splits" in report.path.read_text()
     leaky = build_report([poster_folder / "PML_RARA-image"], tmp_path / "l.html", log=str)
     assert "(leaky, as the poster" in leaky.path.read_text()
+
+
+def test_support_read_back_as_decimals_is_shown_as_a_count(tmp_path: Path):
+    """A comparison with a gap reads its support column as decimals (36.0): shown as 36."""
+    rows = [
+        {
+            "task": "PML_RARA",
+            "protocol": "patient",
+            "class": name,
+            "precision": 0.9,
+            "recall": 0.8,
+            "f1": 0.85,
+            "support": support,
+            "accuracy": 0.9,
+            "patient_accuracy": 1.0,
+            "poster_precision": 0.9,
+            "poster_recall": 0.9,
+            "poster_f1": 0.9,
+            "poster_accuracy": 0.95,
+        }
+        for name, support in (("control", 36), ("PML_RARA", None))
+    ]
+    folder = tmp_path / "poster"
+    folder.mkdir()
+    pd.DataFrame(rows).to_csv(folder / "comparison.csv", index=False)
+    html = build_report([folder], tmp_path / "r.html", log=str).path.read_text()
+    table = Page(html).table("poster-task")
+    assert table[2][4] == "36" and table[3][4] == "–"

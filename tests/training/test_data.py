@@ -46,3 +46,16 @@ def test_datamodule_reads_a_saved_split_as_it_is(trained_run: Path, tiny_config,
     assert images.dtype == torch.uint8 and images.shape[1:] == (16, 16, 3)
     with pytest.raises(AmlcytoError, match="has no split column"):
         CellDataModule(saved.drop(columns="split"), info.classes, config, 16)
+
+
+def test_loader_workers_beyond_the_usable_cpus_are_capped(
+    trained_run: Path, tiny_config, tmp_path: Path, monkeypatch
+):
+    from amlcyto.training.data import CellDataModule
+
+    monkeypatch.setattr("amlcyto.machine.usable_cpus", lambda: 2)
+    info = read_run_info(trained_run)
+    config = tiny_config(tmp_path / "cache", workers=500)
+    data = CellDataModule(info.split_file, info.classes, config, info.input.image_size)
+    with pytest.warns(UserWarning, match="--workers 500: this machine has 2 usable CPUs"):
+        assert data.val_dataloader().num_workers == 2

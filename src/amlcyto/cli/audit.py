@@ -58,10 +58,10 @@ def audit_command(
     """
     from amlcyto.data.audit import audit
     from amlcyto.data.manifest import read_manifest
-    from amlcyto.io import check_output_file, write_csv_atomic
+    from amlcyto.io import claim_output_file, write_csv_atomic
 
     if out is not None:
-        check_output_file(out, force)
+        claim_output_file(out, force, example="audit.csv")
     frame = read_manifest(manifest)
     started = time.perf_counter()
     with err_console.status(f"Auditing {len(frame)} images..."):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import sys
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -14,6 +15,15 @@ from typing import Annotated, Any, TypeVar
 import typer
 from rich.console import Console
 from rich.markup import escape
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    Task,
+    TimeRemainingColumn,
+)
+from rich.text import Text
 
 from amlcyto.errors import AmlcytoError, Interrupted
 
@@ -26,7 +36,8 @@ F = TypeVar("F", bound=Callable)
 
 def reports_errors(command: F) -> F:
     """Turn an AmlcytoError raised by ``command`` into one line on stderr and its exit code (2;
-    130 for an interruption), and Ctrl-C anywhere else into one line and 130."""
+    130 for an interruption), and Ctrl-C anywhere else into one line and 130; let go of the
+    outputs it held."""
 
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
@@ -39,6 +50,9 @@ def reports_errors(command: F) -> F:
         except KeyboardInterrupt:
             _error_line("interrupted (outputs are written whole or not at all).")
             raise typer.Exit(code=Interrupted.exit_code) from None
+        finally:  # the outputs the command held (amlcyto.io.claim_output_*) are free again
+            if "amlcyto.io" in sys.modules:
+                sys.modules["amlcyto.io"].release_outputs()
 
     return wrapper  # type: ignore[return-value]
 
@@ -61,7 +75,42 @@ def _warnings_as_lines() -> Iterator[None]:
 
 
 def _error_line(message: str) -> None:
+    _end_progress_bars()
     err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+
+
+def _end_progress_bars() -> None:
+    """End the progress bars an error or Ctrl-C left open mid-line (Lightning's tqdm bars while
+    training; Rich's close with their block), so the error starts a line of its own."""
+    if "tqdm" in sys.modules:
+        from tqdm import tqdm
+
+        for bar in list(tqdm._instances):
+            bar.close()
+
+
+@contextlib.contextmanager
+def progress_bar(what: str) -> Iterator[Callable[[int, int], None] | None]:
+    """A bar of the images done, images/s and the time left on stderr while the block runs,
+    moved by the ``progress(done, total)`` it yields (a library function's ``progress``
+    argument); where stderr is not a terminal nothing is shown, and it yields None."""
+    if not err_console.is_terminal:
+        yield None
+        return
+    columns = (BarColumn(), MofNCompleteColumn(), _ImagesPerSecond(), TimeRemainingColumn())
+    with Progress(
+        "{task.description}", *columns, console=err_console, transient=True, redirect_stdout=False
+    ) as bar:
+        task = bar.add_task(what, total=None)
+        yield lambda done, total: bar.update(task, completed=done, total=total)
+
+
+class _ImagesPerSecond(ProgressColumn):
+    """Images per second: Rich's estimate over the last seconds, else the mean so far."""
+
+    def render(self, task: Task) -> Text:
+        speed = task.speed or (task.completed / task.elapsed if task.elapsed else 0.0)
+        return Text(f"{speed:,.0f} images/s", style="progress.data.speed")
 
 
 def say(message: str, **options: Any) -> None:

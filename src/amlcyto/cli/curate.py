@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from amlcyto.cli.common import ForceFolder, out_option, reports_errors, say
+from amlcyto.cli.common import ForceFolder, out_option, progress_bar, reports_errors, say
 
 
 @reports_errors
@@ -46,22 +46,24 @@ def curate_command(
     flag the most control-like, and write cells.csv, patients.csv, a montage per class and, on
     request, a curated manifest. Nothing on disk is moved or deleted."""
     from amlcyto.curation.curate import curate
-    from amlcyto.io import check_output_dir
+    from amlcyto.io import claim_output_dir
 
-    check_output_dir(out, force)
-    result = curate(
-        data,
-        run,
-        out,
-        mil=mil,
-        score=score,
-        threshold=threshold,
-        fraction=fraction,
-        patients_table=patients,
-        write_curated=write_manifest,
-        relabel=relabel,
-        force=force,
-    )
+    claim_output_dir(out, force)
+    with progress_bar("scoring") as progress:
+        result = curate(
+            data,
+            run,
+            out,
+            mil=mil,
+            score=score,
+            threshold=threshold,
+            fraction=fraction,
+            patients_table=patients,
+            write_curated=write_manifest,
+            relabel=relabel,
+            force=force,
+            progress=progress,
+        )
     cells = result.cells
     for row in result.patients.itertuples():
         print(f"{row.patient}\t{row.label}\t{row.flagged} of {row.cells} flagged")

@@ -44,11 +44,11 @@ def cv_command(
     config: TrainConfig,
 ) -> None:
     """Cross-validate by patient: one run per fold, scores per fold and as mean +- sd."""
-    from amlcyto.io import check_output_dir
+    from amlcyto.io import claim_output_dir
     from amlcyto.runs.files import CV_SUMMARY, CV_TABLE
     from amlcyto.training.cv import SCORES, cross_validate
 
-    check_output_dir(out, force)
+    claim_output_dir(out, force or resume)  # cross_validate() judges what a resume keeps
     result = cross_validate(
         data,
         out,

@@ -22,7 +22,9 @@ def demo_data_command(
 ) -> None:
     """Write a small SYNTHETIC dataset in the real layout (5 classes, procedurally drawn cells)."""
     from amlcyto.data.demo import make_demo_dataset
+    from amlcyto.io import claim_output_dir
 
+    claim_output_dir(out, force=True)  # make_demo_dataset() judges what is there
     folder = make_demo_dataset(
         out, patients_per_class=patients, cells_per_patient=cells, seed=seed, force=force
     )
@@ -40,7 +42,9 @@ def demo_command(
     """Run the main job on synthetic data: demo-data, scan, split, audit, train, evaluate, then
     patient-level MIL (embed, mil train, mil explain), and an HTML report of it all."""
     from amlcyto.demo_run import run_demo
+    from amlcyto.io import claim_output_dir
 
+    claim_output_dir(out, force)
     outputs = run_demo(out, force=force, log=lambda message: say(message, highlight=False))
     result = outputs["evaluation"]
     print(f"Cells ({result.metrics.n} images)\n\n{result.report}")

@@ -7,7 +7,15 @@ from typing import Annotated
 
 import typer
 
-from amlcyto.cli.common import BatchSize, ForceFile, Precision, Workers, reports_errors, say
+from amlcyto.cli.common import (
+    BatchSize,
+    ForceFile,
+    Precision,
+    Workers,
+    progress_bar,
+    reports_errors,
+    say,
+)
 
 
 @reports_errors
@@ -26,13 +34,14 @@ def embed_command(
 ) -> None:
     """Write each cell's features (the input of the model's head), its class probabilities,
     path, patient and label, and the extractor's identity, for `amlcyto mil train`."""
-    from amlcyto.io import check_output_file
+    from amlcyto.io import claim_output_file
     from amlcyto.mil.embed import embed
 
-    check_output_file(out, force)
-    result = embed(
-        run, data, out, force=force, batch_size=batch_size, workers=workers, precision=precision
-    )
+    claim_output_file(out, force, example="cells.h5")
+    with progress_bar("embedding") as progress:
+        result = embed(
+            run, data, out, force, batch_size, workers, precision=precision, progress=progress
+        )
     if result.problems_file is not None:
         say(
             f"left out {len(result.problems)} files that could not be read or are not images; "

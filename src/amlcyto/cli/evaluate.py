@@ -7,7 +7,15 @@ from typing import Annotated
 
 import typer
 
-from amlcyto.cli.common import BatchSize, ForceFolder, Precision, Workers, reports_errors, say
+from amlcyto.cli.common import (
+    BatchSize,
+    ForceFolder,
+    Precision,
+    Workers,
+    progress_bar,
+    reports_errors,
+    say,
+)
 
 
 @reports_errors
@@ -43,12 +51,15 @@ def evaluate_command(
 ) -> None:
     """Score a run on its test split, or on any folder or manifest with the run's class names."""
     from amlcyto.evaluation.evaluate import evaluate
-    from amlcyto.io import check_output_dir
+    from amlcyto.io import claim_output_dir
     from amlcyto.runs.files import METRICS, PATIENTS, PREDICTIONS, PROBLEMS, REPORT
 
     if out is not None:
-        check_output_dir(out, force)
-    result = evaluate(run, data, split, out, force, batch_size, workers, precision)
+        claim_output_dir(out, force)
+    with progress_bar("scoring") as progress:
+        result = evaluate(
+            run, data, split, out, force, batch_size, workers, precision, progress=progress
+        )
     m = result.metrics
     print(f"Cells ({m.n} images)\n\n{result.report}")
     print(f"Patients ({m.patients.n}, mean cell probability)\n\n{result.patient_report}")

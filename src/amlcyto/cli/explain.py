@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from amlcyto.cli.common import ForceFolder, out_option, reports_errors, say
+from amlcyto.cli.common import ForceFolder, out_option, progress_bar, reports_errors, say
 
 
 @reports_errors
@@ -18,13 +18,20 @@ def explain_command(
     force: ForceFolder = False,
 ) -> None:
     """Grad-CAM: where the model looked, at the layer each model declares, for every image."""
-    from amlcyto.evaluation.explain import TABLE, explain
-    from amlcyto.io import check_output_dir
+    from amlcyto.evaluation.explain import PASSED_OVER, TABLE, explain
+    from amlcyto.io import claim_output_dir
 
-    check_output_dir(out, force)
-    table = explain(run, inputs, out, force=force)
+    claim_output_dir(out, force)
+    with progress_bar("explaining") as progress:
+        table = explain(run, inputs, out, force=force, progress=progress)
     made = int(table["overlay"].notna().sum())
     for row in table[table["problem"].notna()].itertuples():
-        say(f"unreadable {row.path}: {row.problem}", soft_wrap=True)
-    say(f"wrote {made} overlays and {out / TABLE}")
+        say(f"left out {row.path}: {row.problem}", soft_wrap=True)
+    passed = int(table["problem"].astype(str).str.startswith(PASSED_OVER).sum())
+    unreadable = int(table["problem"].notna().sum()) - passed
+    say(
+        f"wrote {made} overlays and {out / TABLE}; left out {unreadable} unreadable and "
+        f"{passed} non-image entries (listed there)",
+        soft_wrap=True,
+    )
     print(out)

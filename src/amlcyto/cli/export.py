@@ -15,6 +15,13 @@ def export_command(
     run: Annotated[Path, typer.Argument(help="Run directory made by `amlcyto train`.")],
     out: Annotated[Path, out_option("The .onnx file to write.")] = Path("model.onnx"),
     format: Annotated[str, typer.Option("--format", help="onnx (the only format).")] = "onnx",
+    check_cells: Annotated[
+        Path | None,
+        typer.Option(
+            help="Cells to check the export on (a folder of images, or a manifest CSV) where "
+            "the run's own are gone. Default: the run's own, from its split.csv."
+        ),
+    ] = None,
     force: ForceFile = False,
 ) -> None:
     """Export a run: uint8 RGB cells in, class probabilities out, normalisation inside, any
@@ -26,10 +33,12 @@ def export_command(
 
         raise AmlcytoError(f"--format {format}: amlcyto exports onnx only; use --format onnx.")
     from amlcyto.deploy.onnx_export import TOLERANCE, export_onnx
+    from amlcyto.io import claim_output_file
 
-    result = export_onnx(run, out, force=force)
+    claim_output_file(out, force, example="model.onnx")
+    result = export_onnx(run, out, force=force, check_cells=check_cells)
     say(
-        f"checked with onnxruntime on {result.cells_checked} of the run's cells: probabilities "
+        f"checked with onnxruntime on {result.cells_checked} of {result.checked_on}: probabilities "
         f"match PyTorch's within {result.max_difference:.1e} (allowed {TOLERANCE:g})"
     )
     print(result.path)

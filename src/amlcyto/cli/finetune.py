@@ -7,13 +7,13 @@ from typing import Annotated
 
 import typer
 
-from amlcyto.cli.common import ForceRun, out_option, reports_errors, say
+from amlcyto.cli.common import ForceRun, out_option, reports_errors, resume_option, say
 from amlcyto.cli.train_options import train_options
 from amlcyto.training.config import TrainConfig
 
 
 @reports_errors
-@train_options(exclude=("pretrained", "model", "options"))  # the model is RUN's
+@train_options(defaults={"model": None})  # RUN's model, or resnet18 --from imagenet
 def finetune_command(
     run: Annotated[
         Path | None,
@@ -35,42 +35,39 @@ def finetune_command(
         Path | None,
         typer.Option(help="With --from imagenet: torchvision's weights file for --model."),
     ] = None,
-    model: Annotated[
-        str | None,
-        typer.Option("--model", "-m", help="With --from imagenet: resnet18 or resnet34."),
-    ] = None,
     force: ForceRun = False,
+    resume: Annotated[
+        bool, resume_option("Continue an interrupted fine-tuning of --out from its last epoch.")
+    ] = False,
     *,
     config: TrainConfig,
 ) -> None:
-    """Transfer learning: keep a trained run's features, put a new head on them for NEW_DATA's
+    """Transfer learning: keep a trained run's features, put a new head on them for --data's
     classes (any number, any names), and train as `amlcyto train` does (split by patient,
     schedule, outputs); --freeze-features trains the head alone. The run records where it
-    started from. With --from imagenet, start a ResNet from ImageNet weights you downloaded."""
+    started from. With --from imagenet, start a ResNet (--model, default resnet18) from
+    ImageNet weights you downloaded. Every option of `amlcyto train` applies."""
     from dataclasses import replace
 
     from amlcyto.errors import AmlcytoError
-    from amlcyto.io import check_output_dir
+    from amlcyto.io import claim_output_dir
     from amlcyto.training.finetune import finetune, finetune_from_imagenet
 
     if data is None or out is None:
         raise AmlcytoError("finetune needs the new data (--data) and a run folder (--out).")
-    check_output_dir(out, force=True)
+    claim_output_dir(out, force=True)
     if start == "imagenet":
-        config = replace(config, model=model or "resnet18", freeze_features=freeze_features)
-        info = finetune_from_imagenet(weights, data, out, config, force=force)
+        config = replace(config, model=config.model or "resnet18", freeze_features=freeze_features)
+        info = finetune_from_imagenet(weights, data, out, config, force=force, resume=resume)
     elif start == "run":
-        if model is not None:
-            raise AmlcytoError(
-                f"--model {model}: fine-tuning keeps RUN's model; leave --model out (it is for "
-                "--from imagenet)."
-            )
         if run is None:
             raise AmlcytoError(
                 "name the RUN to start from (a folder of `amlcyto train`), or use --from "
                 "imagenet --weights FILE."
             )
-        info = finetune(run, data, out, config, freeze_features=freeze_features, force=force)
+        info = finetune(
+            run, data, out, config, freeze_features=freeze_features, force=force, resume=resume
+        )
     else:
         raise AmlcytoError(f"--from {start}: use run or imagenet.")
     origin = info.started_from or {}

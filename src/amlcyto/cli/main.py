@@ -33,6 +33,9 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # Click's plain help: rich's option table squeezes the descriptions of commands with many
+    # options (the training options) into a 17-character column at 80 columns.
+    rich_markup_mode=None,
 )
 
 

@@ -7,7 +7,15 @@ from typing import Annotated
 
 import typer
 
-from amlcyto.cli.common import ForceFile, ForceFolder, Seed, err_console, out_option, reports_errors
+from amlcyto.cli.common import (
+    ForceFile,
+    ForceFolder,
+    Seed,
+    err_console,
+    out_option,
+    progress_bar,
+    reports_errors,
+)
 from amlcyto.mil.config import MilConfig
 from amlcyto.runs.files import PATIENTS
 
@@ -15,6 +23,7 @@ MIL = MilConfig()  # the defaults
 mil_app = typer.Typer(
     help="Patient-level diagnosis: attention MIL over each patient's cell features.",
     no_args_is_help=True,
+    rich_markup_mode=None,  # plain help, as amlcyto's (cli/main.py)
 )
 
 
@@ -46,10 +55,10 @@ def train_command(
     """Cross-validate attention MIL over patients (mean +- sd per fold, beside SCEMILA's
     figures), then train one model on every patient for new ones."""
     from amlcyto.cli.train_options import parse_model_options
-    from amlcyto.io import check_output_dir
+    from amlcyto.io import claim_output_dir
     from amlcyto.mil.train import fold_report_text, mil_train
 
-    check_output_dir(out, force)
+    claim_output_dir(out, force)
     config = MilConfig(
         model=model,
         folds=folds,
@@ -82,11 +91,12 @@ def predict_command(
     """Call new patients: class, probabilities, and each patient's five highest-attention
     cells."""
     from amlcyto.evaluation.tables import rounded
-    from amlcyto.io import check_output_file, write_csv_atomic
+    from amlcyto.io import claim_output_file, write_csv_atomic
     from amlcyto.mil.predict import mil_predict
 
-    check_output_file(out, force)
-    table, problems = mil_predict(run, inputs)
+    claim_output_file(out, force, example="patients.csv")
+    with progress_bar("embedding") as progress:
+        table, problems = mil_predict(run, inputs, progress=progress)
     for row in problems.itertuples():
         _say(f"unreadable {row.path}: {row.detail}")
     write_csv_atomic(out, rounded(table))
@@ -105,15 +115,15 @@ def explain_command(
         list[Path] | None,
         typer.Option(help="Features holding the patient (default: those the run trained on)."),
     ] = None,
-    shown: Annotated[int, typer.Option(min=1, help="Cells of each end in the montage.")] = 8,
+    shown: Annotated[int, typer.Option(help="Cells of each end in the montage (1 to 64).")] = 8,
     force: ForceFolder = False,
 ) -> None:
     """A patient's cells ranked by attention: a CSV of scores, and a montage of the highest
     and lowest cells with their scores and the cell model's call."""
-    from amlcyto.io import check_output_dir
+    from amlcyto.io import claim_output_dir
     from amlcyto.mil.explain import mil_explain
 
-    check_output_dir(out, force)
+    claim_output_dir(out, force)
     result = mil_explain(run, patient, out, features=features, shown=shown, force=force)
     print(f"{result.patient}: called {result.predicted} (p {result.probability:.2f})")
     for row in result.cells.head(5).itertuples():

@@ -46,11 +46,11 @@ def reproduce_poster_command(
     config: TrainConfig,
 ) -> None:
     """Train control-vs-subtype models with the four poster presets and print their reports."""
-    from amlcyto.io import check_output_dir
+    from amlcyto.io import claim_output_dir
     from amlcyto.poster.reproduce import PROTOCOLS, reproduce_poster
     from amlcyto.runs.files import COMPARISON
 
-    check_output_dir(out, force or resume)  # before a dataset folder is scanned
+    claim_output_dir(out, force or resume)  # before a dataset folder is scanned
     protocols = ("patient", "image") if leaky else ("patient",)
     table = reproduce_poster(
         data,

@@ -7,7 +7,15 @@ from typing import Annotated
 
 import typer
 
-from amlcyto.cli.common import BatchSize, ForceFile, Precision, Workers, reports_errors, say
+from amlcyto.cli.common import (
+    BatchSize,
+    ForceFile,
+    Precision,
+    Workers,
+    progress_bar,
+    reports_errors,
+    say,
+)
 from amlcyto.runs.files import PREDICTIONS
 
 
@@ -37,12 +45,13 @@ def predict_command(
     from amlcyto.data.manifest import write_manifest
     from amlcyto.evaluation.predict import passed_over_reason, predict
     from amlcyto.evaluation.tables import rounded
-    from amlcyto.io import check_output_file
+    from amlcyto.io import claim_output_file
 
-    check_output_file(out, force)
-    table, passed_over = predict(
-        run, paths, batch_size=batch_size, workers=workers, precision=precision
-    )
+    claim_output_file(out, force, example="predictions.csv")
+    with progress_bar("predicting") as progress:
+        table, passed_over = predict(
+            run, paths, batch_size, workers, precision=precision, progress=progress
+        )
     for path in passed_over:
         say(f"passed over {path}: {passed_over_reason(path)}", soft_wrap=True)
     failed = table[table["kind"] == "unreadable"]

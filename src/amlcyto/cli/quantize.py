@@ -23,7 +23,10 @@ def quantize_command(
     checked against fp32 on its test cells (where it has none, validation and training cells
     the calibration did not use). Writes RUN/int8.json (numbers only)."""
     from amlcyto.deploy.int8 import quantize_run
+    from amlcyto.io import claim_output_file
+    from amlcyto.runs.files import INT8
 
+    claim_output_file(run / INT8, force, example=None)  # no --out: the run's own file
     result = quantize_run(run, cells=cells, force=force)
     say(
         f"calibrated on {result.calibration_cells} validation cells (training cells where the "

@@ -45,10 +45,10 @@ def report_command(
     wrong with Grad-CAM, filterable in the page; for a MIL run (`amlcyto mil train`), the fold
     metrics beside SCEMILA's and each patient's cells by attention, filterable by cell type. A
     cell run without a test evaluation is scored first (into RUN/eval-test)."""
-    from amlcyto.io import check_output_file
+    from amlcyto.io import claim_output_file
     from amlcyto.report.build import build_report
 
-    check_output_file(out, force)
+    claim_output_file(out, force, example="report.html")
     report = build_report(
         sources,
         out,

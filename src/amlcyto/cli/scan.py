@@ -7,9 +7,8 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
-from amlcyto.cli.common import err_console, out_option, reports_errors, shown_path
+from amlcyto.cli.common import err_console, out_option, progress_bar, reports_errors, shown_path
 from amlcyto.errors import AmlcytoError
 
 if TYPE_CHECKING:
@@ -63,30 +62,17 @@ def scan_command(
     from amlcyto.data.discovery import check_data_dir
     from amlcyto.data.manifest import write_manifest
     from amlcyto.data.scan import format_summary, problems_path_for, scan, write_problems
-    from amlcyto.io import check_output_file
+    from amlcyto.io import claim_output_file
 
     problems_path = problems_path_for(out)
     if workers is not None and workers < 1:
         raise AmlcytoError(f"--workers {workers}: give a number of processes of at least 1.")
     check_data_dir(data_dir)
-    check_output_file(out, force)
-    check_output_file(problems_path, force)
+    claim_output_file(out, force, example="manifest.csv")
+    claim_output_file(problems_path, force)
 
-    with Progress(
-        "[progress.description]{task.description}",
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        console=err_console,
-        transient=True,
-    ) as bar:
-        task = bar.add_task("reading images", total=None)
-        result = scan(
-            data_dir,
-            workers=workers,
-            check=not quick,
-            progress=lambda done, total: bar.update(task, completed=done, total=total),
-        )
+    with progress_bar("reading") as progress:
+        result = scan(data_dir, workers=workers, check=not quick, progress=progress)
 
     write_manifest(result.manifest, out, absolute=absolute)
     write_problems(result.problems, problems_path, absolute=absolute)

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from amlcyto.cli.common import err_console, out_option, reports_errors
+from amlcyto.cli.common import err_console, out_option, reports_errors, say
 from amlcyto.cli.train_options import train_options
 from amlcyto.training.config import TrainConfig
 
@@ -111,13 +111,13 @@ def search_command(
     config: TrainConfig,
 ) -> None:
     """Search a space of settings; the best trial by validation loss, test rows never read."""
-    from amlcyto.io import check_output_dir
+    from amlcyto.io import claim_output_dir
     from amlcyto.training.search import search
 
-    check_output_dir(out, force=True)  # a file or unwritable place; search() judges what is there
+    claim_output_dir(out, force=True)  # a file or unwritable place; search() judges what is there
 
     def report(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-        err_console.print(describe_trial(trial), highlight=False)
+        say(describe_trial(trial), highlight=False, soft_wrap=True)  # one line a trial
 
     result = search(
         data,
@@ -136,7 +136,8 @@ def search_command(
     summary, study = result.summary, result.study
     err_console.print(
         f"best of {summary['trials']} trials in study {study.study_name!r} ({summary['pruned']} "
-        f"pruned, {summary['failed']} failed): {describe_trial(study.best_trial)}; wrote "
+        f"pruned, {summary['failed']} failed, {summary['interrupted']} interrupted): "
+        f"{describe_trial(study.best_trial)}; wrote "
         f"{result.trials_csv}, {result.best_json}, {result.best_yaml}",
         highlight=False,
     )

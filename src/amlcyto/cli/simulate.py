@@ -51,7 +51,9 @@ def simulate_patients_command(
     """Draw SIMULATED patients (bags of real cell images, by real patients' differentials) for
     testing patient-level methods: not patients."""
     from amlcyto.data.simulate import simulate_patients
+    from amlcyto.io import claim_output_dir
 
+    claim_output_dir(out, force=True)  # simulate_patients() judges what is there
     result = simulate_patients(
         pool,
         patients,

@@ -76,10 +76,10 @@ def split_command(
         split_fractions,
         split_summary,
     )
-    from amlcyto.io import check_output_file
+    from amlcyto.io import claim_output_file
 
     split_fractions(by, test, val, folds)
-    check_output_file(out, force)
+    claim_output_file(out, force, example="split.csv")
     frame = read_manifest(manifest)
     if by is SplitUnit.image:
         err_console.print(

@@ -31,11 +31,11 @@ def train_command(
     config: TrainConfig,
 ) -> None:
     """Train a model; the best epoch by validation loss is saved as safetensors + config.json."""
-    from amlcyto.io import check_output_dir
+    from amlcyto.io import claim_output_dir
     from amlcyto.runs import CONFIG, HISTORY, SPLIT, WEIGHTS
     from amlcyto.training.fit import is_launch_rank_zero, train
 
-    check_output_dir(out, force=True)  # a file or unwritable place; train() judges what is there
+    claim_output_dir(out, force=True)  # a file or unwritable place; train() judges what is there
     info = train(data, out, config, force=force, resume=resume)
     if not is_launch_rank_zero():  # under DDP the other processes stay quiet
         return

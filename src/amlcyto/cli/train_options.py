@@ -137,7 +137,9 @@ def config_from_options(
         settings["devices"] = parse_devices(settings["devices"])
     if "options" in settings:
         settings["model_options"] = parse_model_options(settings.pop("options"))
-    return TrainConfig(**{**settings, **(from_file or {}), **fixed}).check()
+    config = TrainConfig(**{**settings, **(from_file or {}), **fixed})
+    # no model yet: the command picks it (finetune: RUN's), then checks the settings
+    return config if config.model is None else config.check()
 
 
 def _file_settings(path, names: list[str], context: typer.Context | None) -> dict[str, Any]:

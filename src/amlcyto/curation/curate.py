@@ -17,6 +17,7 @@ OUT/
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -67,6 +68,7 @@ def curate(
     write_curated: bool = False,
     relabel: str | None = None,
     force: bool = False,
+    progress: Callable[[int, int], None] | None = None,
 ) -> Curation:
     """Score, flag and report the control-like cells of ``data``'s leukemia patients.
 
@@ -90,20 +92,30 @@ def curate(
     write_curated, relabel : optional
         Write ``curated.csv``: the data less the flagged cells, or (``relabel``) with them moved
         to the class ``relabel``.
+    progress : callable, optional
+        Called as ``progress(done, total)`` while the cells are scored.
     """
     score = score or DEFAULT_SCORE
     _check_settings(score, mil, threshold, fraction)
-    check_runs(run, mil)
+    classes = check_runs(run, mil)
     rows, skipped = labelled_rows(data)  # a folder's skipped files are listed, not dropped
     leukemic = rows[rows["label"] != CONTROL].reset_index(drop=True)
     if leukemic.empty:
         raise AmlcytoError(f"{data}: every patient is {CONTROL}; there is nothing to curate.")
+    _check_relabel(relabel, {*leukemic["label"], *classes} - {CONTROL})
     table = read_patient_normal_shares(patients_table) if patients_table else None
+    if table is not None and not leukemic["patient"].isin(table.index).any():
+        warnings.warn(
+            f"no patient of {data} is in {', '.join(map(str, patients_table))} (there e.g. "
+            f"{table.index[0]}, here {leukemic['patient'].iat[0]}): manual_normal_share stays "
+            "empty; give the tables of these patients.",
+            stacklevel=2,
+        )
     out = prepare_output_dir(out, force)
     remove_outputs(out, [*OUTPUTS, *(p.name for p in out.glob("montage_*.png"))])  # --force
 
     cells = leukemic[["path", "patient", "label"]].copy()
-    cells["score_cell"], unreadable = cell_scores(run, cells)
+    cells["score_cell"], unreadable = cell_scores(run, cells, progress)
     if mil is not None:
         cells["score_attention"] = attention_scores(mil, cells)
         cells["score_combined"] = (cells["score_cell"] + cells["score_attention"]) / 2.0
@@ -135,6 +147,16 @@ def _check_settings(score, mil, threshold, fraction) -> None:
         raise AmlcytoError(f"--threshold must be from 0 to 1, got {threshold}.")
     if fraction is not None and not 0 < fraction < 1:
         raise AmlcytoError(f"--fraction must be between 0 and 1, got {fraction}.")
+
+
+def _check_relabel(relabel: str | None, leukemia: set[str]) -> None:
+    """Refuse moving the flagged (control-like) cells into a leukemia class, or no class."""
+    if relabel is not None and (relabel in leukemia or not relabel.strip()):
+        raise AmlcytoError(
+            f"--relabel {relabel!r}: the flagged cells look like {CONTROL}, so move them to "
+            f"{CONTROL} or a class of their own (e.g. normal), not to a leukemia class of this "
+            f"data or run ({', '.join(sorted(leukemia))})."
+        )
 
 
 def _flags(cells: pd.DataFrame, column: str, threshold, fraction) -> np.ndarray:
@@ -182,5 +204,5 @@ def _montage(cells: pd.DataFrame, column: str, label: str, path: Path) -> Path:
         except AmlcytoError:
             image = None
         items.append((image, f"{row[column]:.2f}\n{row['patient']}"))
-    rows = [(f"{label}: most control-like", items[i : i + 8]) for i in range(0, len(items), 8)]
+    rows = [(f"{label}: most control-like", items)]
     return plot_montage(rows, f"{label}: the cells that look most like control ({column})", path)

@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -27,8 +28,9 @@ CONTROL = "control"
 SCORES = ("cell", "attention", "combined")
 
 
-def check_runs(run_dir: str | Path, mil_dir: str | Path | None) -> None:
-    """Refuse, before any work, a cell run without a control class or a MIL run that is not."""
+def check_runs(run_dir: str | Path, mil_dir: str | Path | None) -> list[str]:
+    """Refuse, before any work, a cell run without a control class or a MIL run that is not;
+    return the cell run's classes."""
     classes = read_run_kind(run_dir, CELL_CLASSIFIER).classes
     if CONTROL not in classes:
         raise AmlcytoError(
@@ -37,13 +39,17 @@ def check_runs(run_dir: str | Path, mil_dir: str | Path | None) -> None:
         )
     if mil_dir is not None:
         read_run_kind(mil_dir, PATIENT_MIL)
+    return classes
 
 
-def cell_scores(run_dir: str | Path, cells: pd.DataFrame) -> tuple[np.ndarray, dict]:
+def cell_scores(
+    run_dir: str | Path, cells: pd.DataFrame, progress: Callable[[int, int], None] | None = None
+) -> tuple[np.ndarray, dict]:
     """Each cell's control probability against its patient's class (``label``; against every
-    class where the run lacks it), NaN where unreadable; and the problems."""
+    class where the run lacks it), NaN where unreadable; and the problems. ``progress(done,
+    total)`` is called as the cells are scored."""
     run = load_for_inference(run_dir)
-    probabilities, unreadable = predict_readable(run, cells["path"].tolist())
+    probabilities, unreadable = predict_readable(run, cells["path"].tolist(), progress=progress)
     control = probabilities[:, run.classes.index(CONTROL)]
     own = np.array([run.classes.index(c) if c in run.classes else -1 for c in cells["label"]])
     against = np.where(own >= 0, probabilities[np.arange(len(own)), own], 1.0 - control)

@@ -3,7 +3,9 @@
 Columns: ``path,label,patient,width,height,sha256``; a split file adds ``split``
 (train/val/test) and/or ``fold``. In memory ``path`` is absolute. On disk it is written
 relative to the CSV file's own folder (like a link in a web page), so a manifest that
-travels with its data keeps working; ``absolute=True`` writes absolute paths instead.
+travels with its data keeps working; ``absolute=True`` writes absolute paths instead. A CSV
+that travels without its data (a run's ``split.csv`` in a copied run) is read with the folder
+it was written in, where the paths are looked up too (:func:`absolute_paths`).
 """
 
 from __future__ import annotations
@@ -13,26 +15,27 @@ from pathlib import Path
 
 import pandas as pd
 
-from amlcyto.errors import AmlcytoError
+from amlcyto.errors import AmlcytoError, command_line
 from amlcyto.io import write_csv_atomic
 
 MANIFEST_COLUMNS = ["path", "label", "patient", "width", "height", "sha256"]
 SPLIT_NAMES = ("train", "val", "test")
 
 
-def read_manifest(csv_path: str | Path) -> pd.DataFrame:
-    """Read a manifest or split CSV; return it with absolute paths and checked columns."""
+def read_manifest(csv_path: str | Path, written_in: str | Path | None = None) -> pd.DataFrame:
+    """Read a manifest or split CSV; return it with absolute paths (see :func:`absolute_paths`
+    for ``written_in``) and checked columns."""
     csv_path = Path(csv_path)
     if csv_path.is_dir():
+        beside = csv_path.resolve().parent / (csv_path.resolve().name + ".csv")
         raise AmlcytoError(
-            f"{csv_path}: a folder, not a manifest CSV; scan it first: `amlcyto scan {csv_path} "
-            f"--out {csv_path.resolve().parent / (csv_path.resolve().name + '.csv')}`, then pass "
-            "that CSV."
+            f"{csv_path}: a folder, not a manifest CSV; scan it first: "
+            f"{command_line('amlcyto scan {} --out {}', csv_path, beside)}, then pass that CSV."
         )
     if not csv_path.is_file():
         raise AmlcytoError(
             f"{csv_path}: no such manifest; "
-            f"create one with `amlcyto scan DATA_DIR --out {csv_path}`."
+            f"create one with {command_line('amlcyto scan DATA_DIR --out {}', csv_path)}."
         )
     try:
         # Only empty cells are missing: a patient or class named NA, None or nan is a name.
@@ -75,15 +78,32 @@ def read_manifest(csv_path: str | Path) -> pd.DataFrame:
                 f"{csv_path}: line {line} has no {column} ({int(empty.sum())} such row(s)); "
                 "fill it in or recreate the manifest with `amlcyto scan`."
             )
-    frame["path"] = absolute_paths(frame["path"], csv_path)
+    frame["path"] = absolute_paths(frame["path"], csv_path, written_in)
     return frame
 
 
-def absolute_paths(paths, csv_path: str | Path) -> list[str]:
+def absolute_paths(paths, csv_path: str | Path, written_in: str | Path | None = None) -> list[str]:
     """``paths`` as a CSV at ``csv_path`` holds them (relative to its folder, or absolute)
-    made absolute: how every CSV amlcyto writes is read back."""
+    made absolute: how every CSV amlcyto writes is read back.
+
+    ``written_in``: the folder the CSV was written in, where it has been copied or moved since
+    (a run's, :class:`~amlcyto.runs.record.DataInfo`). A relative path that leads to no file
+    from the CSV's folder now is then taken from there (and stays so where neither has it: the
+    place the file was)."""
     base = Path(csv_path).resolve().parent
-    return [p if os.path.isabs(p) else os.path.normpath(base / p) for p in paths]
+    here = [p if os.path.isabs(p) else os.path.normpath(base / p) for p in paths]
+    if written_in is None or Path(written_in) == base:
+        return here
+    there = [os.path.normpath(Path(written_in, p)) for p in paths]
+    return [h if os.path.exists(h) else t for h, t in zip(here, there, strict=True)]
+
+
+def paths_source(csv_path: str | Path, written_in: str | Path | None = None) -> str:
+    """``csv_path`` named for a message about its paths: with both folders they were looked up
+    from, where it was written elsewhere (:func:`absolute_paths`)."""
+    if written_in is None or Path(written_in) == Path(csv_path).resolve().parent:
+        return str(csv_path)
+    return f"{csv_path} (looked up from its folder and from {written_in}, where it was written)"
 
 
 def write_manifest(frame: pd.DataFrame, csv_path: str | Path, absolute: bool = False) -> Path:

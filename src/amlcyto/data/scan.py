@@ -21,7 +21,7 @@ from rich.text import Text
 from amlcyto.data.decoding import ImageDecodeError, decode_rgb, read_bytes, read_size
 from amlcyto.data.discovery import FLAT_LAYOUT, HIDDEN, KEPT, SKIPPED, Problem, discover
 from amlcyto.data.manifest import MANIFEST_COLUMNS, read_manifest, write_manifest
-from amlcyto.machine import usable_cpus
+from amlcyto.machine import capped_workers, usable_cpus
 from amlcyto.parallel import ordered_map
 
 PROBLEM_COLUMNS = ["path", "problem", "detail", "action"]
@@ -222,7 +222,7 @@ def _inspect_all(
     hash: bool,
     progress: Callable[[int, int], None] | None,
 ) -> list[_FileInfo]:
-    workers = usable_cpus() if workers is None else workers
+    workers = usable_cpus() if workers is None else capped_workers(workers)
     if workers < 1:
         raise ValueError(f"workers must be at least 1, got {workers}")
     total = len(paths)

@@ -44,7 +44,7 @@ import pandas as pd
 from amlcyto.data.discovery import SKIPPED, check_data_dir, discover
 from amlcyto.data.mappings import CATEGORIES, SourceClass, load_mapping
 from amlcyto.data.patient_tables import read_patient_tables
-from amlcyto.errors import AmlcytoError
+from amlcyto.errors import AmlcytoError, command_line
 from amlcyto.io import building_folder, check_output_dir, write_csv_atomic, write_json_atomic
 
 NOTE = (
@@ -139,6 +139,8 @@ def simulate_patients(
     """
     if not 0 <= encoder_share < 1:
         raise AmlcytoError(f"encoder share {encoder_share}: use 0 <= share < 1 (e.g. 0.3).")
+    if isinstance(seed, bool) or not 0 <= seed < 2**32:
+        raise AmlcytoError(f"--seed must be from 0 to {2**32 - 1}, got {seed}.")
     tables = [tables] if isinstance(tables, str | Path) else list(tables)
     sources = load_mapping(mapping)
     patients = read_patient_tables(tables)
@@ -192,8 +194,8 @@ def read_pool(
     if skipped:
         what = ", ".join(f"{k}: {n}" for k, n in sorted(skipped.items()))
         warnings.warn(
-            f"{root}: {sum(skipped.values())} entries skipped ({what}); `amlcyto scan {root}` "
-            "lists them.",
+            f"{root}: {sum(skipped.values())} entries skipped ({what}); "
+            f"{command_line('amlcyto scan {}', root)} lists them.",
             stacklevel=2,
         )
     paths = sorted(str(Path(r["path"]).relative_to(root)) for r in found.records)

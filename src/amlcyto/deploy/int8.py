@@ -32,7 +32,7 @@ import torch
 from torch import nn
 
 from amlcyto.deploy.run_cells import read_cells, run_cell_paths
-from amlcyto.errors import AmlcytoError, first_line
+from amlcyto.errors import AmlcytoError, command_line, first_line
 from amlcyto.io import check_output_file, write_json_atomic
 from amlcyto.models import CellPredictor
 from amlcyto.runs import WEIGHTS, Run, RunInfo, file_sha256, load_run
@@ -99,7 +99,7 @@ def quantize_run(
     if cells < 1:
         raise AmlcytoError(f"--cells {cells}: calibrate on at least 1 cell (default 256).")
     run = load_run(run_dir, device="cpu", precision="32")
-    out = check_output_file(run.path / CALIBRATION, force)
+    out = check_output_file(run.path / CALIBRATION, force, example=None)
     own = run_cell_paths(run, ("val", "train"))
     calibration, used = read_cells(run, own, cells, "validation or training")
     batches = (
@@ -152,36 +152,41 @@ def int8_network(info: RunInfo, model: nn.Module) -> Int8CellModel:
     its weights) and its ``int8.json``; one-line errors for a missing, unreadable or stale
     calibration."""
     path = info.path / CALIBRATION
-    rerun = f"amlcyto quantize {info.path} --force"
+    rerun = command_line("amlcyto quantize {} --force", info.path)
     if not path.is_file():
         raise AmlcytoError(
             f"{info.path}: not calibrated for --precision int8 (no {CALIBRATION}); run "
-            f"`amlcyto quantize {info.path}` first, or use --precision 32."
+            f"{command_line('amlcyto quantize {}', info.path)} first, or use --precision 32."
         )
     try:
         record = json.loads(path.read_text(encoding="utf-8"))
         observers = {k: torch.tensor(v) for k, v in record["observers"].items()}
         weights = record["weights_sha256"]
     except (OSError, ValueError, KeyError, TypeError, AttributeError, RuntimeError) as error:
-        raise AmlcytoError(f"{path}: unreadable ({first_line(error)}); rerun `{rerun}`.") from None
+        raise AmlcytoError(f"{path}: unreadable ({first_line(error)}); rerun {rerun}.") from None
     if record.get("format") != FORMAT:
-        raise AmlcytoError(f"{path}: written by another version of amlcyto; rerun `{rerun}`.")
+        raise AmlcytoError(f"{path}: written by another version of amlcyto; rerun {rerun}.")
+    broken = [name for name, value in observers.items() if not torch.isfinite(value).all()]
+    if broken:  # the calibration's, not the weights' (checked on their own load)
+        raise AmlcytoError(
+            f"{path}: the calibration holds NaN or infinite values ({broken[0]}); rerun {rerun}."
+        )
     if weights != _weights_sha256(info):
         raise AmlcytoError(
-            f"{path}: calibrated for other weights (the run was retrained since); rerun `{rerun}`."
+            f"{path}: calibrated for other weights (the run was retrained since); rerun {rerun}."
         )
     prepared = _prepared(model, info.input.image_size, _label(info))
     if set(observers) != set(_observer_state(prepared)):
         raise AmlcytoError(
             f"{path}: its observers do not fit this model in torch {torch.__version__} "
-            f"(calibrated with torch {record.get('torch')}); rerun `{rerun}`."
+            f"(calibrated with torch {record.get('torch')}); rerun {rerun}."
         )
     try:
         prepared.load_state_dict(observers, strict=False)
         return Int8CellModel(_converted(prepared), model)
     except Exception as error:  # damaged ranges fail inside torch.ao in many ways
         first = first_line(error) or type(error).__name__
-        raise AmlcytoError(f"{path}: does not fit the model ({first}); rerun `{rerun}`.") from None
+        raise AmlcytoError(f"{path}: does not fit the model ({first}); rerun {rerun}.") from None
 
 
 def with_int8_network(run: Run) -> Run:

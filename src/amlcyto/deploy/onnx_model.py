@@ -9,7 +9,7 @@ from. This module imports only numpy, onnxruntime and amlcyto's decoding.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -77,20 +77,35 @@ def load_onnx_model(path: str | Path, data: bytes | None = None) -> OnnxCellMode
     try:
         classes = json.loads(meta[META + "classes"])
         size = int(meta[META + "image_size"])
+        if not isinstance(classes, list) or not all(isinstance(c, str) for c in classes):
+            raise ValueError("classes")
     except (KeyError, ValueError, json.JSONDecodeError):
         raise AmlcytoError(
             f"{path}: an ONNX model without amlcyto's metadata (classes, image size); export "
             "it with `amlcyto export RUN --format onnx`."
         ) from None
+    # (batch, size, size, 3) -> (batch, classes): where the graph fixes a size, it must agree
+    cells, probabilities = session.get_inputs()[0].shape, session.get_outputs()[0].shape
+    expected = [(cells[1:3], [size, size]), (probabilities[1:], [len(classes)])]
+    if any(list(got) != want and all(isinstance(d, int) for d in got) for got, want in expected):
+        raise AmlcytoError(
+            f"{path}: its metadata ({len(classes)} classes, {size} px) disagree with its graph "
+            f"(cells {cells} in, probabilities {probabilities} out); export the run again with "
+            "`amlcyto export RUN`."
+        )
     return OnnxCellModel(path, classes, size, meta, session)
 
 
 def predict_readable_onnx(
-    model: OnnxCellModel, paths: Sequence[str], batch_size: int = 256
+    model: OnnxCellModel,
+    paths: Sequence[str],
+    batch_size: int = 256,
+    progress: Callable[[int, int], None] | None = None,
 ) -> tuple[np.ndarray, dict[int, Problem]]:
     """As :func:`amlcyto.evaluation.inference.predict_readable`, with the ONNX model: the
     probabilities of every image that decodes (NaN rows for the others), and why each other
-    one does not. Images are decoded and resized by the same function training uses."""
+    one does not; ``progress(done, total)`` as they are scored. Images are decoded and resized
+    by the same function training uses."""
     probabilities = np.full((len(paths), len(model.classes)), np.nan, dtype=np.float32)
     unreadable: dict[int, Problem] = {}
     for start in range(0, len(paths), batch_size):
@@ -112,4 +127,6 @@ def predict_readable_onnx(
                     f"{paths[rows[0]]} and others); export the run again."
                 )
             probabilities[rows] = scores
+        if progress is not None:
+            progress(min(start + batch_size, len(paths)), len(paths))
     return probabilities, unreadable

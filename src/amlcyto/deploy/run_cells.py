@@ -4,37 +4,47 @@ another (the ONNX export, the int8 calibration)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from contextlib import suppress
 
 import numpy as np
 import pandas as pd
 
-from amlcyto.data.decoding import read_rgb_resized
-from amlcyto.data.manifest import read_manifest
+from amlcyto.data.decoding import ImageDecodeError, read_rgb_resized
+from amlcyto.data.manifest import paths_source, read_manifest
 from amlcyto.errors import AmlcytoError
 from amlcyto.runs import SPLIT, Run
 
+PUT_BACK = "put the images back where it lists them"
 
-def read_cells(run: Run, paths: Sequence[str], limit: int, what: str) -> tuple[np.ndarray, int]:
+
+def read_cells(
+    run: Run,
+    paths: Sequence[str],
+    limit: int,
+    what: str,
+    source: str | None = None,
+    fix: str = PUT_BACK,
+) -> tuple[np.ndarray, int]:
     """Up to ``limit`` of ``paths`` decoded at the run's image size, ``(N, S, S, 3)`` uint8,
     and how many paths that took. A path that no longer decodes is passed over (the others
-    still serve); none at all is a one-line error naming the run's split file and ``what`` was
-    wanted."""
-    split_file = run.path / SPLIT
+    still serve); none at all is a one-line error naming ``source`` (default: the run's split
+    file, and where its paths were looked up), ``what`` was wanted, the first failure and
+    ``fix``."""
+    source = source or paths_source(run.split_file, run.info.data.written_in)
     size = run.info.input.image_size
-    cells, used = [], 0
+    cells, used, first = [], 0, None
     for path in paths:
         if len(cells) == limit:
             break
         used += 1
-        with suppress(AmlcytoError):  # moved or broken since training: use the others
+        try:
             cells.append(read_rgb_resized(path, size))
+        except ImageDecodeError as error:  # moved or broken since training: use the others
+            first = first or f"{error.path}: {error.reason}"
     if not paths:
-        raise AmlcytoError(f"{split_file}: lists no {what} rows; this step needs some.")
+        raise AmlcytoError(f"{source}: lists no {what} rows; this step needs some.")
     if not cells:
         raise AmlcytoError(
-            f"{split_file}: none of its {what} images can be read; put the images back where "
-            "the split lists them."
+            f"{source}: none of its {used} {what} images can be read (the first: {first}); {fix}."
         )
     return np.stack(cells), used
 
@@ -50,7 +60,7 @@ def run_cell_paths(run: Run, splits: Sequence[str]) -> list[str]:
             f"{split_file}: missing, and this step needs the run's own cells; put the run's "
             "split.csv back."
         )
-    frame = read_manifest(split_file)
+    frame = read_manifest(split_file, run.info.data.written_in)
     if "split" not in frame.columns:
         return _classes_in_turn(frame).tolist()
     return [path for name in splits for path in _classes_in_turn(frame[frame["split"] == name])]

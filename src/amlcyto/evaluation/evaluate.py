@@ -11,7 +11,7 @@ import pandas as pd
 
 from amlcyto.data.decoding import DECODE_PROBLEMS
 from amlcyto.data.discovery import SKIPPED, Problem, check_some_readable
-from amlcyto.data.manifest import absolute_paths, write_manifest
+from amlcyto.data.manifest import absolute_paths, paths_source, read_manifest, write_manifest
 from amlcyto.data.scan import PROBLEM_COLUMNS, labelled_rows, write_problems
 from amlcyto.errors import AmlcytoError, first_line
 from amlcyto.evaluation.metrics import compute_metrics, report_text
@@ -25,6 +25,7 @@ from amlcyto.io import (
     write_csv_atomic,
     write_text_atomic,
 )
+from amlcyto.runs import read_run_info
 from amlcyto.runs.files import (
     CONFUSION,
     EVALUATION_FILES,
@@ -70,7 +71,11 @@ def evaluation_rows(
             f"{run.path}: an exported model has no split of its own; name the labelled data "
             "to score with --data (a folder, manifest or split file)."
         )
-    frame, problems = labelled_rows(data if data is not None else run.split_file)
+    if data is None:  # the run's own split, looked up from where the run was written too
+        frame = read_manifest(run.split_file, run.written_in)
+        problems = pd.DataFrame(columns=PROBLEM_COLUMNS)
+    else:
+        frame, problems = labelled_rows(data)
     if "split" in frame.columns:
         split = split or "test"
         others = ", ".join(sorted(set(frame["split"].dropna()))) or "none"
@@ -112,6 +117,7 @@ def evaluate(
     batch_size: int = 256,
     workers: int | None = None,
     precision: str = "auto",
+    progress: Callable[[int, int], None] | None = None,
 ) -> Evaluation:
     """Score a run: cell-level and patient-level reports, metrics, predictions and figures.
 
@@ -134,6 +140,8 @@ def evaluate(
     out : path, optional
         Output folder; default :func:`default_out`. With ``force``, the files of an earlier
         evaluation there are removed first.
+    progress : callable, optional
+        Called as ``progress(done, total)`` while the images are scored.
 
     Raises
     ------
@@ -143,7 +151,7 @@ def evaluate(
     """
     run = open_scorer(run_dir, precision)
     frame, problems = evaluation_rows(run, data, split)
-    source = str(data or run.split_file)
+    source = str(data or paths_source(run.split_file, run.written_in))
     known = frame["label"].isin(run.classes)
     rows = frame[known].reset_index(drop=True)
     if rows.empty:
@@ -157,7 +165,7 @@ def evaluate(
     if target.exists():
         prepare_output_dir(target, force)  # refuse an earlier evaluation now, not after scoring
 
-    probabilities, unreadable = run.score(rows["path"].tolist(), batch_size, workers)
+    probabilities, unreadable = run.score(rows["path"].tolist(), batch_size, workers, progress)
     check_some_readable(unreadable, len(rows), source)
     problems = _with_problems(problems, list(unreadable.values()))
     readable = ~rows.index.isin(list(unreadable))
@@ -202,8 +210,10 @@ def evaluate(
     return Evaluation(out, metrics, report, patient_report, cells, patients, problems)
 
 
-def load_evaluation(folder: str | Path) -> Evaluation:
-    """Read back what :func:`evaluate` wrote into ``folder`` (paths made absolute again)."""
+def load_evaluation(folder: str | Path, written_in: str | Path | None = None) -> Evaluation:
+    """Read back what :func:`evaluate` wrote into ``folder`` (paths made absolute again, see
+    :func:`~amlcyto.data.manifest.absolute_paths` for ``written_in``); one whose tables were
+    cut short is a one-line error."""
     folder = Path(folder)
     metrics = read_metrics(folder, EvaluationMetrics)
     try:
@@ -219,7 +229,18 @@ def load_evaluation(folder: str | Path) -> Evaluation:
             f"{folder}: not a whole evaluation ({first_line(error)}); score the run again with "
             "`amlcyto evaluate RUN --force`."
         ) from None
-    cells["path"] = absolute_paths(cells["path"], folder / PREDICTIONS)
+    for name, table, scores in (
+        (PREDICTIONS, cells, metrics),
+        (PATIENTS, patients, metrics.patients),
+    ):
+        whole = table[["true", "predicted"]].notna().all(axis=None)
+        if len(table) != scores.n or not whole:
+            raise AmlcytoError(
+                f"{folder / name}: {len(table)} rows{'' if whole else ', one cut short,'} where "
+                f"{METRICS} counts {scores.n}; score the run again with "
+                "`amlcyto evaluate RUN --force`."
+            )
+    cells["path"] = absolute_paths(cells["path"], folder / PREDICTIONS, written_in)
     classes = metrics.classes
     report, patient_report = report_text(cells, classes), report_text(patients, classes)
     return Evaluation(folder, metrics, report, patient_report, cells, patients, problems)
@@ -230,11 +251,15 @@ def test_evaluation(run_dir: str | Path, log: Callable[[str], None] | None = Non
     ``RUN/eval-test``, read back, or, where there is none whole, made now (replacing the files
     of an incomplete one)."""
     folder = Path(run_dir) / evaluation_folder("test")  # evaluate's default for its test split
+    why = "no test evaluation yet"
     if (folder / METRICS).is_file():
-        with suppress(AmlcytoError):  # incomplete: scored again below
-            return load_evaluation(folder)
+        written_in = read_run_info(run_dir).data.written_in  # where the run was, if moved since
+        try:
+            return load_evaluation(folder, written_in and Path(written_in) / folder.name)
+        except AmlcytoError as error:  # incomplete: scored again below
+            why = f"its test evaluation is not whole ({first_line(error).split('; ')[0]})"
     if log is not None:
-        log(f"{run_dir}: no test evaluation yet; scoring its test split into {folder}")
+        log(f"{run_dir}: {why}; scoring its test split into {folder}")
     return evaluate(run_dir, force=True)
 
 

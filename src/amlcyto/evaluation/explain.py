@@ -3,13 +3,14 @@
 ```
 OUT/
   <nnnnn>_<image name>.png   the cell and its overlay, "predicted CLASS (p 0.97)"
-  explanations.csv           path, predicted, probability, overlay (or problem)
+  explanations.csv           path, predicted, probability, overlay (or problem: an image
+                             that cannot be read, an entry passed over as not an image)
 ```
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,11 +23,13 @@ from amlcyto.errors import AmlcytoError
 from amlcyto.evaluation.gradcam import grad_cam
 from amlcyto.evaluation.inference import load_for_inference
 from amlcyto.evaluation.plots import plot_gradcam
-from amlcyto.evaluation.predict import collect_images
-from amlcyto.io import prepare_output_dir, write_csv_atomic
+from amlcyto.evaluation.predict import collect_images, passed_over_reason
+from amlcyto.io import building_folder, check_output_dir, write_csv_atomic
 from amlcyto.runs import Run
 
 TABLE = "explanations.csv"
+FILES = (TABLE, "[0-9][0-9][0-9][0-9][0-9]*_*.png")  # what explain writes in OUT
+PASSED_OVER = "passed over"  # the problem of an entry that is not an image
 
 
 @dataclass
@@ -46,9 +49,11 @@ def explain_cells(
     paths: Sequence[str],
     batch_size: int = 32,
     classes: Sequence[str] | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> Iterator[ExplainedCell]:
     """Grad-CAM of each image in ``paths``, in order, a batch at a time; an image that cannot
-    be decoded comes back with its problem (listed, never dropped).
+    be decoded comes back with its problem (listed, never dropped). ``progress(done, total)``
+    is called as the batches are used.
 
     Each map explains the class the model predicts now, or with ``classes`` (a class name per
     path) that class: the report passes the class its evaluation predicted, which on a near tie
@@ -70,6 +75,8 @@ def explain_cells(
             for item, cam, p in zip(readable, maps.numpy(), probabilities.numpy(), strict=True):
                 item.cam, item.probabilities = cam, p
         yield from batch
+        if progress is not None:  # once the caller has used the batch
+            progress(min(start + batch_size, len(paths)), len(paths))
 
 
 def _read(path: str, size: int) -> ExplainedCell:
@@ -85,28 +92,33 @@ def explain(
     out: str | Path,
     force: bool = False,
     batch_size: int = 32,
+    progress: Callable[[int, int], None] | None = None,
 ) -> pd.DataFrame:
-    """Write a Grad-CAM overlay of every image under ``inputs`` into ``out``.
+    """Write a Grad-CAM overlay of every image under ``inputs`` into the folder ``out``, whole
+    or not at all (``force`` replaces an earlier one's files; others there stay).
 
     Returns the table written as ``explanations.csv``: one row per image with its predicted
-    class and probability and the overlay's file name; an image that cannot be decoded gets a
-    row with the problem instead (it is listed, not dropped).
+    class and probability and the overlay's file name; an image that cannot be decoded, and an
+    entry under ``inputs`` that is not an image, get a row with the problem instead (listed,
+    not dropped).
     """
     run = load_for_inference(run_dir)
-    images, _ = collect_images(inputs)
-    out = prepare_output_dir(out, force)
+    images, others = collect_images(inputs)
+    out = check_output_dir(out, force, FILES)
     rows: list[dict] = []
-    for item in explain_cells(run, images, batch_size):
-        if item.problem is not None:
-            rows.append({"path": item.path, "problem": item.problem})
-            continue
-        index = int(item.probabilities.argmax())
-        name, p = run.classes[index], float(item.probabilities[index])
-        overlay = f"{len(rows):05d}_{Path(item.path).stem}.png"
-        plot_gradcam(item.cell, item.cam, f"predicted {name} (p {p:.2f})", out / overlay)
-        rows.append(
-            {"path": item.path, "predicted": name, "probability": round(p, 6), "overlay": overlay}
-        )
-    table = pd.DataFrame(rows, columns=["path", "predicted", "probability", "overlay", "problem"])
-    write_csv_atomic(out / TABLE, table)
+    with building_folder(out, FILES) as work:
+        for item in explain_cells(run, images, batch_size, progress=progress):
+            if item.problem is not None:
+                rows.append({"path": item.path, "problem": item.problem})
+                continue
+            index = int(item.probabilities.argmax())
+            name, p = run.classes[index], float(item.probabilities[index])
+            overlay = f"{len(rows):05d}_{Path(item.path).stem}.png"
+            plot_gradcam(item.cell, item.cam, f"predicted {name} (p {p:.2f})", work / overlay)
+            row = {"path": item.path, "predicted": name, "probability": round(p, 6)}
+            rows.append({**row, "overlay": overlay})
+        rows += [{"path": o, "problem": f"{PASSED_OVER}: {passed_over_reason(o)}"} for o in others]
+        columns = ["path", "predicted", "probability", "overlay", "problem"]
+        table = pd.DataFrame(rows, columns=columns)
+        write_csv_atomic(work / TABLE, table)
     return table

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +17,7 @@ from amlcyto.data.decoding import ImageDecodeError
 from amlcyto.data.discovery import SKIPPED, Problem
 from amlcyto.deploy.int8 import with_int8_network
 from amlcyto.errors import AmlcytoError
-from amlcyto.machine import inference_device, tune_malloc, usable_cpus
+from amlcyto.machine import capped_workers, inference_device, tune_malloc, usable_cpus
 from amlcyto.models.fusion import fold_batchnorm
 from amlcyto.runs import Run, load_run
 
@@ -34,13 +34,16 @@ def load_for_inference(run_dir: str | Path, precision: str = "auto") -> Run:
     return load_run(run_dir, device, precision)
 
 
-def decoding_workers(count: int) -> int:
-    """Decoding processes for ``count`` images.
+def decoding_workers(count: int, asked: int | None = None) -> int:
+    """Decoding processes for ``count`` images: the ``asked`` number (``--workers``), at most
+    one per usable CPU (:func:`~amlcyto.machine.capped_workers`), or by default:
 
     None on a CPU-only machine: decoding in the process that runs the model is fastest there
     (measured on 2 cores: 744 images/s against 580 with two workers for ``cnn_small``), since
     workers compete with the model's own threads. With a GPU, one per core (up to 8).
     """
+    if asked is not None:
+        return capped_workers(asked)
     if count < 512 or not torch.cuda.is_available():
         return 0
     return min(usable_cpus(), 8)
@@ -64,7 +67,7 @@ def predict_readable(
     run: Run, paths: Sequence[str], **options
 ) -> tuple[np.ndarray, dict[int, Problem]]:
     """Class probabilities of every image that decodes, and why each other one does not;
-    ``options`` (batch size, workers, cache) as :func:`scored_batches` takes them.
+    ``options`` (batch size, workers, cache, progress) as :func:`scored_batches` takes them.
 
     Returns ``(probabilities, unreadable)``: ``(N, K)``, columns following ``run.classes``, NaN
     in the rows of unreadable files; index into ``paths`` -> a skipped
@@ -105,6 +108,7 @@ def scored_batches(
     cache: bool = False,
     cache_dir: str | None = None,
     features: bool = False,
+    progress: Callable[[int, int], None] | None = None,
 ) -> Iterator[ScoredBatch]:
     """The images of ``paths`` through the run's model, a batch at a time, in order: the one
     inference loop of ``predict``, ``evaluate`` and ``embed`` (with ``features``: the input of
@@ -112,17 +116,20 @@ def scored_batches(
     :func:`decoding_workers`), or without them in a thread one batch ahead of the model; a file
     that cannot be decoded is listed, never dropped. The model runs with its BatchNorm folded
     into the convolutions (:func:`~amlcyto.models.fusion.fold_batchnorm`) in the run's
-    precision (:meth:`~amlcyto.runs.Run.autocast`)."""
+    precision (:meth:`~amlcyto.runs.Run.autocast`). ``progress(done, total)`` is called as the
+    images are scored."""
     if len(paths) == 0:
         return
     tune_malloc()
-    workers = decoding_workers(len(paths)) if workers is None else workers
+    workers = decoding_workers(len(paths), workers)
     source = image_source(list(paths), run.image_size, cache=cache, cache_dir=cache_dir)
     loader = DataLoader(_Checked(source), batch_size=batch_size, num_workers=workers)
     predictor = fold_batchnorm(run.predictor).to(memory_format=torch.channels_last)
     device = next(predictor.parameters()).device
     batches = loader if workers else decoded_ahead(loader)
     start = 0
+    if progress is not None:
+        progress(0, len(paths))
     try:
         for images, codes, details in batches:
             images = images.to(device)
@@ -149,6 +156,8 @@ def scored_batches(
             }
             yield ScoredBatch(start, probabilities.numpy(), cell_features, unreadable)
             start += len(codes)
+            if progress is not None:
+                progress(start, len(paths))
     finally:  # a caller that stops early lets the decoding thread go now, not at collection
         if batches is not loader:
             batches.close()

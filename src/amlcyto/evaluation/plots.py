@@ -1,7 +1,12 @@
-"""Figures of an evaluation: confusion matrix, ROC curves, loss curves (PNG, matplotlib)."""
+"""Figures of an evaluation: confusion matrix, ROC curves, loss curves (PNG, matplotlib).
+
+Text draws in DejaVu Sans, then in any installed font with CJK glyphs (patients' names);
+a character no installed font has is written as its code point (``\\u60a3``), never a box.
+"""
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import matplotlib
@@ -10,14 +15,41 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+from matplotlib import font_manager  # noqa: E402
+from matplotlib.ft2font import FT2Font  # noqa: E402
 from sklearn.metrics import ConfusionMatrixDisplay, RocCurveDisplay  # noqa: E402
 
 from amlcyto.evaluation.tables import probability_columns  # noqa: E402
 from amlcyto.head_rule import positive_class  # noqa: E402
 from amlcyto.io import write_atomic  # noqa: E402
 
+MONTAGE_COLUMNS = 8  # cells per line of a montage; more wrap onto further lines
+# Installed fonts (by a part of their name) drawn where DejaVu Sans has no glyph.
+FALLBACK_FONTS = ("CJK", "WenQuanYi", "Droid Sans Fallback", "Source Han Sans", "Unifont")
+_FONTS = ["DejaVu Sans"] + sorted(
+    {f.name for f in font_manager.fontManager.ttflist if any(k in f.name for k in FALLBACK_FONTS)}
+)
+matplotlib.rcParams["font.sans-serif"] = _FONTS + matplotlib.rcParams["font.sans-serif"]
+
+
+@functools.cache
+def _glyphs() -> frozenset[int]:
+    """The characters (code points) some font of ``_FONTS`` draws."""
+    charmaps = (FT2Font(font_manager.findfont(name)).get_charmap() for name in _FONTS)
+    return frozenset().union(*charmaps)
+
+
+def drawable(text: str) -> str:
+    """``text`` with each character no installed font draws written as its code point."""
+    glyphs = _glyphs()
+    return "".join(
+        c if c.isspace() or ord(c) in glyphs else c.encode("unicode_escape").decode() for c in text
+    )
+
 
 def _save(figure, path: Path) -> Path:
+    for text in figure.findobj(matplotlib.text.Text):
+        text.set_text(drawable(text.get_text()))
     write_atomic(path, lambda tmp: figure.savefig(tmp, format="png", dpi=120, bbox_inches="tight"))
     plt.close(figure)
     return path
@@ -87,7 +119,13 @@ def plot_montage(
     rows: list[tuple[str, list[tuple[np.ndarray | None, str]]]], title: str, path: Path
 ) -> Path:
     """Rows of captioned cells: ``[(row title, [(uint8 RGB or None, caption), ...]), ...]``;
-    a cell that could not be read (None) is drawn blank and captioned so."""
+    a cell that could not be read (None) is drawn blank and captioned so. A row of more than
+    ``MONTAGE_COLUMNS`` cells wraps onto further lines."""
+    rows = [
+        (title if start == 0 else "", items[start : start + MONTAGE_COLUMNS])
+        for title, items in rows
+        for start in range(0, len(items), MONTAGE_COLUMNS)
+    ]
     columns = max(len(items) for _, items in rows)
     figure, axes = plt.subplots(
         len(rows), columns, figsize=(1.5 * columns, 1.95 * len(rows)), squeeze=False

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from contextlib import suppress
 from pathlib import Path
 
 import numpy as np
@@ -37,9 +38,9 @@ def collect_images(inputs: Sequence[str | Path]) -> tuple[list[str], list[str]]:
     """Image files named or found (recursively, following symbolic links) under ``inputs``, and
     the other entries passed over (other files, broken links, pipes, and hidden files and
     folders: names starting with a dot, not entered). Each entry is listed once, under the
-    first path it was reached by.
+    first path it was reached by, made absolute as the user sees it (:func:`_user_folder`).
     """
-    images, others, seen = [], [], set()
+    images, others, seen, here = [], [], set(), _user_folder()
     for item in map(Path, inputs):
         if item.is_dir():
             files, hidden = _files_under(item)
@@ -54,12 +55,22 @@ def collect_images(inputs: Sequence[str | Path]) -> tuple[list[str], list[str]]:
             if real not in seen:
                 seen.add(real)
                 image = file not in hidden and os.path.isfile(file) and is_image_file(file)
-                (images if image else others).append(os.path.abspath(file))
+                (images if image else others).append(os.path.normpath(os.path.join(here, file)))
     if not images:
         raise AmlcytoError(
             f"no images (.tif .tiff .png .jpg .jpeg .bmp) in {', '.join(map(str, inputs))}."
         )
     return images, others
+
+
+def _user_folder() -> str:
+    """The current folder as the user's shell names it (``$PWD``, as ``pwd`` does), where that
+    is this folder: ``os.getcwd()`` names it by the targets of the links on the way."""
+    shell = os.environ.get("PWD", "")
+    with suppress(OSError):
+        if os.path.isabs(shell) and os.path.samefile(shell, os.curdir):
+            return shell
+    return os.getcwd()
 
 
 def _files_under(folder: Path) -> tuple[list[Path], list[Path]]:
@@ -84,8 +95,10 @@ def predict(
     batch_size: int = 256,
     workers: int | None = None,
     precision: str = "auto",
+    progress: Callable[[int, int], None] | None = None,
 ) -> tuple[pd.DataFrame, list[str]]:
-    """Predict every image under ``inputs``; list the ones that cannot be read, score the rest.
+    """Predict every image under ``inputs``; list the ones that cannot be read, score the rest
+    (calling ``progress(done, total)`` as it goes).
 
     Returns
     -------
@@ -105,7 +118,7 @@ def predict(
     scorer = open_scorer(run_dir, precision)  # a run, or an exported .onnx model
     classes = scorer.classes
     images, others = collect_images(inputs)
-    probabilities, unreadable = scorer.score(images, batch_size, workers)
+    probabilities, unreadable = scorer.score(images, batch_size, workers, progress)
     check_some_readable(unreadable, len(images), ", ".join(map(str, inputs)))
     readable = ~np.isin(np.arange(len(images)), list(unreadable))
     paths = [path for path, ok in zip(images, readable, strict=True) if ok]

@@ -19,16 +19,21 @@ from amlcyto.runs.files import HISTORY, evaluation_folder
 class Scorer:
     """A model to score images with.
 
-    ``score(paths, batch_size, workers)`` gives ``(probabilities, unreadable)`` as
-    :func:`amlcyto.evaluation.inference.predict_readable` does. ``split_file`` and ``history``
+    ``score(paths, batch_size, workers, progress)`` gives ``(probabilities, unreadable)`` as
+    :func:`amlcyto.evaluation.inference.predict_readable` does (``progress(done, total)`` or
+    None). ``split_file`` and ``history``
     are the run's (None for an exported model); evaluations go in ``eval_dir(name)``."""
 
     path: Path
     classes: list[str]
     split_file: Path | None
     history: Path | None
-    score: Callable[[Sequence[str], int, int | None], tuple[np.ndarray, dict[int, Problem]]]
+    score: Callable[
+        [Sequence[str], int, int | None, Callable[[int, int], None] | None],
+        tuple[np.ndarray, dict[int, Problem]],
+    ]
     precision: str = "32"  # what inference computes in (an exported model: always fp32)
+    written_in: str | None = None  # the run's folder when written (runs.record.DataInfo)
 
     def eval_dir(self, name: str) -> Path:
         """``RUN/eval-<name>``, or ``<model>-eval-<name>`` beside an exported model."""
@@ -52,7 +57,9 @@ def open_scorer(path: str | Path, precision: str = "auto") -> Scorer:
             model.classes,
             None,
             None,
-            lambda paths, batch_size, workers: predict_readable_onnx(model, paths, batch_size),
+            lambda paths, batch_size, workers, progress: predict_readable_onnx(
+                model, paths, batch_size, progress
+            ),
         )
     from amlcyto.evaluation.inference import load_for_inference, predict_readable
 
@@ -63,8 +70,9 @@ def open_scorer(path: str | Path, precision: str = "auto") -> Scorer:
         run.classes,
         run.split_file,
         history if history.is_file() else None,
-        lambda paths, batch_size, workers: predict_readable(
-            run, paths, batch_size=batch_size, workers=workers
+        lambda paths, batch_size, workers, progress: predict_readable(
+            run, paths, batch_size=batch_size, workers=workers, progress=progress
         ),
         run.precision,
+        run.info.data.written_in,
     )

@@ -26,7 +26,7 @@ class MilConfig:
     model_options: dict[str, Any] = field(default_factory=dict)
 
     def check(self) -> MilConfig:
-        from amlcyto.models.registry import FEATURES, list_models, model_inputs
+        from amlcyto.models.registry import FEATURES, check_options, list_models, model_inputs
 
         if model_inputs(self.model) != FEATURES:
             raise AmlcytoError(
@@ -45,4 +45,5 @@ class MilConfig:
             raise AmlcytoError(f"--val-share must be between 0 and 1, got {self.val_share}.")
         if self.lr is not None and not (math.isfinite(self.lr) and self.lr > 0):
             raise AmlcytoError(f"--lr must be a positive number, got {self.lr}.")
+        check_options(self.model, self.model_options)
         return self

@@ -63,14 +63,17 @@ def embedded_chunks(
     unreadable: dict[int, Problem],
     batch_size: int = 256,
     workers: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> Iterator[tuple[np.ndarray, np.ndarray, pd.DataFrame]]:
     """The readable cells of ``rows`` (index 0..N-1) through the run, a chunk at a time:
     ``(features, probabilities, their rows)``; each image that cannot be decoded goes into
     ``unreadable``. At the end, a one-line error where no image of ``source`` or none of a
-    patient's could be read. The one embedding loop of ``embed`` and ``mil predict``."""
+    patient's could be read; ``progress(done, total)`` as it goes. The one embedding loop of
+    ``embed`` and ``mil predict``."""
     paths = rows["path"].tolist()
     patients: set[str] = set()  # those with a readable cell
-    for batch in scored_batches(run, paths, batch_size, workers, features=True):
+    batches = scored_batches(run, paths, batch_size, workers, features=True, progress=progress)
+    for batch in batches:
         readable = batch.readable
         chunk = rows.iloc[batch.start : batch.start + len(readable)][readable]
         unreadable.update(batch.unreadable)
@@ -87,7 +90,7 @@ def embed(
     force: bool = False,
     batch_size: int = 256,
     workers: int | None = None,
-    log: Callable[[str], None] | None = None,
+    progress: Callable[[int, int], None] | None = None,
     precision: str = "auto",
 ) -> Embedding:
     """Write the features and class probabilities of every cell of ``data`` into ``out``.
@@ -104,8 +107,10 @@ def embed(
     precision : str
         What inference computes in (:func:`amlcyto.runs.load_run`); recorded in the file's
         extractor identity, and what ``mil predict`` embeds new images in.
+    progress : callable, optional
+        Called as ``progress(done, total)`` while the images are embedded.
     """
-    out = check_output_file(out, force)
+    out = check_output_file(out, force, example="cells.h5")
     run = load_for_inference(run_dir, precision)
     rows, problems = listed_rows(data)
     rows = rows.reset_index(drop=True)
@@ -113,12 +118,10 @@ def embed(
     started = time.perf_counter()
 
     def write(tmp: Path) -> None:
-        chunks = embedded_chunks(run, rows, str(data), unreadable, batch_size, workers)
+        chunks = embedded_chunks(run, rows, str(data), unreadable, batch_size, workers, progress)
         with FeatureWriter(tmp, extractor_of(run), len(run.classes)) as writer:
             for features, probabilities, chunk in chunks:
                 writer.append(features, probabilities, chunk)
-                if log is not None:
-                    log(f"read {writer.rows + len(unreadable)} of {len(rows)} images")
 
     write_atomic(out, write)
     seconds = time.perf_counter() - started

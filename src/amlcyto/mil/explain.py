@@ -26,6 +26,7 @@ from amlcyto.mil.fit import class_branch, predict_bags
 from amlcyto.runs import load_mil_run
 
 SHOWN = 8  # cells of each end (highest, lowest attention) in the montage
+MAX_SHOWN = 64  # at most: 16 rows of 8 cells (the CSV ranks every cell)
 THUMBNAIL = 96
 
 
@@ -49,6 +50,11 @@ def mil_explain(
 ) -> PatientExplanation:
     """Rank ``patient``'s cells by the attention of the run's model (trained on every patient)
     in the branch of the class it calls; ``features`` default to the files it was trained on."""
+    if not 1 <= shown <= MAX_SHOWN:
+        raise AmlcytoError(
+            f"--shown {shown}: a montage shows 1 to {MAX_SHOWN} cells of each end; the CSV "
+            "ranks every cell."
+        )
     info, model = load_mil_run(run_dir)
     expected = Extractor(**info.input.extractor)
     if features is None:
@@ -104,5 +110,8 @@ def _montage(cells: pd.DataFrame, shown: int, path: Path, patient: str, called: 
             items.append((image, f"#{row.rank} a={row.attention:.3f}\n{row.cell_type}"))
         if items:
             rows.append((title, items))
-    title = f"patient {patient}: called {called}; cells by attention (cell type: the cell model)"
+    title = (
+        f"patient {patient}: called {called}; cells by attention "
+        "(each: rank, attention a, the cell model's class)"
+    )
     return plot_montage(rows, title, path)

@@ -20,6 +20,7 @@ nothing: the run's path may differ (a copied run), its weights, input and precis
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -27,11 +28,12 @@ import numpy as np
 import pandas as pd
 
 import amlcyto
-from amlcyto.errors import AmlcytoError, first_line
+from amlcyto.errors import AmlcytoError, command_line, first_line
 
 KIND = "cell-features"
 FORMAT_VERSION = 1
 CHUNK_ROWS = 4096
+DATASETS = ("features", "probabilities", "path", "patient", "label")  # one row per cell each
 
 
 @dataclass(frozen=True)
@@ -153,12 +155,17 @@ class FeatureWriter:
 
 
 def read_features(path: str | Path) -> CellFeatures:
-    """Read a features file whole (features of the cohort: 81,214 x 512 float32 = 166 MB)."""
+    """Read a features file whole (features of the cohort: 81,214 x 512 float32 = 166 MB),
+    refusing in one line one that holds no cells, datasets of unequal length or a non-finite
+    value (NaN, infinity), naming its rows."""
     import h5py
 
     path = Path(path)
     if not path.is_file():
         raise AmlcytoError(f"{path}: no such features file; make one with `amlcyto embed`.")
+    again = "embed the cells again with `amlcyto embed`."
+    if path.stat().st_size == 0:
+        raise AmlcytoError(f"{path}: an empty file (0 bytes): no cells; {again}")
     try:
         with h5py.File(path, "r") as file:
             if file.attrs.get("amlcyto_kind") != KIND:
@@ -169,31 +176,47 @@ def read_features(path: str | Path) -> CellFeatures:
             if version != FORMAT_VERSION:
                 raise AmlcytoError(
                     f"{path}: features format {version}, this amlcyto reads {FORMAT_VERSION}; "
-                    "embed the cells again with `amlcyto embed`."
+                    f"{again}"
                 )
             extractor = Extractor.from_json(file.attrs["extractor"], path)
-            features = file["features"][()]
-            probabilities = file["probabilities"][()]
-            cells = pd.DataFrame(
-                {name: file[name].asstr()[()] for name in ("path", "patient", "label")}
-            )
-    except (OSError, KeyError) as error:
+            lengths = {name: len(file[name]) for name in DATASETS}
+            if len(set(lengths.values())) > 1:
+                found = ", ".join(f"{name} {rows}" for name, rows in lengths.items())
+                raise AmlcytoError(f"{path}: its datasets differ in rows ({found}); {again}")
+            if not lengths["features"]:
+                raise AmlcytoError(f"{path}: holds no cells (0 rows); {again}")
+            features = np.asarray(file["features"][()], np.float32)
+            probabilities = np.asarray(file["probabilities"][()], np.float32)
+            cells = pd.DataFrame({name: file[name].asstr()[()] for name in DATASETS[2:]})
+    except (OSError, KeyError, TypeError, ValueError) as error:  # a dataset of another type
         raise AmlcytoError(
-            f"{path}: not a readable features file ({first_line(error)}); embed the cells again "
-            "with `amlcyto embed`."
+            f"{path}: not a readable features file ({first_line(error)}); {again}"
         ) from None
     if features.shape != (len(cells), extractor.feature_width):
         raise AmlcytoError(
             f"{path}: holds features of shape {features.shape} for {len(cells)} cells of width "
-            f"{extractor.feature_width}; embed the cells again with `amlcyto embed`."
+            f"{extractor.feature_width}; {again}"
+        )
+    finite = np.isfinite(features).all(axis=1) & np.isfinite(probabilities).all(axis=1)
+    if not finite.all():
+        bad = np.flatnonzero(~finite)
+        rows = ", ".join(map(str, bad[:5])) + (", ..." if len(bad) > 5 else "")
+        raise AmlcytoError(
+            f"{path}: NaN or infinite features or probabilities in {len(bad)} of its "
+            f"{len(cells)} cells, row{'s' * (len(bad) > 1)} {rows} (counting from 0; the first "
+            f"is {cells['path'].iat[bad[0]]}); {again}"
         )
     return CellFeatures(features, probabilities, cells, extractor, str(path))
 
 
 def read_feature_files(paths: list[str | Path]) -> CellFeatures:
-    """Several features files as one; refused where two come from different extractors or
-    list the same cell twice."""
-    parts = [read_features(p) for p in paths]
+    """Several features files as one (a file given twice, once); refused where two come from
+    different extractors, list the same cell twice or the same patient (two patients of one
+    name are not merged)."""
+    unique: dict[str, str | Path] = {}  # each file by the first path it was given by
+    for path in paths:
+        unique.setdefault(os.path.realpath(path), path)
+    parts = [read_features(p) for p in unique.values()]
     first = parts[0]
     for part in parts[1:]:
         differs = part.extractor.differs_from(first.extractor)
@@ -213,9 +236,19 @@ def read_feature_files(paths: list[str | Path]) -> CellFeatures:
     repeated = cells["path"].duplicated()
     if repeated.any():
         raise AmlcytoError(
-            f"{cells.loc[repeated, 'path'].iloc[0]}: listed in more than one features file "
-            f"({int(repeated.sum())} such cells); give each cell once."
+            f"{cells.loc[repeated, 'path'].iloc[0]}: listed more than once in "
+            f"{', '.join(p.source for p in parts)} ({int(repeated.sum())} such cells); give "
+            "each cell once."
         )
+    owner: dict[str, str] = {}  # patient -> the file it is in
+    for part in parts:
+        for patient in pd.unique(part.cells["patient"]):
+            if owner.setdefault(patient, part.source) != part.source:
+                raise AmlcytoError(
+                    f"patient {patient!r}: in both {owner[patient]} and {part.source}; one "
+                    "patient's cells belong in one features file, and two patients need two "
+                    "names: embed them again so, or give the files one at a time."
+                )
     return CellFeatures(
         np.concatenate([p.features for p in parts]),
         np.concatenate([p.probabilities for p in parts]),
@@ -228,30 +261,33 @@ def read_feature_files(paths: list[str | Path]) -> CellFeatures:
 def check_same_extractor(expected: Extractor, features: CellFeatures, what: str) -> None:
     """Refuse features that ``expected`` (the extractor a MIL run was trained on) did not make."""
     differs = features.extractor.differs_from(expected)
+    embed = "amlcyto embed {} DATA --out FEATURES.h5"
     if differs == "model":
         raise AmlcytoError(
             f"{features.source}: embedded by {features.extractor.describe()}, but {what} was "
             f"trained on features of {expected.describe()} ({expected.run}); embed the cells "
-            f"with that run: `amlcyto embed {expected.run} DATA --out FEATURES.h5`."
+            f"with that run: {command_line(embed, expected.run)}."
         )
     if differs == "precision":
         raise AmlcytoError(
             f"{features.source}: embedded in precision {features.extractor.precision}, but "
             f"{what} was trained on features computed in {expected.precision}; embed the cells "
-            f"again with `amlcyto embed {expected.run} DATA --out FEATURES.h5 --precision "
-            f"{expected.precision}`."
+            "again with "
+            f"{command_line(embed + ' --precision {}', expected.run, expected.precision)}."
         )
     if differs == "calibration":
         raise AmlcytoError(
             f"{features.source}: embedded in int8 with another calibration of {expected.run} "
             f"than {what} was trained on (the run was recalibrated since); embed the cells "
-            f"again with `amlcyto embed {expected.run} DATA --out FEATURES.h5 --precision int8` "
-            "and retrain the MIL run on them."
+            f"again with {command_line(embed + ' --precision int8', expected.run)} and retrain "
+            "the MIL run on them."
         )
 
 
 def is_features_file(path: str | Path) -> bool:
-    """An HDF5 file (by its signature), as ``amlcyto embed`` writes."""
+    """An HDF5 file (by its signature or name), as ``amlcyto embed`` writes."""
+    if Path(path).suffix.lower() in (".h5", ".hdf5"):
+        return True
     try:
         with open(path, "rb") as handle:
             return handle.read(8) == b"\x89HDF\r\n\x1a\n"

@@ -9,7 +9,7 @@ embedded here by the cell run the MIL run was trained on, which must be unchange
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -37,13 +37,17 @@ TOP_CELLS = 5  # the highest-attention cells listed per patient
 
 
 def mil_predict(
-    run_dir: str | Path, inputs: Sequence[str | Path], batch_size: int = 256
+    run_dir: str | Path,
+    inputs: Sequence[str | Path],
+    batch_size: int = 256,
+    progress: Callable[[int, int], None] | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """One row per patient: cells, called class, class probabilities, the true class where the
     data has one, and its ``TOP_CELLS`` highest-attention cells (``cell_1`` ... with
-    ``attention_1`` ...). Also the images left out (cannot be decoded), listed."""
+    ``attention_1`` ...). Also the images left out (cannot be decoded), listed. Images are
+    embedded first, calling ``progress(done, total)`` as they go."""
     info, model = load_mil_run(run_dir)
-    data, problems = mil_inputs(info, inputs, batch_size)
+    data, problems = mil_inputs(info, inputs, batch_size, progress)
     bags = make_bags(data, labelled=False)
     probabilities, attention = predict_bags(model, data.features, bags.rows)
     called = probabilities.argmax(axis=1)
@@ -69,35 +73,56 @@ def mil_predict(
 
 
 def mil_inputs(
-    info: RunInfo, inputs: Sequence[str | Path], batch_size: int = 256
+    info: RunInfo,
+    inputs: Sequence[str | Path],
+    batch_size: int = 256,
+    progress: Callable[[int, int], None] | None = None,
 ) -> tuple[CellFeatures, pd.DataFrame]:
     """The cell features of ``inputs`` for the MIL run ``info`` (checked to come from its
     extractor), and the images that could not be read."""
     expected = Extractor(**info.input.extractor)
-    if inputs and all(is_features_file(p) for p in inputs):
-        data = read_feature_files(list(inputs))
+    features = [p for p in inputs if is_features_file(p)]
+    if features:
+        others = [p for p in inputs if p not in features]
+        if others:
+            raise AmlcytoError(
+                f"{others[0]}: not a features file, given with {features[0]}; give features "
+                "files (.h5 of `amlcyto embed`) or images, each in a call of their own."
+            )
+        data = read_feature_files(features)
         check_same_extractor(expected, data, str(info.path))
         return data, pd.DataFrame(columns=PROBLEM_COLUMNS)
-    return _embed_in_memory(expected, _image_rows(inputs), batch_size)
+    return _embed_in_memory(expected, _image_rows(inputs), batch_size, progress)
 
 
 def _image_rows(inputs: Sequence[str | Path]) -> pd.DataFrame:
     """``path, patient, label`` of the images: a manifest's rows, or each image under a folder
-    with the folder it lies in as its patient (no label: new patients are unlabelled)."""
-    frames, images = [], []
+    with the folder it lies in as its patient (no label: new patients are unlabelled). An image
+    given twice is listed once; patients of one name from two places (folders ``a/EOK`` and
+    ``b/EOK``, or manifests) are kept apart, each named by its place (``a/EOK``, ``m.csv:EOK``)."""
+    frames, folders = [], []
     for item in map(Path, inputs):
         if item.is_file() and item.suffix.lower() == ".csv":
-            frames.append(read_manifest(item)[["path", "patient", "label"]])
+            rows = read_manifest(item)[["path", "patient", "label"]]
+            frames.append(rows.assign(place=f"{item}:" + rows["patient"].astype(str)))
         else:
-            images += collect_images([item])[0]
-    if images:
-        patients = [os.path.basename(os.path.dirname(p)) for p in images]
-        frames.append(pd.DataFrame({"path": images, "patient": patients, "label": ""}))
-    return pd.concat(frames, ignore_index=True)
+            folders.append(item)
+    if folders:
+        images = collect_images(folders)[0]
+        place = [os.path.dirname(p) for p in images]
+        patients = [os.path.basename(p) for p in place]
+        frames.append(
+            pd.DataFrame({"path": images, "patient": patients, "label": "", "place": place})
+        )
+    rows = pd.concat(frames, ignore_index=True)
+    rows = rows[~rows["path"].map(os.path.realpath).duplicated()].reset_index(drop=True)
+    clash = rows.groupby("patient")["place"].transform("nunique") > 1
+    rows.loc[clash, "patient"] = rows.loc[clash, "place"]
+    return rows.drop(columns="place")
 
 
 def _embed_in_memory(
-    expected: Extractor, rows: pd.DataFrame, batch_size: int
+    expected: Extractor, rows: pd.DataFrame, batch_size: int, progress
 ) -> tuple[CellFeatures, pd.DataFrame]:
     # the precision the MIL run's features were computed in, whatever this machine would choose
     run = load_for_inference(expected.run, expected.precision)
@@ -110,7 +135,7 @@ def _embed_in_memory(
     unreadable: dict = {}
     source = ", ".join(sorted(set(rows["patient"])))
     features, probabilities, kept = zip(
-        *embedded_chunks(run, rows, source, unreadable, batch_size), strict=True
+        *embedded_chunks(run, rows, source, unreadable, batch_size, progress=progress), strict=True
     )
     cells = pd.concat(kept).reset_index(drop=True)
     problems = pd.DataFrame([vars(p) for p in unreadable.values()], columns=PROBLEM_COLUMNS)

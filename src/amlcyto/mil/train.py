@@ -38,9 +38,18 @@ from amlcyto.mil.config import MilConfig
 from amlcyto.mil.features import CellFeatures, read_feature_files
 from amlcyto.mil.fit import class_branch, fit, predict_bags
 from amlcyto.mil.reference import SCEMILA_CV_F1, SCEMILA_TEST_ACCURACY, SCEMILA_TEST_F1, SOURCE
-from amlcyto.models import model_defaults
+from amlcyto.models import create_model, model_defaults
 from amlcyto.runs import PATIENT_MIL, DataInfo, InputSpec, RunInfo, file_sha256, save_run
-from amlcyto.runs.files import ATTENTION, CONFUSION, FOLDS, HISTORY, PATIENTS, REPORT, SPLIT
+from amlcyto.runs.files import (
+    ATTENTION,
+    CONFUSION,
+    FOLDS,
+    HISTORY,
+    MIL_RUN_FILES,
+    PATIENTS,
+    REPORT,
+    SPLIT,
+)
 from amlcyto.runs.results import (
     FoldScores,
     MeanSd,
@@ -89,7 +98,8 @@ def mil_train(
         Features files of ``amlcyto embed`` (all from one extractor), holding each cell's
         patient and label: a bag is a patient, its label the patient's.
     out : path
-        The run folder, written whole at the end (nothing half-written is ever left there).
+        The run folder, written whole at the end (nothing half-written is ever left there;
+        files that are not the run's stay).
     """
     config = (config or MilConfig()).check()
     sources = [features] if isinstance(features, str | Path) else list(features)
@@ -100,6 +110,8 @@ def mil_train(
     folds = patient_folds(data, bags, config.folds, config.seed)
     targets = np.array([classes.index(label) for label in bags.labels])
     lr = config.lr or model_defaults(config.model)["lr"]
+    width = data.features.shape[1]  # a model too large for this machine: refused before work
+    create_model(config.model, len(classes), feature_width=width, **config.model_options)
     log(
         f"{len(bags)} patients ({', '.join(f'{c} {bags.labels.count(c)}' for c in classes)}), "
         f"{len(data)} cells, bags of {int(bags.sizes().min())}-{int(bags.sizes().max())}"
@@ -113,7 +125,7 @@ def mil_train(
     metrics.extractor_trained_on_patients = _extractor_saw(data, bags, log)
     training = {"lr": lr, "best_epochs": oof.best_epochs, "final_epochs": final_epochs}
     info = _run_info(config, sources, data, classes, training, metrics)
-    with building_folder(out) as work:
+    with building_folder(out, MIL_RUN_FILES) as work:  # files not amlcyto's stay
         _write_outputs(work, bags, folds, patients, oof, data, classes, metrics)
         info.data.split_sha256 = file_sha256(work / FOLDS)
         info = save_run(work, final, info)

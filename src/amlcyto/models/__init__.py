@@ -14,11 +14,13 @@ from amlcyto.models.base import CellModel
 from amlcyto.models.cnn import POSTER_PRESETS, CompactCNN, PosterCNN
 from amlcyto.models.predictor import CellInput, CellPredictor
 from amlcyto.models.registry import (
+    check_options,
     create_model,
     list_models,
     model_config,
     model_defaults,
     model_options,
+    option_rules,
     register_model,
 )
 from amlcyto.models.resnet import ResNetClassifier
@@ -31,12 +33,14 @@ __all__ = [
     "CompactCNN",
     "PosterCNN",
     "ResNetClassifier",
+    "check_options",
     "create_model",
     "list_models",
     "model_config",
     "model_defaults",
     "model_options",
     "num_outputs_for",
+    "option_rules",
     "positive_class",
     "register_model",
 ]

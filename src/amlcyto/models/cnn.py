@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import torch
 from torch import nn
@@ -11,30 +11,10 @@ from torch import nn
 from amlcyto.errors import AmlcytoError
 from amlcyto.head_rule import num_outputs_for
 from amlcyto.models.base import CellModel
-from amlcyto.models.registry import register_model
+from amlcyto.models.registry import SHARE, SIZE, SIZES, register_model
 
-PADDINGS = ("valid", "same")
-POOLS = ("flatten", "avg")
-
-
-def _positive_ints(value: Sequence[int], what: str, allow_empty: bool = False) -> list[int]:
-    items = [value] if isinstance(value, int) else list(value)
-    ok = all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in items)
-    if not ok or (not items and not allow_empty):
-        raise AmlcytoError(f"{what} must be a list of positive integers, got {value!r}")
-    return items
-
-
-def _check_choice(value: str, choices: tuple[str, ...], what: str) -> str:
-    if value not in choices:
-        raise AmlcytoError(f"{what} must be one of {', '.join(choices)}, got {value!r}")
-    return value
-
-
-def _check_dropout(dropout: float) -> float:
-    if not 0.0 <= float(dropout) < 1.0:
-        raise AmlcytoError(f"dropout must be in [0, 1), got {dropout!r}")
-    return float(dropout)
+Padding = Literal["valid", "same"]
+Pool = Literal["flatten", "avg"]
 
 
 def poster_feature_size(image_size: int, num_blocks: int, padding: str = "valid") -> int:
@@ -86,16 +66,10 @@ class PosterCNN(CellModel):
         image_size: int = 64,
         in_chans: int = 3,
         dropout: float = 0.0,
-        padding: str = "valid",
-        pool: str = "flatten",
+        padding: Padding = "valid",
+        pool: Pool = "flatten",
     ) -> None:
         super().__init__()
-        widths = _positive_ints(widths, "widths")
-        dense = _positive_ints(dense, "dense", allow_empty=True)
-        in_chans = _positive_ints(in_chans, "in_chans")[0]
-        dropout = _check_dropout(dropout)
-        _check_choice(padding, PADDINGS, "padding")
-        _check_choice(pool, POOLS, "pool")
         self.num_outputs = num_outputs_for(num_classes)
         side = poster_feature_size(image_size, len(widths) - 1, padding)
         if side < 1:
@@ -180,9 +154,6 @@ class CompactCNN(CellModel):
         dropout: float = 0.1,
     ) -> None:
         super().__init__()
-        widths = _positive_ints(widths, "widths")
-        in_chans = _positive_ints(in_chans, "in_chans")[0]
-        dropout = _check_dropout(dropout)
         self.num_outputs = num_outputs_for(num_classes)
         smallest = 2 ** (len(widths) - 1)
         if image_size < smallest:
@@ -249,12 +220,12 @@ def _register_poster_cnn(
     def builder(
         num_classes: int = 2,
         image_size: int = 64,
-        widths: Sequence[int] = widths,
-        dense: Sequence[int] = dense,
-        in_chans: int = 3,
-        dropout: float = dropout,
-        padding: str = padding,
-        pool: str = "flatten",
+        widths: Annotated[Sequence[int], SIZES] = widths,
+        dense: Annotated[Sequence[int], SIZE] = dense,
+        in_chans: Annotated[int, SIZE] = 3,
+        dropout: Annotated[float, SHARE] = dropout,
+        padding: Padding = padding,
+        pool: Pool = "flatten",
     ) -> PosterCNN:
         return PosterCNN(widths, dense, num_classes, image_size, in_chans, dropout, padding, pool)
 
@@ -293,9 +264,9 @@ _register_poster_cnn(
 def cnn_small(
     num_classes: int = 2,
     image_size: int = 64,
-    widths: Sequence[int] = (24, 48, 96, 192),
-    in_chans: int = 3,
-    dropout: float = 0.1,
+    widths: Annotated[Sequence[int], SIZES] = (24, 48, 96, 192),
+    in_chans: Annotated[int, SIZE] = 3,
+    dropout: Annotated[float, SHARE] = 0.1,
 ) -> CompactCNN:
     """Small fast CNN (Conv-BN-ReLU stages, global average pool) for CPU training and demos."""
     return CompactCNN(widths, num_classes, image_size, in_chans, dropout)

@@ -10,11 +10,13 @@ the cells that speak for it; otherwise one branch feeds one classifier.
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import torch
 from torch import nn
 
 from amlcyto.head_rule import num_outputs_for
-from amlcyto.models.registry import FEATURES, register_model
+from amlcyto.models.registry import FEATURES, SHARE, SIZE, register_model
 
 
 class AttentionMIL(nn.Module):
@@ -23,11 +25,11 @@ class AttentionMIL(nn.Module):
     def __init__(
         self,
         num_classes: int,
-        feature_width: int,
-        hidden: int = 128,
-        attention_width: int = 64,
+        feature_width: Annotated[int, SIZE],
+        hidden: Annotated[int, SIZE] = 128,
+        attention_width: Annotated[int, SIZE] = 64,
         per_class: bool = True,
-        dropout: float = 0.25,
+        dropout: Annotated[float, SHARE] = 0.25,
     ):
         super().__init__()
         self.num_outputs = num_outputs_for(num_classes)

@@ -7,19 +7,34 @@ model's options: :func:`create_model` binds the given options to it
 (unknown ones are refused, listing the known ones) and records every bound argument, defaults
 included, on the model as ``model.registry_config``. :func:`model_config` returns that record,
 and ``create_model(**model_config(model))`` rebuilds the architecture.
+
+Each option's annotation is its rule, declared once and checked for every model before it is
+built (:func:`check_options` for the options a user gives, :func:`create_model` for all):
+``bool`` takes true or false, ``int`` a whole number, ``float`` any number, ``Literal[...]`` one
+of its strings, ``Sequence[int]`` a list of whole numbers; a number's range is a
+:class:`Between` beside it, e.g. ``dropout: Annotated[float, Between(0, 1)] = 0.1``.
 """
 
 from __future__ import annotations
 
 import copy
 import inspect
-from collections.abc import Callable
-from typing import Any
+import itertools
+import json
+import math
+import numbers
+import typing
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
 
+import torch
 from torch import nn
+from torch.overrides import TorchFunctionMode
 
 from amlcyto.errors import AmlcytoError
 from amlcyto.head_rule import num_outputs_for
+from amlcyto.machine import memory_bytes
 
 Builder = Callable[..., nn.Module]
 CELLS, FEATURES = "cells", "features"  # what a model takes: cell images, or bags of features
@@ -29,8 +44,83 @@ _NEEDED = {CELLS: ("num_classes", "image_size"), FEATURES: ("num_classes", "feat
 # started from), never in the config that rebuilds the model (which would download again).
 START_OPTIONS = ("pretrained",)
 
+# Options that the data or another setting decides, by what the model takes: what decides them.
+RESERVED_OPTIONS = {
+    CELLS: {
+        "num_classes": "the classes come from the data and --task",
+        "image_size": "use --image-size",
+        "pretrained": "use --pretrained",
+    },
+    FEATURES: {
+        "num_classes": "the classes come from the patients' labels",
+        "feature_width": "the features files set it (the cell model's features)",
+    },
+}
+
+
+@dataclass(frozen=True)
+class Between:
+    """The range of a number option, or of each number of a list option: ``low <= value``,
+    and ``value < below`` where given; a list option holds at least ``min_items`` numbers."""
+
+    low: float
+    below: float | None = None
+    min_items: int = 0
+
+    def __str__(self) -> str:
+        if self.below is None:
+            return f"of at least {self.low:g}"
+        return f"from {self.low:g} up to (not including) {self.below:g}"
+
+
+SIZE = Between(1)  # a count: units, channels, features
+SIZES = Between(1, min_items=1)  # a list of counts, one or more
+SHARE = Between(0, 1)  # a probability short of certain: dropout
+
+
+@dataclass(frozen=True)
+class OptionRule:
+    """What one option takes, read from its builder parameter's annotation."""
+
+    kind: type  # bool, int, float, str, or list (of whole numbers)
+    between: Between = Between(-math.inf)  # a number's (or a list's numbers') range
+    choices: tuple[str, ...] = ()  # a str option: its allowed values (a Literal)
+
+    def __str__(self) -> str:
+        if self.kind is bool:
+            return "true or false"
+        if self.kind is str:
+            return f"one of {', '.join(self.choices)}" if self.choices else "a string"
+        if self.kind is list:
+            some = "one or more " if self.between.min_items else ""
+            return f"a list of {some}whole numbers, each {self.between}"
+        return f"{'a whole number' if self.kind is int else 'a number'} {self.between}"
+
+    def holds(self, value: Any) -> bool:
+        """Whether ``value`` (as JSON or Python gives it) is one this option takes."""
+        if self.kind is bool:
+            return isinstance(value, bool)
+        if self.kind is str:
+            return isinstance(value, str) and (not self.choices or value in self.choices)
+        if self.kind is list:
+            return (
+                isinstance(value, list | tuple)
+                and len(value) >= self.between.min_items
+                and all(self._number(v, int) for v in value)
+            )
+        return self._number(value, self.kind)
+
+    def _number(self, value: Any, kind: type) -> bool:
+        wanted = numbers.Integral if kind is int else numbers.Real
+        if isinstance(value, bool) or not isinstance(value, wanted) or not math.isfinite(value):
+            return False
+        below = self.between.below
+        return self.between.low <= value and (below is None or value < below)
+
+
 _BUILDERS: dict[str, Builder] = {}
 _DEFAULTS: dict[str, dict[str, Any]] = {}
+_RULES: dict[str, dict[str, OptionRule]] = {}
 
 
 def register_model(
@@ -51,7 +141,8 @@ def register_model(
     ``lr`` are what the model trains at unless told otherwise; ``description`` is the line
     ``amlcyto models`` shows (default: the builder's docstring summary); ``inputs`` is
     ``cells`` (images: the builder takes ``image_size``) or ``features`` (a bag of cell
-    features: it takes ``feature_width``, and ``image_size`` is unused).
+    features: it takes ``feature_width``, and ``image_size`` is unused). Every option is
+    annotated with its rule (see the module's docstring), a number with its range.
     """
 
     def decorate(builder: Builder) -> Builder:
@@ -64,8 +155,10 @@ def register_model(
         for needed in _NEEDED[inputs]:
             if needed not in parameters:
                 raise ValueError(f"builder {key!r} must take {needed}")
+        rules = _option_rules(key, builder)
         summary = description or (builder.__doc__ or "").strip().split("\n")[0]
         _BUILDERS[key] = builder
+        _RULES[key] = rules
         _DEFAULTS[key] = {
             "name": key,
             "image_size": image_size if inputs == CELLS else None,
@@ -113,6 +206,47 @@ def model_inputs(name: str) -> str:
     return _DEFAULTS[name]["inputs"]
 
 
+def option_rules(name: str) -> dict[str, OptionRule]:
+    """The rule of each option ``name`` takes (besides ``num_classes`` and ``image_size``;
+    ``feature_width`` included), from its builder's annotations."""
+    _check_name(name)
+    return dict(_RULES[name])
+
+
+def check_options(name: str, options: dict[str, Any]) -> dict[str, Any]:
+    """Refuse, in one line and before any work, options a user gave the model ``name``
+    (``--options``) that another setting decides, that it does not take, or whose value is not
+    one its rule allows; return ``options``."""
+    _check_name(name)
+    if not isinstance(options, dict):
+        raise AmlcytoError(f"--options must be a JSON object of model options, got {options!r}.")
+    reserved = RESERVED_OPTIONS[model_inputs(name)]
+    for option in options:
+        if option in reserved:
+            raise AmlcytoError(
+                f"--options cannot set {option}: {reserved[option]}; take it out of --options."
+            )
+    _check_values(name, options)
+    return options
+
+
+def _check_values(name: str, values: dict[str, Any]) -> None:
+    rules = _RULES[name]
+    unknown = sorted(set(values) - set(rules))
+    if unknown:
+        raise AmlcytoError(
+            f"model {name!r} does not take the option(s) {', '.join(unknown)}; it takes: "
+            f"{', '.join(rules) or 'none'}"
+        )
+    for option, value in values.items():
+        if not rules[option].holds(value):
+            default = model_options(name).get(option)
+            raise AmlcytoError(
+                f"model {name!r}: option {option} takes {rules[option]}, got {_json(value)}"
+                + ("" if default is None else f" (its default is {_json(default)})")
+            )
+
+
 def create_model(
     name: str, num_classes: int = 2, image_size: int | None = None, **options: Any
 ) -> nn.Module:
@@ -121,9 +255,11 @@ def create_model(
     ``num_classes`` 2 builds a single-logit head (for BCE-with-logits), 3 or more a K-logit
     head; ``image_size`` None is the model's default (:func:`model_defaults`); ``options`` are
     the model's own (:func:`model_options`), e.g. ``widths``, ``dense``, ``dropout`` for CNNs,
-    ``pretrained`` for ResNets. A cell model has ``forward_features``, ``forward_head``,
-    ``num_features``, ``num_outputs``, ``reset_classifier`` and ``gradcam_layer``; every model
-    has ``registry_config``.
+    ``pretrained`` for ResNets, each checked against its rule (:func:`option_rules`). A model
+    whose weights would fill more than half this machine's memory is refused before it is
+    built. A cell model has ``forward_features``, ``forward_head``, ``num_features``,
+    ``num_outputs``, ``reset_classifier`` and ``gradcam_layer``; every model has
+    ``registry_config``.
     """
     _check_name(name)
     num_outputs_for(num_classes)
@@ -140,23 +276,88 @@ def create_model(
         if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 1:
             raise AmlcytoError(f"image_size must be a positive integer, got {image_size!r}")
         sizes = {"image_size": image_size}
+    _check_values(name, options)
     builder = _BUILDERS[name]
-    known = [p for p in inspect.signature(builder).parameters if p not in ("num_classes", *sizes)]
-    unknown = sorted(set(options) - set(known))
-    if unknown:
-        raise AmlcytoError(
-            f"model {name!r} does not take the option(s) {', '.join(unknown)}; it takes: "
-            f"{', '.join(known) or 'none'}"
-        )
     try:
         bound = inspect.signature(builder).bind(num_classes=num_classes, **sizes, **options)
-        bound.apply_defaults()
-        model = builder(**bound.arguments)
-    except (TypeError, ValueError) as error:  # e.g. a dropout of "x"
-        raise AmlcytoError(f"model {name!r}: bad option value ({error})") from None
+    except TypeError as error:  # e.g. no feature_width
+        raise AmlcytoError(f"model {name!r}: {error}") from None
+    bound.apply_defaults()
+    _check_memory(name, builder, bound.arguments, options)
+    model = builder(**bound.arguments)
     arguments = {k: _plain(v) for k, v in bound.arguments.items() if k not in START_OPTIONS}
     model.registry_config = {"name": name, **arguments}
     return model
+
+
+def _check_memory(
+    name: str, builder: Builder, arguments: dict[str, Any], options: dict[str, Any]
+) -> None:
+    """Refuse a model whose fp32 weights would take more than half this machine's memory,
+    counted on torch's meta device (which allocates nothing; the options that only change
+    where the weights start are left at their defaults there)."""
+    with torch.device("meta"), _ShapesOnly():
+        shape = builder(**{k: v for k, v in arguments.items() if k not in START_OPTIONS})
+    count = sum(t.numel() for t in itertools.chain(shape.parameters(), shape.buffers()))
+    memory = memory_bytes()
+    if memory and count * 4 > memory / 2:
+        given = ", ".join(f"{k}={_plain(v)}" for k, v in options.items()) or "its defaults"
+        raise AmlcytoError(
+            f"model {name!r} with {given} has {count:,} weights ({count * 4 / 2**30:.1f} GiB), "
+            f"more than half this machine's {memory / 2**30:.0f} GiB of memory; use smaller "
+            "sizes in --options."
+        )
+
+
+class _ShapesOnly(TorchFunctionMode):
+    """Random fills left out (meta tensors hold no values; torch's meta ``normal_`` alone
+    imports torch._dynamo, seconds)."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        if func in (torch.Tensor.normal_, torch.Tensor.uniform_):
+            return args[0]
+        return func(*args, **(kwargs or {}))
+
+
+def _option_rules(key: str, builder: Builder) -> dict[str, OptionRule]:
+    """Each option's rule, from the builder's annotations; a ValueError names an option
+    without one the registry can check, or whose default breaks it."""
+    target = builder.__init__ if isinstance(builder, type) else builder
+    hints = typing.get_type_hints(target, include_extras=True)
+    rules = {}
+    for parameter in inspect.signature(builder).parameters.values():
+        option = parameter.name
+        if option in ("num_classes", "image_size"):
+            continue
+        rule = _rule(hints.get(option))
+        if rule is None:
+            raise ValueError(
+                f"builder {key!r}: annotate option {option} with bool, str, Literal[...], or "
+                "int, float or Sequence[int] in Annotated[..., Between(...)] (its range)"
+            )
+        if parameter.default is not parameter.empty and not rule.holds(parameter.default):
+            raise ValueError(f"builder {key!r}: the default of {option} is not {rule}")
+        rules[option] = rule
+    return rules
+
+
+def _rule(annotation: Any) -> OptionRule | None:
+    between = None
+    if typing.get_origin(annotation) is Annotated:
+        annotation, *extras = typing.get_args(annotation)
+        between = next((e for e in extras if isinstance(e, Between)), None)
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin is Literal and all(isinstance(a, str) for a in args):
+        return OptionRule(str, choices=args)
+    if annotation in (bool, str):
+        return OptionRule(annotation)
+    if between is None:  # a number, or a list of numbers, states its range
+        return None
+    if annotation in (int, float):
+        return OptionRule(annotation, between)
+    if origin in (Sequence, list, tuple) and args[:1] == (int,):
+        return OptionRule(list, between)
+    return None
 
 
 def model_config(model: nn.Module) -> dict[str, Any]:
@@ -172,6 +373,14 @@ def model_config(model: nn.Module) -> dict[str, Any]:
             "no config that rebuilds it; build it with create_model"
         )
     return copy.deepcopy(cfg)
+
+
+def _json(value: Any) -> str:
+    """``value`` as JSON writes it (what ``--options`` takes), or its repr where JSON cannot."""
+    try:
+        return json.dumps(_plain(value))
+    except TypeError:
+        return repr(value)
 
 
 def _plain(value: Any) -> Any:

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import torch
 from torch import nn
 
 from amlcyto.errors import AmlcytoError
 from amlcyto.head_rule import num_outputs_for
 from amlcyto.models.base import CellModel
-from amlcyto.models.registry import register_model
+from amlcyto.models.registry import SIZE, register_model
 
 MIN_IMAGE_SIZE = 32
 
@@ -92,7 +94,10 @@ class ResNetClassifier(CellModel):
 
 @register_model(image_size=144, lr=1e-3)
 def resnet18(
-    num_classes: int = 2, image_size: int = 144, in_chans: int = 3, pretrained: bool = False
+    num_classes: int = 2,
+    image_size: int = 144,
+    in_chans: Annotated[int, SIZE] = 3,
+    pretrained: bool = False,
 ) -> ResNetClassifier:
     """torchvision ResNet-18 (11.2 M weights); ``pretrained=True`` starts from ImageNet."""
     return ResNetClassifier("resnet18", num_classes, image_size, in_chans, pretrained)
@@ -100,7 +105,10 @@ def resnet18(
 
 @register_model(image_size=144, lr=1e-3)
 def resnet34(
-    num_classes: int = 2, image_size: int = 144, in_chans: int = 3, pretrained: bool = False
+    num_classes: int = 2,
+    image_size: int = 144,
+    in_chans: Annotated[int, SIZE] = 3,
+    pretrained: bool = False,
 ) -> ResNetClassifier:
     """torchvision ResNet-34 (21.3 M weights); ``pretrained=True`` starts from ImageNet."""
     return ResNetClassifier("resnet34", num_classes, image_size, in_chans, pretrained)

@@ -67,7 +67,11 @@ def build_report(
         A line shown at the top of the page, above every number (the demo says there that its
         data are simulated).
     """
-    out = check_output_file(out, force)
+    if Path(out).suffix.lower() not in (".html", ".htm"):
+        raise AmlcytoError(
+            f"--out {out}: the report is one HTML page; name it .html (a browser prints it to PDF)."
+        )
+    out = check_output_file(out, force, example="report.html")
     if examples < 0 or mil_cells < 0:
         raise AmlcytoError(
             f"--examples and --mil-cells must be 0 or more, got {examples}, {mil_cells}."
@@ -121,6 +125,8 @@ def _environment() -> jinja2.Environment:
         lstrip_blocks=True,
     )
     environment.filters["num"] = _number
+    environment.filters["count"] = _count
+    environment.filters["setting"] = lambda value: "–" if value is None else value
     return environment
 
 
@@ -129,3 +135,8 @@ def _number(value, digits: int = 3) -> str:
     if not isinstance(value, float):
         return "–" if value is None else str(value)
     return "–" if math.isnan(value) else f"{value:.{digits}f}"
+
+
+def _count(value) -> str:
+    """A count for a table cell: a whole number (a table read back may hold 36.0), or a dash."""
+    return "–" if value is None or value != value else str(int(value))

@@ -22,7 +22,7 @@ from amlcyto.poster.reference import POSTER_RESULTS
 from amlcyto.report.images import file_uri, thumbnail_uri
 from amlcyto.runs import RunInfo
 from amlcyto.runs.files import CONFUSION, LOSS_CURVES, PATIENT_CONFUSION, ROC
-from amlcyto.runs.results import CellResults
+from amlcyto.runs.results import CellResults, Scores
 from amlcyto.training.config import experiment_settings
 
 LISTED = 20  # rows of a problem or finding list shown in the page (the rest are counted)
@@ -68,7 +68,7 @@ def cell_run_section(
     evaluation made first where the run has none. ``audit`` and ``problems``: the findings of
     ``amlcyto audit`` and the problem list of ``amlcyto scan`` for its data, where given."""
     evaluation = test_evaluation(info.path, log)
-    split = read_manifest(info.split_file)
+    split = read_manifest(info.split_file, info.data.written_in)
     return {
         "kind": "cell",
         "title": info.path.name,
@@ -106,6 +106,8 @@ def _data(split: pd.DataFrame, audit: GivenTable | None, problems: GivenTable | 
         "totals": totals,
         "images": len(split),
         "patients": int(split["patient"].nunique()),
+        # images outside patient folders: each its own patient (said only where there are some)
+        "own_patients": int((split["patient"] == split["path"].map(image_group_id)).sum()),
         "leaked": len(leaked_patients(split)),
         "audit": _audit(split, audit),
         "problems": _problems(problems),
@@ -176,8 +178,8 @@ def _results(info: RunInfo, evaluation: Evaluation, split: pd.DataFrame) -> dict
     metrics, folder = evaluation.metrics, evaluation.out
     classes = info.classes
     return {
-        "cells": report_rows(metrics),
-        "patients": report_rows(metrics.patients),
+        "cells": _report_table(metrics),
+        "patients": _report_table(metrics.patients),
         "accuracy": metrics.accuracy,
         "macro_f1": metrics.macro_f1,
         "auc": metrics.auc,
@@ -195,6 +197,17 @@ def _results(info: RunInfo, evaluation: Evaluation, split: pd.DataFrame) -> dict
             )
             if (uri := file_uri(folder / name))
         ],
+    }
+
+
+def _report_table(scores: Scores) -> dict:
+    """The rows of ``scores``' report for a page table, less the classes no scored cell has (a
+    row of zeros): those are ``called_only``, each with how often it was called."""
+    called_only = [name for name, row in scores.per_class.items() if not row.support]
+    calls = dict(zip(scores.classes, pd.DataFrame(scores.confusion_matrix).sum(), strict=True))
+    return {
+        "rows": [row for row in report_rows(scores) if row["name"] not in called_only],
+        "called_only": [(name, calls[name]) for name in called_only],
     }
 
 

@@ -92,6 +92,22 @@ COMPARISON = "comparison.csv"  # one row per task, protocol and class, beside th
 POSTER_SPLIT = "split_by_{protocol}.csv"
 
 
+# What each kind of folder holds, as patterns of amlcyto.io (``--force`` replaces these and
+# nothing else; a file of another name inside one of their folders is refused)
+CELL_RUN_FILES = (
+    CONFIG,
+    WEIGHTS,
+    SPLIT,
+    HISTORY,
+    INT8,
+    f"{EVAL_PREFIX}*",  # a linked evaluation
+    *(f"{EVAL_PREFIX}*/{name}" for name in EVALUATION_FILES),
+)
+MIL_RUN_FILES = (CONFIG, WEIGHTS, FOLDS, PATIENTS, ATTENTION, METRICS, REPORT, HISTORY, CONFUSION)
+FOLD_RUN = "fold-{k}"  # a cross-validation's run of fold k
+CV_FILES = (FOLDS, CV_TABLE, CV_SUMMARY, *(f"{FOLD_RUN.format(k='*')}/{p}" for p in CELL_RUN_FILES))
+
+
 def evaluation_folder(name: str) -> str:
     """The folder name of a run's evaluation ``name`` (``test`` -> ``eval-test``)."""
     return f"{EVAL_PREFIX}{name}"

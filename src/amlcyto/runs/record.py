@@ -44,7 +44,9 @@ class InputSpec:
 @dataclass
 class DataInfo:
     """The data a run saw: its split file (in the run), that file's hash, the row counts and,
-    for cross-validation, the folds that were validation and test."""
+    for cross-validation, the folds that were validation and test; and ``written_in``, the
+    run's absolute folder when it was written: the split's relative paths are looked up from
+    there too once the run has been copied or moved (None in runs written before it was kept)."""
 
     split: str = SPLIT
     split_sha256: str | None = None
@@ -53,6 +55,7 @@ class DataInfo:
     test_images: int | None = None
     fold: int | None = None
     test_fold: int | None = None
+    written_in: str | None = None
 
 
 @dataclass

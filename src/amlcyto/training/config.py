@@ -17,13 +17,6 @@ from amlcyto.head_rule import MAX_IMAGE_SIZE
 MACHINE_SETTINGS = ("precision", "accelerator", "devices", "num_nodes", "strategy")
 MACHINE_SETTINGS += ("channels_last", "workers", "cache", "cache_dir", "progress")
 
-# Model options that other settings decide, with what decides them.
-RESERVED_OPTIONS = {
-    "num_classes": "the classes come from the data and --task",
-    "image_size": "use --image-size",
-    "pretrained": "use --pretrained",
-}
-
 
 @dataclass
 class TrainConfig:
@@ -110,16 +103,9 @@ class TrainConfig:
             )
         if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
             raise AmlcytoError(f"--weight-decay must be 0 or more, got {self.weight_decay}.")
-        if not isinstance(self.model_options, dict):
-            raise AmlcytoError(
-                f"--options must be a JSON object of model options, got {self.model_options!r}."
-            )
-        reserved = sorted(set(self.model_options) & set(RESERVED_OPTIONS))
-        if reserved:
-            name = reserved[0]
-            raise AmlcytoError(
-                f"--options cannot set {name}: {RESERVED_OPTIONS[name]}; take it out of --options."
-            )
+        from amlcyto.models.registry import check_options  # imports torch
+
+        check_options(self.model, self.model_options)
         if self.freeze_features and self.init_from is None and not self.pretrained:
             raise AmlcytoError(
                 "--freeze-features keeps features learnt elsewhere: start from a run "

@@ -33,9 +33,9 @@ from amlcyto.evaluation.evaluate import evaluate
 from amlcyto.evaluation.metrics import mean_sd
 from amlcyto.io import prepare_output_dir, write_csv_atomic, write_json_atomic
 from amlcyto.runs import read_run_info
-from amlcyto.runs.files import CV_SUMMARY, CV_TABLE, FOLDS
+from amlcyto.runs.files import CV_FILES, CV_SUMMARY, CV_TABLE, FOLD_RUN, FOLDS
 from amlcyto.training.config import TrainConfig, on_one_device
-from amlcyto.training.fit import finished_run, train, work_dir
+from amlcyto.training.fit import finished_run, plan_training, train, work_dir
 
 SCORES = ("accuracy", "macro_f1", "auc", "patient_accuracy", "patient_macro_f1")
 HELD_OUT = "every fold's model scored on the held-out test rows; fold k validates"
@@ -69,7 +69,7 @@ def folded_split(data: str | Path, folds: int | None, seed: int) -> tuple[pd.Dat
             f"{data}: has a split but no folds; give the manifest, or make folds with "
             f"`amlcyto split MANIFEST --folds {folds or DEFAULT_FOLDS} [--test {DEFAULT_TEST}]`."
         )
-    return assign_folds(frame, folds=folds or DEFAULT_FOLDS, seed=seed), True
+    return assign_folds(frame, DEFAULT_FOLDS if folds is None else folds, seed), True
 
 
 def cross_validate(
@@ -101,7 +101,16 @@ def cross_validate(
         )
     if resume and force:
         raise AmlcytoError("--resume keeps finished folds and --force starts over; pass one.")
-    out = prepare_output_dir(out, force or resume)
+    runs = {}  # every fold's run, checked before anything is written
+    for position, k in enumerate(numbers):
+        # held out: fold k validates; rotating: fold k tests and the next fold validates
+        fold, test_fold = (k, None) if held_out else (numbers[(position + 1) % len(numbers)], k)
+        runs[k] = dataclasses.replace(config, fold=fold, test_fold=test_fold)
+        try:
+            plan_training(frame, runs[k])
+        except AmlcytoError as error:
+            raise AmlcytoError(f"fold {k}: {error}") from None
+    out = prepare_output_dir(out, force or resume, CV_FILES)
     split_file = (
         write_or_check_split(frame, out / FOLDS, resume, "seed, --folds")
         if made_here
@@ -109,10 +118,7 @@ def cross_validate(
     )
     protocol = HELD_OUT if held_out else ROTATING
     rows = []
-    for position, k in enumerate(numbers):
-        # held out: fold k validates; rotating: fold k tests and the next fold validates
-        fold, test_fold = (k, None) if held_out else (numbers[(position + 1) % len(numbers)], k)
-        run_config = dataclasses.replace(config, fold=fold, test_fold=test_fold)
+    for k, run_config in runs.items():
         info = _fold_run(split_file, out, k, run_config, resume, protocol, log)
         rows.append(_fold_scores(k, info, log))
     table = pd.DataFrame(rows)
@@ -136,7 +142,7 @@ def _one_run_per_fold(config: TrainConfig) -> TrainConfig:
 def _fold_run(split_file, out: Path, k: int, config: TrainConfig, resume, protocol, log):
     """Fold ``k``'s run: kept where a resumed one finished, continued where it was
     interrupted, trained otherwise."""
-    run = out / f"fold-{k}"
+    run = out / FOLD_RUN.format(k=k)
     if resume and finished_run(run, config, log):
         log(f"fold {k}: finished earlier, kept")
         return read_run_info(run)

@@ -15,6 +15,7 @@ from torch.utils.data.distributed import DistributedSampler
 from amlcyto.data.datasets import CellDataset, channel_stats, image_source
 from amlcyto.data.manifest import read_manifest
 from amlcyto.errors import AmlcytoError
+from amlcyto.machine import capped_workers
 from amlcyto.training.config import TrainConfig
 from amlcyto.training.tasks import cap_per_class, rows_of_classes
 
@@ -70,7 +71,7 @@ class CellDataModule(L.LightningDataModule):
         return self._loader(self.sources["val"], self.val_rows, train=False)
 
     def _loader(self, source, rows: pd.DataFrame, train: bool) -> DataLoader:
-        config = self.config
+        config, workers = self.config, capped_workers(self.config.workers)
         dataset = CellDataset(source, rows["target"].to_numpy())
         sampler = None
         if train:
@@ -91,9 +92,9 @@ class CellDataModule(L.LightningDataModule):
             batch_size=config.batch_size,
             sampler=sampler,
             shuffle=False,
-            num_workers=config.workers,
-            persistent_workers=config.workers > 0,
-            generator=self.worker_generator if config.workers > 0 else None,
+            num_workers=workers,
+            persistent_workers=workers > 0,
+            generator=self.worker_generator if workers > 0 else None,
             # BatchNorm cannot train on a last batch of one image (a 1x1 feature map in a ResNet
             # at 32 px has one value per channel); the draws are random, so no image is always
             # left out

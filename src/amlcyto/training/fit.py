@@ -30,8 +30,8 @@ from lightning.pytorch.callbacks import Timer, TQDMProgressBar
 from amlcyto.data.manifest import read_manifest, write_manifest
 from amlcyto.data.splits import fold_numbers, same_split, split_by_patient, split_for_fold
 from amlcyto.data.transforms import CellAugment
-from amlcyto.errors import AmlcytoError, Interrupted, first_line
-from amlcyto.io import check_output_dir
+from amlcyto.errors import AmlcytoError, Interrupted, command_line, first_line
+from amlcyto.io import check_output_dir, is_launch_rank_zero
 from amlcyto.machine import on_gpu, tune_malloc
 from amlcyto.models import CellPredictor, model_defaults
 from amlcyto.models.registry import CELLS, model_inputs
@@ -49,7 +49,7 @@ from amlcyto.runs import (
     read_run_info,
     save_run,
 )
-from amlcyto.runs.files import CHECKPOINT
+from amlcyto.runs.files import CELL_RUN_FILES, CHECKPOINT
 from amlcyto.runs.results import CellResults, CellTraining
 from amlcyto.training.callbacks import BestWeights, EpochLog
 from amlcyto.training.checkpoint import (
@@ -83,17 +83,6 @@ def work_dir(out: str | Path) -> Path:
     return out.parent / f".{out.name}.partial"
 
 
-def is_launch_rank_zero() -> bool:
-    """False in the extra processes of a distributed run, which must not touch the run directory.
-
-    Launchers name each process's rank in its environment: Lightning's own (``LOCAL_RANK``,
-    ``NODE_RANK``), torchrun (``RANK``, ``LOCAL_RANK``, ``GROUP_RANK``) and SLURM
-    (``SLURM_PROCID``). A process started by hand has none of them and counts as rank zero.
-    """
-    keys = ("RANK", "LOCAL_RANK", "NODE_RANK", "GROUP_RANK", "SLURM_PROCID")
-    return all(os.environ.get(key, "0") == "0" for key in keys)
-
-
 def load_split(data: str | Path | pd.DataFrame, config: TrainConfig) -> pd.DataFrame:
     """The split a run trains on: a split file as it is; a folded split file with
     ``config.fold`` as validation (and ``config.test_fold`` as test); a plain manifest split by
@@ -107,7 +96,7 @@ def load_split(data: str | Path | pd.DataFrame, config: TrainConfig) -> pd.DataF
         raise AmlcytoError(
             f"{data}: has folds ({', '.join(map(str, folds))}) and no 'val' rows; pass "
             f"--fold K to validate on fold K (e.g. --fold 0), or train every fold with "
-            f"`amlcyto cv {data}`."
+            f"{command_line('amlcyto cv {}', data)}."
         )
     if "split" in frame.columns:
         return frame
@@ -224,7 +213,7 @@ def train(
         input=InputSpec(image_size=plan.image_size, mean=mean, std=std),
         task=config.task,
         started_from=start.started_from,
-        data=_data_info(work, datamodule, plan.rows, config),
+        data=_data_info(work, out, datamodule, plan.rows, config),
         training=CellTraining(config.to_dict(), plan.lr, precision, channels_last),
         results=epochs.results(trainer, started, checkpoint),
         versions={"torch": torch.__version__, "lightning": L.__version__},
@@ -295,7 +284,7 @@ def _checkpoint_to_resume(
             )
         return checkpoint
     if lead:
-        check_output_dir(out, force)
+        check_output_dir(out, force, CELL_RUN_FILES)
         if work.exists() and not force and read_checkpoint(work / CHECKPOINT) is None:
             shutil.rmtree(work)  # stopped before its first epoch: nothing there to resume
         if work.exists() and not force:
@@ -472,9 +461,10 @@ def _interrupted(out: Path, work: Path, lead: bool) -> NoReturn:
 
 
 def _data_info(
-    work: Path, datamodule: CellDataModule, rows: pd.DataFrame, config: TrainConfig
+    work: Path, out: Path, datamodule: CellDataModule, rows: pd.DataFrame, config: TrainConfig
 ) -> DataInfo:
-    """What the run trained on: its split file's checksum and the images of each part."""
+    """What the run trained on: its split file's checksum and the images of each part, and
+    where the run is written (its working folder is beside it: the same relative paths)."""
     return DataInfo(
         split_sha256=file_sha256(work / SPLIT) if (work / SPLIT).is_file() else None,
         train_images=len(datamodule.train_rows),
@@ -482,6 +472,7 @@ def _data_info(
         test_images=int((rows["split"] == "test").sum()),
         fold=config.fold,
         test_fold=config.test_fold,
+        written_in=str(Path(out).resolve()),
     )
 
 

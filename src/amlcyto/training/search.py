@@ -10,6 +10,8 @@ per-epoch validation losses (Optuna's median rule). The study lives in an Optuna
 default ``OUT/search.db`` (SQLite), so an interrupted search resumes with the same command
 (``trials`` counts the study's finished and pruned trials, not this call's); give several
 machines the same ``storage`` URL (PostgreSQL, MySQL) and study name and they share the study.
+A study records its settings and its data (the split's hash) and refuses trials of others;
+Ctrl-C stops the search in one line, and the trial it stopped runs again, from its start.
 
 ```
 OUT/
@@ -29,12 +31,11 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
 import json
-import math
 import os
 import shutil
 import socket
-import warnings
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -146,7 +147,7 @@ def search(
     _check_folder(out, study_name, force, final)
     study, url = _open_study(out, storage, study_name, prune, force)
     space = _study_space(study, space, given)
-    _check_same_experiment(study, base, inner_folds, ignore=space.searched())
+    _check_same_experiment(study, base, inner_folds, space.searched(), _data_record(data, frame))
     write_json_atomic(out / SEARCH, {"study": study_name, "storage": _redacted(url)})
     study.sampler = optuna.samplers.TPESampler(
         seed=_sampler_seed(seed, len(study.trials), shared=storage is not None)
@@ -158,7 +159,13 @@ def search(
     _run_trials(study, objective, trials, on_trial, out)
     summary = write_summary(study, out, url)
     if final:
-        summary["final"] = train_final(study, frame, out, trial_base)
+        try:
+            summary["final"] = train_final(study, frame, out, trial_base)
+        except TrainingInterrupted:
+            raise Interrupted(
+                f"{out / FINAL}: the final run was interrupted (the study is whole); the same "
+                "command trains it again."
+            ) from None
         write_json_atomic(out / BEST, summary)
     return SearchResult(study, summary, out / TRIALS, out / BEST, out / BEST_YAML)
 
@@ -229,6 +236,7 @@ def write_summary(study: optuna.Study, out: str | Path, url: str = "") -> dict[s
         )
     best = study.best_trial
     states = [t.state for t in study.trials]
+    interrupted = sum(bool(t.user_attrs.get("interrupted")) for t in study.trials)
     summary = {
         "study": study.study_name,
         "storage": _redacted(url),
@@ -236,7 +244,8 @@ def write_summary(study: optuna.Study, out: str | Path, url: str = "") -> dict[s
         "trials": len(study.trials),
         "finished": len(finished),
         "pruned": states.count(optuna.trial.TrialState.PRUNED),
-        "failed": states.count(optuna.trial.TrialState.FAIL),
+        "failed": states.count(optuna.trial.TrialState.FAIL) - interrupted,
+        "interrupted": interrupted,  # stopped by Ctrl-C, and run again
         "best_trial": best.number,
         "val_loss": best.value,
         "val_macro_f1": best.user_attrs.get("val_macro_f1"),
@@ -274,9 +283,9 @@ class PruningCallback(L.Callback):
 
 def _run_trial(
     trial: optuna.Trial, folds: list[pd.DataFrame], out: Path, config: TrainConfig, force: bool
-) -> float:
-    """Train ``config`` on each split of ``folds``; the mean of their best validation losses.
-    Settings the model cannot take (a network too deep for the image size) fail the trial."""
+) -> float | None:
+    """Train ``config`` on each split of ``folds``; the mean of their best validation losses,
+    or None where the trial failed (settings the model cannot take, a loss that diverged)."""
     run = out / f"trial-{trial.number}"
     losses, f1s = [], []
     for k, split in enumerate(folds):
@@ -284,12 +293,13 @@ def _run_trial(
         where = run if len(folds) == 1 else run / f"fold-{k}"
         try:
             info = train(split, where, config, force=force, callbacks=[pruning])
-        except TrainingInterrupted:  # not resumed: the trial's number is spent
+        except (TrainingInterrupted, KeyboardInterrupt):  # its settings run again, from the start
             shutil.rmtree(work_dir(where), ignore_errors=True)
+            shutil.rmtree(run, ignore_errors=True)
             raise
         except AmlcytoError as error:  # diverged, out of time, or settings that make no model
             trial.set_user_attr("failed", str(error))  # for this data: the search goes on
-            return math.nan  # Optuna records a NaN objective as a failed trial
+            return None
         losses.append(float(info.results.best_val_loss))
         f1s.append(info.results.best_val.get("val_macro_f1"))
         if pruning.pruned:
@@ -311,23 +321,48 @@ def _run_trials(
     on_trial: Callable[[optuna.Study, optuna.trial.FrozenTrial], None] | None,
     out: Path,
 ) -> None:
-    """Run trials until the study holds ``trials`` finished or pruned ones; an interrupted
-    trial ends the search with one line saying what the study kept."""
-    counted = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
-    to_go = trials - sum(t.state in counted for t in study.trials)
-    if to_go <= 0:
-        return
-    stop = optuna.study.MaxTrialsCallback(trials, states=counted)
+    """Run trials one at a time (Optuna's ask and tell, in this thread: no heartbeat thread
+    that could outlive Ctrl-C) until the study holds ``trials`` finished or pruned ones, from
+    any machine, or this call has run as many as were still to go (failed ones included).
+
+    Ctrl-C ends the search with one line saying what the study kept; the trial it stopped is
+    closed as ``interrupted`` (Optuna's FAIL state, not counted as failed) and its settings are
+    queued to run again, from the start, by the next call."""
+    state = optuna.trial.TrialState
+    counted = (state.COMPLETE, state.PRUNED)
+    to_go = trials - len(study.get_trials(deepcopy=False, states=counted))
+    trial = None
     try:
         with _quiet_optuna():
-            study.optimize(objective, n_trials=to_go, callbacks=[stop, *filter(None, [on_trial])])
-    except TrainingInterrupted:
-        done = sum(t.state in counted for t in study.trials)
+            for _ in range(to_go):  # at most: failed trials count here, other machines' there
+                if len(study.get_trials(deepcopy=False, states=counted)) >= trials:
+                    break
+                trial = study.ask()
+                try:
+                    value = objective(trial)
+                    ended = state.FAIL if value is None else state.COMPLETE
+                except optuna.TrialPruned:
+                    value, ended = None, state.PRUNED
+                finished = study.tell(trial, value, state=ended)
+                trial = None
+                if on_trial is not None:
+                    on_trial(study, finished)
+    except (KeyboardInterrupt, Interrupted):
+        if trial is not None:
+            with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):
+                trial.set_user_attr("interrupted", True)
+                study.tell(trial, state=state.FAIL)
+                study.enqueue_trial(trial.params, user_attrs={"rerun_of": trial.number})
+        done = len(study.get_trials(deepcopy=False, states=counted))
         raise Interrupted(
             f"{out}: search interrupted; the study keeps its {done} finished or pruned "
-            "trial(s), and the same command runs the trials still to go (a trial stopped "
-            "half-way starts anew)."
+            "trial(s), and the same command runs the trials still to go (the trial it stopped "
+            "runs again, from its start)."
         ) from None
+    except BaseException:
+        if trial is not None:  # not left running for ever in a shared study
+            study.tell(trial, state=state.FAIL, skip_if_finished=True)
+        raise
 
 
 def _check_folder(out: Path, study_name: str, force: bool, final: bool) -> None:
@@ -373,9 +408,8 @@ def _open_study(
     )
     try:
         with _quiet_optuna():
-            database = optuna.storages.RDBStorage(url, heartbeat_interval=60, grace_period=180)
             study = optuna.create_study(
-                storage=database,
+                storage=url,
                 study_name=study_name,
                 direction="minimize",
                 pruner=pruner,
@@ -391,12 +425,46 @@ def _open_study(
         ) from None
 
 
+def _data_record(data: str | Path, frame: pd.DataFrame) -> dict[str, Any]:
+    """What a study records of its data: where it came from, its images and classes, and the
+    split's hash: each row's image (its content hash where the manifest has one, else its file
+    name, so machines that mount the data elsewhere agree), label, patient, split and fold."""
+    table = frame[[c for c in ("label", "patient", "split", "fold") if c in frame.columns]]
+    table = table.astype(str).assign(
+        image=frame["sha256"].astype(str)
+        if "sha256" in frame.columns
+        else frame["path"].map(lambda path: Path(path).name)
+    )
+    rows = sorted("\t".join(row) for row in table.itertuples(index=False, name=None))
+    return {
+        "data": str(data),
+        "images": len(frame),
+        "classes": sorted(frame["label"].unique()),
+        "split_sha256": hashlib.sha256("\n".join(rows).encode()).hexdigest(),
+    }
+
+
 def _check_same_experiment(
-    study: optuna.Study, base: TrainConfig, inner_folds: int | None, ignore: list[str]
+    study: optuna.Study,
+    base: TrainConfig,
+    inner_folds: int | None,
+    ignore: list[str],
+    data: dict[str, Any],
 ) -> None:
-    """Record ``base`` in a new study; refuse to add trials of other settings to an old one
-    (the settings the space searches aside)."""
+    """Record ``base`` and ``data`` (see :func:`_data_record`) in a new study; refuse to add
+    trials of other settings (the settings the space searches aside) or data to an old one."""
     settings = {**base.to_json(), "inner_folds": inner_folds}
+    seen = study.user_attrs.get("data")
+    if seen is None:  # a new study (or one from before studies recorded their data)
+        study.set_user_attr("data", data)
+    elif seen["split_sha256"] != data["split_sha256"]:
+        raise AmlcytoError(
+            f"study {study.study_name!r} searches other data or another split of it "
+            f"({seen['data']}: {seen['images']} images of {', '.join(seen['classes'])}), not "
+            f"{data['data']} "
+            f"({data['images']} images of {', '.join(data['classes'])}); search these in another "
+            "--out (or --study-name), or pass --force to start this folder's study over."
+        )
     recorded = study.user_attrs.get("base")
     if recorded is None:
         study.set_user_attr("base", settings)
@@ -446,14 +514,11 @@ def _redacted(url: str) -> str:
 
 @contextlib.contextmanager
 def _quiet_optuna():
-    """Keep Optuna's INFO lines (the search reports trials itself) and its warnings that a
-    feature is experimental (the heartbeat) off stderr."""
+    """Keep Optuna's INFO lines off stderr (the search reports trials itself)."""
     level = optuna.logging.get_verbosity()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            yield
+        yield
     finally:
         optuna.logging.set_verbosity(level)
 

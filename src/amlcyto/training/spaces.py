@@ -35,7 +35,8 @@ import optuna
 from amlcyto.errors import AmlcytoError
 from amlcyto.io import read_yaml
 from amlcyto.models import model_defaults, model_options
-from amlcyto.training.config import MACHINE_SETTINGS, RESERVED_OPTIONS, TrainConfig
+from amlcyto.models.registry import CELLS, RESERVED_OPTIONS
+from amlcyto.training.config import MACHINE_SETTINGS, TrainConfig
 
 # Settings a space may not search: the data, the task and the machine are the experiment's.
 NOT_SEARCHABLE = set(MACHINE_SETTINGS) | {"model", "task", "positive", "negative", "seed"}
@@ -150,8 +151,8 @@ def check_space(space: SearchSpace, model: str, source: str) -> None:
     for name in [*space.params, *space.fixed]:
         if name.startswith(OPTION):
             option = name[len(OPTION) :]
-            if option in RESERVED_OPTIONS:
-                raise AmlcytoError(f"{source}: {name}: {RESERVED_OPTIONS[option]}.")
+            if option in RESERVED_OPTIONS[CELLS]:
+                raise AmlcytoError(f"{source}: {name}: {RESERVED_OPTIONS[CELLS][option]}.")
             if option not in taken:
                 raise AmlcytoError(
                     f"{source}: {model} has no option {option!r}; it takes "
