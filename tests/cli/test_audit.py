@@ -61,4 +61,4 @@ def test_audit_command_prints_the_same_by_hash_bands_as_by_every_pair(
         ok(result)
         printed.append(result.stdout)
     assert printed[0] == printed[1]
-    assert printed[0].count("near-duplicate") > 10
+    assert printed[0].count("near-duplicate") >= 2  # random cells: 8-22 seen, 1 planted
