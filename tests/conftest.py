@@ -413,3 +413,23 @@ def images(tmp_path: Path) -> list[str]:
         Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(path)
         paths.append(str(path))
     return paths
+
+
+# ---- cell encoders: tests/training/test_encoder.py, tests/cli/test_encoder.py, tests/mil/,
+# tests/training/test_start.py, tests/cli/test_finetune.py, tests/house/test_one_line_errors.py
+
+
+@pytest.fixture(scope="session")
+def encoder_run(tmp_path_factory) -> Path:
+    """A randomly initialised ``cnn_small`` encoder at 32 px (``amlcyto encoder --random-init``).
+    Do not modify it."""
+    from amlcyto.training.encoder import make_encoder
+
+    out = tmp_path_factory.mktemp("encoders") / "cnn_small"
+    return make_encoder("cnn_small", out, image_size=32, random_init=True).path
+
+
+@pytest.fixture(scope="session")
+def encoder_features(encoder_run: Path, tiny_manifest: Path, tmp_path_factory) -> Path:
+    """The tiny data's cells embedded by ``encoder_run``."""
+    return embed(encoder_run, tiny_manifest, tmp_path_factory.mktemp("encoded") / "cells.h5").path

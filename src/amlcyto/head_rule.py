@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from amlcyto.errors import AmlcytoError
 
 MAX_IMAGE_SIZE = 1024  # pixels; a 10,000 px input would ask for tens of GB per batch
+INTERPOLATION = "bicubic"  # how every cell is resized to a model's size (antialiased; DINOv2's)
 
 
 def check_normalisation(mean: Sequence[float], std: Sequence[float]) -> None:

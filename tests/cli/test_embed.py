@@ -46,3 +46,12 @@ def test_workers_beyond_the_usable_cpus_are_capped_with_a_warning(
     ok(result)
     assert started == [2]
     assert "warning: --workers 500: this machine has 2 usable CPUs" in result.stderr
+
+
+def test_an_encoder_embeds_but_not_in_int8(encoder_run: Path, tiny_manifest: Path, tmp_path: Path):
+    out = tmp_path / "c.h5"
+    result = invoke("embed", encoder_run, tiny_manifest, "--out", out, "--precision", "int8")
+    one_line_error(result, f"{encoder_run}: an encoder has no int8 calibration", "--precision")
+    assert not out.exists()
+    ok(invoke("embed", encoder_run, tiny_manifest, "--out", out, "--precision", "32"))
+    assert read_features(out).extractor.origin == "random-init"

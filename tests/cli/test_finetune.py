@@ -78,3 +78,18 @@ def test_an_interrupted_finetune_resumes_where_it_stopped(
     whole, resumed = load_file(tmp_path / "whole" / WEIGHTS), load_file(out / WEIGHTS)
     for name in whole:
         torch.testing.assert_close(resumed[name], whole[name], rtol=0, atol=1e-6, msg=name)
+
+
+def test_finetune_from_an_encoder_gives_a_classifier_that_evaluates(
+    encoder_run: Path, new_data: Path, tmp_path: Path
+):
+    out = tmp_path / "ft"
+    args = ["--data", new_data, "--out", out, *FAST, "--image-size", "32"]
+    ok(invoke("finetune", encoder_run, *args, "--freeze-features"))
+    info, encoder = read_run_info(out), read_run_info(encoder_run)
+    assert info.classes == ["blast", "promyelocyte"] and info.started_from["encoder"]
+    assert (info.input.mean, info.input.std) == (encoder.input.mean, encoder.input.std)
+    features = load_file(encoder_run / WEIGHTS)
+    tuned = load_file(out / WEIGHTS)
+    assert all(torch.equal(tuned[k], v) for k, v in features.items())  # frozen: bit for bit
+    ok(invoke("evaluate", out))

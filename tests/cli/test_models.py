@@ -10,5 +10,5 @@ from amlcyto.models import list_models
 def test_models_lists_every_registered_model():
     result = invoke("models")
     ok(result)
-    for name in ("poster_pml_rara", "cnn_small", *list_models()):
+    for name in ("poster_pml_rara", "cnn_small", "dinobloom-s", "timm/<arch>", *list_models()):
         assert name in result.stdout

@@ -99,3 +99,26 @@ def test_each_refusal_is_one_line_through_the_cli(
     make, fragment, tiny_split: Path, tmp_path: Path, trained_run: Path
 ):
     one_line_error(invoke(*make(tiny_split, tmp_path, trained_run)), fragment)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("evaluate", "{run}", "--data", "{manifest}", "--out", "{out}"),
+        ("predict", "{run}", "{data}", "--out", "{out}.csv"),
+        ("explain", "{run}", "{data}", "--out", "{out}"),
+        ("quantize", "{run}"),
+        ("export", "{run}", "--out", "{out}.onnx"),
+        ("curate", "{manifest}", "--run", "{run}", "--out", "{out}"),
+    ],
+    ids=lambda args: args[0],
+)
+def test_an_encoder_where_a_classifier_is_needed_is_one_line_naming_the_fix(
+    args, encoder_run: Path, tiny_data: Path, tiny_manifest: Path, tmp_path: Path
+):
+    run = Path(shutil.copytree(encoder_run, tmp_path / "encoder"))
+    names = {"run": run, "data": tiny_data, "manifest": tiny_manifest, "out": tmp_path / "out"}
+    result = invoke(*(arg.format(**names) for arg in args))
+    one_line_error(result, f"{run}: a cell_encoder run", "needs a classifier", "amlcyto embed")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["encoder"]  # nothing written
+    assert sorted(p.name for p in run.iterdir()) == ["config.json", "model.safetensors"]

@@ -69,3 +69,23 @@ def test_the_same_seed_gives_the_same_numbers(planted_features: Path, tmp_path: 
     pd.testing.assert_frame_equal(
         pd.read_csv(a / "attention.csv"), pd.read_csv(b / "attention.csv")
     )
+
+
+def test_only_an_extractor_that_learnt_labels_warns_of_optimistic_folds(
+    embedded: Path, encoder_run: Path, tiny_manifest: Path, tiny_split: Path, tmp_path: Path
+):
+    import shutil
+
+    from amlcyto.mil.embed import embed
+
+    encoder = Path(shutil.copytree(encoder_run, tmp_path / "encoder"))
+    shutil.copy(tiny_split, encoder / "split.csv")  # the rows an encoder pretrained on here
+    encoded = embed(encoder, tiny_manifest, tmp_path / "encoded.h5").path
+    quick = MilConfig(folds=3, epochs=1)
+    for features, saw in ((embedded, 6), (encoded, 0)):  # the classifier: train and val patients
+        said: list[str] = []
+        run = mil_train(features, tmp_path / features.stem, quick, log=said.append).path
+        warned = [line for line in said if "optimistic" in line]
+        assert len(warned) == (1 if saw else 0), said
+        metrics = json.loads((run / "metrics.json").read_text())
+        assert metrics["extractor_trained_on_patients"] == saw

@@ -41,3 +41,16 @@ def test_gradcam_layer_is_the_last_spatial_map(name):
     handle.remove()
     assert len(maps) == 1 and maps[0].ndim == 4  # (B, C, h, w): a map Grad-CAM can weigh
     assert maps[0].shape[2] > 1 or size < 64
+
+
+def test_drop_head_makes_an_encoder_and_reset_classifier_a_classifier_again():
+    torch.manual_seed(0)
+    model = create_model("cnn_small", num_classes=3, image_size=32)
+    x = torch.rand(2, 3, 32, 32)
+    features = model.eval().forward_features(x)
+    model.drop_head()
+    assert "num_classes" not in model.registry_config
+    assert not any(name.startswith("head.") for name in model.state_dict())
+    assert torch.equal(model(x), features) and model.num_outputs == model.num_features
+    model.reset_classifier(2)
+    assert model.registry_config["num_classes"] == 2 and model(x).shape == (2, 1)

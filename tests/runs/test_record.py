@@ -93,3 +93,17 @@ def test_run_info_records_where_the_data_came_from(trained_run: Path):
     assert info.started_from is None
     assert info.train_config["model"] == "cnn_small"
     assert RunInfo.from_dict(info.to_dict()) == dataclasses.replace(info, path=None)
+
+
+def test_a_cell_model_resized_another_way_is_refused(run_copy: Path):
+    edit_config(run_copy, lambda record: record["input"].update(interpolation="nearest"))
+    with pytest.raises(AmlcytoError, match="resizes cells with bicubic only"):
+        read_run_info(run_copy)
+
+
+def test_a_run_of_another_kind_is_refused_naming_what_it_is_for(run_copy: Path):
+    from amlcyto.runs import read_run_kind
+
+    with pytest.raises(AmlcytoError, match="needs a patient_mil run; use it with amlcyto predict"):
+        read_run_kind(run_copy, "patient_mil")
+    assert read_run_kind(run_copy, ("cell_classifier", "cell_encoder")).kind == "cell_classifier"

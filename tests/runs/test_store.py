@@ -164,3 +164,46 @@ def test_weights_follow_the_umask_like_every_other_output(trained_run: Path, tmp
         os.umask(old)
     assert (saved.path / WEIGHTS).stat().st_mode & 0o777 == 0o644
     assert (saved.path / CONFIG).stat().st_mode & 0o777 == 0o644
+
+
+def _encoder_info(**changes) -> RunInfo:
+    from amlcyto.runs.results import EncoderTraining
+
+    fields = {
+        "kind": "cell_encoder",
+        "classes": [],
+        "model": {},
+        "input": InputSpec(image_size=24, mean=[0.5] * 3, std=[0.2] * 3),
+        "training": EncoderTraining(method="random-init"),
+    }
+    return RunInfo(**{**fields, **changes})
+
+
+def test_an_encoder_saves_its_features_alone_and_loads_only_where_asked_for(tmp_path: Path):
+    from amlcyto.runs import CELL_MODELS
+
+    torch.manual_seed(0)
+    model = create_model("cnn", num_classes=2, image_size=24, widths=(8, 16), dense=(8,))
+    saved = save_run(tmp_path, model.drop_head(), _encoder_info())
+    assert "num_classes" not in saved.model["options"]
+    names = load_file(str(tmp_path / WEIGHTS)).keys()
+    assert names and not any(name.startswith("head.") for name in names)
+    with pytest.raises(AmlcytoError, match="a cell_encoder run, and this needs a classifier"):
+        load_run(tmp_path)  # predict, evaluate, explain, quantize: a classifier only
+    run = load_run(tmp_path, kinds=CELL_MODELS)
+    assert run.info.training.random_init and run.classes == []
+    cells = torch.randint(0, 256, (4, 24, 24, 3), dtype=torch.uint8)
+    with torch.no_grad():
+        features, probabilities = run.predictor.features_and_probabilities(cells)
+        expected = model.eval().forward_features(run.predictor.input(cells))
+    assert probabilities.shape == (4, 0)
+    torch.testing.assert_close(features, expected)
+
+
+def test_an_encoder_with_classes_or_a_head_is_refused(tmp_path: Path):
+    model = create_model("cnn", num_classes=2, image_size=24, widths=(8, 16), dense=(8,))
+    with pytest.raises(AmlcytoError, match="an encoder has no classes"):
+        save_run(tmp_path, model.drop_head(), _encoder_info(classes=["a", "b"]))
+    with_head = create_model("cnn", num_classes=2, image_size=24, widths=(8, 16), dense=(8,))
+    with pytest.raises(AmlcytoError, match="an encoder's model has no head"):
+        save_run(tmp_path, with_head, _encoder_info())

@@ -195,3 +195,44 @@ def test_imagenet_weights_of_a_deeper_resnet_are_refused(tmp_path: Path):
     weights = _save(tmp_path, resnet_state("resnet34"))
     with pytest.raises(AmlcytoError, match="resnet18"):
         starting_model(imagenet_config(weights), num_classes=2, image_size=32)
+
+
+def test_a_start_from_an_encoder_adds_a_head_and_keeps_its_features_and_scaling(
+    encoder_run: Path,
+):
+    info = read_run_info(encoder_run)
+    assert source_settings(encoder_run) == {
+        "model": "cnn_small",
+        "image_size": 32,
+        "model_options": {k: v for k, v in info.model["options"].items() if k != "image_size"},
+    }
+    config = TrainConfig(model="cnn_small", init_from=str(encoder_run), freeze_features=True)
+    start = starting_model(config, num_classes=3, image_size=32)
+    assert start.started_from["encoder"] == "random-init" and start.started_from["classes"] == []
+    assert start.started_from["weights_sha256"] == info.weights_sha256
+    assert (start.mean, start.std) == (info.input.mean, info.input.std)  # ImageNet's, kept
+    source = load_file(str(encoder_run / "model.safetensors"))
+    state = start.model.state_dict()
+    assert all(torch.equal(state[k], v) for k, v in source.items())
+    assert start.model.head.weight.shape == (3, start.model.num_features)
+    assert start.model.registry_config["num_classes"] == 3
+    assert {n for n, p in start.model.named_parameters() if p.requires_grad} == {
+        "head.weight",
+        "head.bias",
+    }
+    assert start.model(torch.zeros(2, 3, 32, 32)).shape == (2, 3)
+
+
+def test_training_from_an_encoder_makes_a_classifier_with_the_encoders_scaling(
+    encoder_run: Path, tiny_split: Path, tiny_config, isolated_cache: Path, tmp_path: Path
+):
+    from amlcyto.runs import CELL_CLASSIFIER
+    from amlcyto.training import train
+
+    config = tiny_config(isolated_cache, image_size=32, epochs=1, init_from=str(encoder_run))
+    info = train(tiny_split, tmp_path / "run", config)
+    encoder = read_run_info(encoder_run)
+    assert info.kind == CELL_CLASSIFIER and info.classes == ["NPM1", "PML_RARA", "control"]
+    assert (info.input.mean, info.input.std) == (encoder.input.mean, encoder.input.std)
+    assert info.started_from["path"] == str(encoder_run.resolve())
+    assert read_run_info(tmp_path / "run").model["options"]["num_classes"] == 3

@@ -20,7 +20,9 @@ from amlcyto.cli.common import (
 
 @reports_errors
 def embed_command(
-    run: Annotated[Path, typer.Argument(help="Cell run directory (from `amlcyto train`).")],
+    run: Annotated[
+        Path, typer.Argument(help="A cell run: a classifier (`amlcyto train`) or an encoder.")
+    ],
     data: Annotated[
         Path, typer.Argument(help="Manifest or split CSV (every row), or a folder to scan.")
     ],
@@ -32,8 +34,9 @@ def embed_command(
     force: ForceFile = False,
     precision: Precision = "auto",
 ) -> None:
-    """Write each cell's features (the input of the model's head), its class probabilities,
-    path, patient and label, and the extractor's identity, for `amlcyto mil train`."""
+    """Write each cell's features (the input of the model's head), its class probabilities
+    (none for an encoder), path, patient and label, and the extractor's identity, for `amlcyto
+    mil train` and `amlcyto probe`."""
     from amlcyto.io import claim_output_file
     from amlcyto.mil.embed import embed
 

@@ -17,7 +17,10 @@ from amlcyto.training.config import TrainConfig
 def finetune_command(
     run: Annotated[
         Path | None,
-        typer.Argument(help="The cell run to start from (its model, features and image size)."),
+        typer.Argument(
+            help="The cell run (a classifier or an encoder) to start from: its model, "
+            "features and image size."
+        ),
     ] = None,
     data: Annotated[
         Path | None,

@@ -10,6 +10,7 @@ from amlcyto.cli import (
     cv,
     demo,
     embed,
+    encoder,
     evaluate,
     explain,
     export,
@@ -18,6 +19,8 @@ from amlcyto.cli import (
     models,
     poster,
     predict,
+    pretrain,
+    probe,
     quantize,
     report,
     scan,
@@ -52,6 +55,7 @@ COMMANDS = {
     "demo": demo.demo_command,
     "models": models.models_command,
     "train": train.train_command,
+    "pretrain": pretrain.pretrain_command,
     "cv": cv.cv_command,
     "evaluate": evaluate.evaluate_command,
     "predict": predict.predict_command,
@@ -60,11 +64,13 @@ COMMANDS = {
     "quantize": quantize.quantize_command,
     "report": report.report_command,
     "embed": embed.embed_command,
+    "encoder": encoder.encoder_command,
     "simulate-patients": simulate.simulate_patients_command,
     "finetune": finetune.finetune_command,
     "curate": curate.curate_command,
     "reproduce-poster": poster.reproduce_poster_command,
     "search": search.search_command,
+    "probe": probe.probe_command,
 }
 for name, command in COMMANDS.items():
     app.command(name)(command)

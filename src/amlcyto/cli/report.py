@@ -15,7 +15,9 @@ from amlcyto.report import DEFAULT_EXAMPLES, DEFAULT_MIL_CELLS
 def report_command(
     sources: Annotated[
         list[Path],
-        typer.Argument(help="Run directories and/or reproduce-poster folders, a section each."),
+        typer.Argument(
+            help="Run directories, reproduce-poster folders and/or probe folders, a section each."
+        ),
     ],
     out: Annotated[Path, out_option("The HTML file to write.")] = Path("report.html"),
     examples: Annotated[

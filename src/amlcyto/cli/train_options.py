@@ -109,20 +109,23 @@ def parse_devices(devices: str) -> str | int | list[int]:
         ) from None
 
 
-def parse_model_options(text: str | None) -> dict[str, Any]:
-    """``--options`` JSON text -> a dict of model options."""
+def parse_model_options(
+    text: str | None,
+    option: str = "--options",
+    what: str = "model options",
+    example: str = '{"dropout": 0.3}',
+) -> dict[str, Any]:
+    """``--options`` JSON text -> a dict of model options (or of ``what`` another ``option``
+    takes, such as pretrain's ``--method-options``; ``example`` shows one)."""
     if not text:
         return {}
     try:
         options = json.loads(text)
     except json.JSONDecodeError as error:
-        raise AmlcytoError(
-            f"--options is not valid JSON ({error}); e.g. '{{\"dropout\": 0.3}}'."
-        ) from None
+        raise AmlcytoError(f"{option} is not valid JSON ({error}); e.g. '{example}'.") from None
     if not isinstance(options, dict):
         raise AmlcytoError(
-            f"--options must be a JSON object of model options, got {text!r}; "
-            "e.g. '{\"dropout\": 0.3}'."
+            f"{option} must be a JSON object of {what}, got {text!r}; e.g. '{example}'."
         )
     return options
 

@@ -19,19 +19,29 @@ from amlcyto.deploy.int8 import with_int8_network
 from amlcyto.errors import AmlcytoError
 from amlcyto.machine import capped_workers, inference_device, tune_malloc, usable_cpus
 from amlcyto.models.fusion import fold_batchnorm
-from amlcyto.runs import Run, load_run
+from amlcyto.runs import CELL_CLASSIFIER, Run, load_run
 
 T = TypeVar("T")
 
 
-def load_for_inference(run_dir: str | Path, precision: str = "auto") -> Run:
+def load_for_inference(
+    run_dir: str | Path, precision: str = "auto", kinds: tuple[str, ...] = (CELL_CLASSIFIER,)
+) -> Run:
     """The run in ``run_dir`` loaded where it predicts (the GPU when there is one, int8 on the
     CPU) in ``precision`` (:func:`~amlcyto.machine.inference_precision`); ``"int8"`` builds its
-    network from the run's ``int8.json`` (:func:`~amlcyto.deploy.int8.with_int8_network`)."""
+    network from the run's ``int8.json`` (:func:`~amlcyto.deploy.int8.with_int8_network`).
+    ``kinds`` are the run kinds the caller takes (:func:`~amlcyto.runs.load_run`): a classifier
+    by default; ``CELL_MODELS`` where features are all it needs (``embed``, ``mil predict``)."""
     device = inference_device(precision)
     if precision == "int8":
-        return with_int8_network(load_run(run_dir, device, "32"))
-    return load_run(run_dir, device, precision)
+        run = load_run(run_dir, device, "32", kinds)
+        if run.info.is_encoder:
+            raise AmlcytoError(
+                f"{run_dir}: an encoder has no int8 calibration (amlcyto quantize takes "
+                "classifiers); use --precision auto or 32."
+            )
+        return with_int8_network(run)
+    return load_run(run_dir, device, precision, kinds)
 
 
 def decoding_workers(count: int, asked: int | None = None) -> int:

@@ -17,8 +17,9 @@ from amlcyto.deploy.int8 import calibration_sha256
 from amlcyto.evaluation.inference import load_for_inference, scored_batches
 from amlcyto.io import check_output_file, write_atomic
 from amlcyto.mil.bags import check_every_patient_has_cells
-from amlcyto.mil.features import Extractor, FeatureWriter
-from amlcyto.runs import Run
+from amlcyto.mil.features import CLASSIFIER_ORIGIN, Extractor, FeatureWriter
+from amlcyto.runs import CELL_MODELS, Run, RunInfo
+from amlcyto.runs.results import PRETRAINED
 
 
 @dataclass
@@ -53,7 +54,18 @@ def extractor_of(run: Run) -> Extractor:
         cell_classes=list(info.classes),
         precision=run.precision,
         calibration=calibration_sha256(info) if run.precision == "int8" else "",
+        origin=origin_of(info),
     )
+
+
+def origin_of(info: RunInfo) -> str:
+    """What made a cell run's weights (:attr:`Extractor.origin`): ``cell_classifier`` (trained
+    with labels), or an encoder's method: ``pretrain:<method>``, ``random-init``, or
+    ``pretrained:<model>`` (published weights)."""
+    if not info.is_encoder:
+        return CLASSIFIER_ORIGIN
+    method = info.training.method
+    return f"{PRETRAINED}:{info.model['name']}" if method == PRETRAINED else method
 
 
 def embedded_chunks(
@@ -98,7 +110,9 @@ def embed(
     Parameters
     ----------
     run_dir : path
-        A cell classifier run (``amlcyto train``): its ``forward_features`` embed the cells.
+        A cell run: a classifier (``amlcyto train``, ``finetune``) or an encoder (``amlcyto
+        pretrain``, ``encoder``); its ``forward_features`` embed the cells. An encoder's file
+        has probabilities of no classes, ``(N, 0)``, and records the encoder's origin.
     data : path
         A manifest or split file (every row, whatever its split) or a folder (scanned now).
     out : path
@@ -111,7 +125,7 @@ def embed(
         Called as ``progress(done, total)`` while the images are embedded.
     """
     out = check_output_file(out, force, example="cells.h5")
-    run = load_for_inference(run_dir, precision)
+    run = load_for_inference(run_dir, precision, CELL_MODELS)
     rows, problems = listed_rows(data)
     rows = rows.reset_index(drop=True)
     unreadable: dict[int, Problem] = {}

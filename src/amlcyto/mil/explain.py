@@ -85,7 +85,7 @@ def mil_explain(
             "path": data.cells["path"].to_numpy()[mine[order]],
             "attention": weights[order].round(6),
             "cell_type": data.cell_types()[mine[order]],
-            "cell_type_probability": data.probabilities[mine[order]].max(axis=1).round(4),
+            "cell_type_probability": data.cell_type_probabilities()[mine[order]].round(4),
         }
     )
     safe = safe_filename(patient)

@@ -9,8 +9,11 @@ FEATURES.h5
   label           (N,) text        its label ("" where the data had none)
   attrs           amlcyto_kind = "cell-features", format_version, amlcyto_version,
                   extractor (JSON: the cell run, its weights' SHA-256, model, image size,
-                  normalisation, feature width, cell classes)
+                  normalisation, feature width, cell classes, origin)
 ```
+
+An encoder's file (a ``cell_encoder`` run: ``amlcyto pretrain``, ``amlcyto encoder``) has no cell
+classes: its probabilities have no columns, ``(N, 0)``.
 
 Rows are written in chunks as they are computed, so memory stays flat for any number of cells.
 Features of two extractors stand together only where :meth:`Extractor.differs_from` finds
@@ -36,6 +39,11 @@ CHUNK_ROWS = 4096
 DATASETS = ("features", "probabilities", "path", "patient", "label")  # one row per cell each
 
 
+# What made an extractor's weights (``Extractor.origin``): a classifier trained with labels, or
+# an encoder's method (``pretrain:simclr``, ``pretrained:dinobloom-s``, ``random-init``).
+CLASSIFIER_ORIGIN = "cell_classifier"
+
+
 @dataclass(frozen=True)
 class Extractor:
     """The identity of the cell model that embedded the cells."""
@@ -51,6 +59,15 @@ class Extractor:
     cell_classes: list[str]
     precision: str = "32"  # what the cell model computed in (files before it: fp32)
     calibration: str = ""  # int8: the checksum of the run's int8.json (else empty)
+    # what made its weights (files before it: a classifier's): CLASSIFIER_ORIGIN, or an
+    # encoder's method
+    origin: str = CLASSIFIER_ORIGIN
+
+    @property
+    def saw_labels(self) -> bool:
+        """Whether the cell model learnt from labels (a classifier): its features can carry
+        the labels of the patients it trained on. An encoder saw none."""
+        return self.origin == CLASSIFIER_ORIGIN
 
     def key(self) -> str:
         """Everything but the run's path, the precision and the int8 calibration, as one text."""
@@ -71,7 +88,10 @@ class Extractor:
 
     def describe(self) -> str:
         int8 = f", int8 calibration {self.calibration[:12]}" if self.calibration else ""
-        return f"{self.model} at {self.image_size} px, weights {self.weights_sha256[:12]}{int8}"
+        return (
+            f"{self.model} at {self.image_size} px ({self.origin}), weights "
+            f"{self.weights_sha256[:12]}{int8}"
+        )
 
     @classmethod
     def from_json(cls, text: str, source: str | Path) -> Extractor:
@@ -98,8 +118,17 @@ class CellFeatures:
         return len(self.cells)
 
     def cell_types(self) -> np.ndarray:
-        """Each cell's class as the cell model called it (its most probable class)."""
+        """Each cell's class as the cell model called it (its most probable class); ``""``
+        for every cell of an encoder, which calls none."""
+        if not self.extractor.cell_classes:
+            return np.full(len(self), "", dtype=object)
         return np.asarray(self.extractor.cell_classes)[self.probabilities.argmax(axis=1)]
+
+    def cell_type_probabilities(self) -> np.ndarray:
+        """The probability of each cell's :meth:`cell_types` (NaN for an encoder's)."""
+        if not self.extractor.cell_classes:
+            return np.full(len(self), np.nan, dtype=np.float32)
+        return self.probabilities.max(axis=1)
 
 
 class FeatureWriter:
@@ -126,6 +155,8 @@ class FeatureWriter:
 
     def _dataset(self, name: str, shape: tuple, dtype):
         rows = (CHUNK_ROWS,) + shape[1:]
+        if 0 in shape[1:]:  # an encoder's probabilities: no columns (h5py picks the chunks)
+            rows = True
         return self.file.create_dataset(
             name, shape=shape, maxshape=(None,) + shape[1:], dtype=dtype, chunks=rows
         )

@@ -31,7 +31,7 @@ from amlcyto.mil.features import (
     read_feature_files,
 )
 from amlcyto.mil.fit import class_branch, predict_bags
-from amlcyto.runs import RunInfo, load_mil_run
+from amlcyto.runs import CELL_MODELS, RunInfo, load_mil_run
 
 TOP_CELLS = 5  # the highest-attention cells listed per patient
 
@@ -125,7 +125,7 @@ def _embed_in_memory(
     expected: Extractor, rows: pd.DataFrame, batch_size: int, progress
 ) -> tuple[CellFeatures, pd.DataFrame]:
     # the precision the MIL run's features were computed in, whatever this machine would choose
-    run = load_for_inference(expected.run, expected.precision)
+    run = load_for_inference(expected.run, expected.precision, CELL_MODELS)
     if extractor_of(run).differs_from(expected):
         raise AmlcytoError(
             f"{expected.run}: the cell run that made this MIL run's features has changed since "

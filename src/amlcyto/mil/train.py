@@ -201,9 +201,10 @@ def _final_model(config, lr, data, bags, targets, num_classes, best_epochs, log)
 
 def _extractor_saw(data: CellFeatures, bags: Bags, log: Callable[[str], None]) -> int:
     """How many of the patients had cells in the train or val rows of the cell run that made
-    the features (0 where its split file is not there to tell), with a warning where not 0."""
+    the features (0 where its split file is not there to tell, and for an encoder, which
+    learnt no labels), with a warning where not 0."""
     split_file = Path(data.extractor.run) / SPLIT
-    if not split_file.is_file():
+    if not data.extractor.saw_labels or not split_file.is_file():
         return 0
     split = read_manifest(split_file)
     if "split" not in split.columns:

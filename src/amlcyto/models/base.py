@@ -17,7 +17,7 @@ class CellModel(nn.Module):
 
     num_features: int
     num_outputs: int
-    head: nn.Linear
+    head: nn.Linear | nn.Identity  # the identity in an encoder (drop_head)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Map images ``(B, C, H, W)`` to features ``(B, num_features)``."""
@@ -37,6 +37,20 @@ class CellModel(nn.Module):
     def init_head(self, head: nn.Linear) -> None:
         """Initialise a fresh head (PyTorch's default; subclasses may follow another rule)."""
 
+    def drop_head(self) -> CellModel:
+        """Make this model an encoder: its head becomes the identity, so the model gives its
+        features (``num_outputs == num_features``) and saves no head tensors. Its
+        ``registry_config`` loses ``num_classes``; :meth:`reset_classifier` gives it a head
+        again (fine-tuning an encoder)."""
+        old = self.head
+        self.head = nn.Identity()
+        self.num_outputs = self.num_features
+        config = getattr(self, "registry_config", None)
+        if isinstance(config, dict):
+            config.pop("num_classes", None)
+        del old
+        return self
+
     def reset_classifier(self, num_classes: int) -> None:
         """Replace the head with a fresh one for ``num_classes`` classes; keep the features.
 
@@ -44,10 +58,10 @@ class CellModel(nn.Module):
         that saves it rebuilds the new head.
         """
         self.num_outputs = num_outputs_for(num_classes)
-        old = self.head
+        like = next(self.parameters())  # the device and dtype the new head takes
         self.head = nn.Linear(self.num_features, self.num_outputs)
         self.init_head(self.head)
-        self.head.to(device=old.weight.device, dtype=old.weight.dtype)
+        self.head.to(device=like.device, dtype=like.dtype)
         config = getattr(self, "registry_config", None)
         if isinstance(config, dict):
             config["num_classes"] = num_classes

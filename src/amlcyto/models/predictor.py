@@ -47,7 +47,8 @@ class CellInput(nn.Module):
 class CellPredictor(nn.Module):
     """A registry model with its input step and head rule: uint8 cells in, class probabilities
     out. ``mean`` and ``std`` are per channel, in [0, 1] units; ``channels_last`` hands the
-    model NHWC-strided tensors."""
+    model NHWC-strided tensors. ``num_classes`` 0 is an encoder (a model without a head): its
+    features only, and probabilities of no classes, ``(B, 0)``."""
 
     def __init__(
         self,
@@ -60,11 +61,8 @@ class CellPredictor(nn.Module):
         super().__init__()
         self.input = CellInput(mean, std, channels_last)
         self.model = model
-        self.to_probabilities = Probabilities(num_classes)
-
-    @property
-    def num_classes(self) -> int:
-        return self.to_probabilities.num_classes
+        self.num_classes = num_classes
+        self.to_probabilities = Probabilities(num_classes) if num_classes else _NoClasses()
 
     def logits(self, images: torch.Tensor) -> torch.Tensor:
         return self.model(self.input(images))
@@ -76,7 +74,18 @@ class CellPredictor(nn.Module):
     def features_and_probabilities(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Both in one pass: ``(B, num_features)`` features and ``(B, K)`` probabilities."""
         features = self.features(images)
+        if not self.num_classes:
+            return features, self.to_probabilities(features)
         return features, self.to_probabilities(self.model.forward_head(features))
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.to_probabilities(self.logits(images))
+
+
+class _NoClasses(nn.Module):
+    """An encoder's probabilities: none, ``(B, 0)``."""
+
+    num_classes = 0
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return features.new_zeros((features.shape[0], 0))

@@ -8,6 +8,13 @@ model's options: :func:`create_model` binds the given options to it
 included, on the model as ``model.registry_config``. :func:`model_config` returns that record,
 and ``create_model(**model_config(model))`` rebuilds the architecture.
 
+A family (:func:`register_family`) names models by a prefix and a member, e.g. ``timm/<arch>``
+for any architecture timm knows: a member's builder is made the first time its name is used,
+and then it is a model like any other (options checked, config recorded), though
+:func:`list_models` does not list a family's members. A published backbone
+(``register_model(backbone=True)``, e.g. ``dinobloom-s``) takes cells only at its own sizes and
+has no Grad-CAM layer: :func:`list_models` lists it only when asked (``backbones=True``).
+
 Each option's annotation is its rule, declared once and checked for every model before it is
 built (:func:`check_options` for the options a user gives, :func:`create_model` for all):
 ``bool`` takes true or false, ``int`` a whole number, ``float`` any number, ``Literal[...]`` one
@@ -121,6 +128,28 @@ class OptionRule:
 _BUILDERS: dict[str, Builder] = {}
 _DEFAULTS: dict[str, dict[str, Any]] = {}
 _RULES: dict[str, dict[str, OptionRule]] = {}
+_BACKBONES: set[str] = set()  # published backbones: listed only when asked
+_MEMBERS: set[str] = set()  # members of a family, made when first named: never listed
+
+
+@dataclass(frozen=True)
+class Family:
+    """Models named ``prefix + member`` (``timm/convnext_tiny``), their builders made on demand.
+
+    ``member(name)`` returns the builder of the member ``name`` (its options annotated like any
+    builder's) and its defaults (``image_size``, ``lr``, ``description``), or raises an
+    ``AmlcytoError`` naming what it knows instead; ``pattern`` and ``description`` are the
+    line a listing shows for the whole family (``timm/<arch>``).
+    """
+
+    prefix: str
+    member: Callable[[str], tuple[Builder, dict[str, Any]]]
+    pattern: str
+    description: str
+    lr: float
+
+
+_FAMILIES: dict[str, Family] = {}
 
 
 def register_model(
@@ -131,6 +160,7 @@ def register_model(
     lr: float = 1e-3,
     description: str = "",
     inputs: str = CELLS,
+    backbone: bool = False,
 ) -> Builder | Callable[[Builder], Builder]:
     """Add the builder ``fn`` to the registry under ``name`` (default: the function's name);
     return it unchanged.
@@ -143,43 +173,104 @@ def register_model(
     ``cells`` (images: the builder takes ``image_size``) or ``features`` (a bag of cell
     features: it takes ``feature_width``, and ``image_size`` is unused). Every option is
     annotated with its rule (see the module's docstring), a number with its range.
+    ``backbone`` marks a published backbone (weights from
+    :func:`amlcyto.models.pretrained.load_pretrained_weights`), which :func:`list_models`
+    lists only when asked.
     """
 
     def decorate(builder: Builder) -> Builder:
         key = name or builder.__name__
-        if key in _BUILDERS:
-            raise ValueError(f"a model named {key!r} is already registered")
-        parameters = inspect.signature(builder).parameters
-        if any(p.kind is p.VAR_KEYWORD for p in parameters.values()):
-            raise ValueError(f"builder {key!r} takes **kwargs; name each option instead")
-        for needed in _NEEDED[inputs]:
-            if needed not in parameters:
-                raise ValueError(f"builder {key!r} must take {needed}")
-        rules = _option_rules(key, builder)
-        summary = description or (builder.__doc__ or "").strip().split("\n")[0]
-        _BUILDERS[key] = builder
-        _RULES[key] = rules
-        _DEFAULTS[key] = {
-            "name": key,
-            "image_size": image_size if inputs == CELLS else None,
-            "lr": lr,
-            "description": summary,
-            "inputs": inputs,
-        }
+        _add(key, builder, image_size, lr, description, inputs)
+        if backbone:
+            _BACKBONES.add(key)
         return builder
 
     return decorate(fn) if fn is not None else decorate
 
 
-def list_models(inputs: str | None = CELLS) -> list[str]:
+def _add(
+    key: str, builder: Builder, image_size: int, lr: float, description: str, inputs: str
+) -> None:
+    if key in _BUILDERS:
+        raise ValueError(f"a model named {key!r} is already registered")
+    parameters = inspect.signature(builder).parameters
+    if any(p.kind is p.VAR_KEYWORD for p in parameters.values()):
+        raise ValueError(f"builder {key!r} takes **kwargs; name each option instead")
+    for needed in _NEEDED[inputs]:
+        if needed not in parameters:
+            raise ValueError(f"builder {key!r} must take {needed}")
+    rules = _option_rules(key, builder)
+    summary = description or (builder.__doc__ or "").strip().split("\n")[0]
+    _BUILDERS[key] = builder
+    _RULES[key] = rules
+    _DEFAULTS[key] = {
+        "name": key,
+        "image_size": image_size if inputs == CELLS else None,
+        "lr": lr,
+        "description": summary,
+        "inputs": inputs,
+    }
+
+
+def register_family(
+    prefix: str,
+    member: Callable[[str], tuple[Builder, dict[str, Any]]],
+    *,
+    pattern: str,
+    description: str,
+    lr: float,
+) -> None:
+    """Name models ``prefix + member`` (e.g. ``timm/`` and any timm architecture): the first
+    time such a name is used, ``member(name)`` gives its builder and defaults (see
+    :class:`Family`), and it is registered like any model of cell images."""
+    if prefix in _FAMILIES:
+        raise ValueError(f"a family of models named {prefix}... is already registered")
+    _FAMILIES[prefix] = Family(prefix, member, pattern, description, lr)
+
+
+def list_models(inputs: str | None = CELLS, backbones: bool = False) -> list[str]:
     """The names of the registered models that take ``inputs`` (``cells``, ``features``, or
-    None for all), sorted."""
-    return sorted(k for k, d in _DEFAULTS.items() if inputs is None or d["inputs"] == inputs)
+    None for all), sorted; ``backbones`` adds the published backbones (``dinobloom-s``, ...).
+    A family's members are never listed (:func:`model_families` describes each family)."""
+    return sorted(
+        k
+        for k, d in _DEFAULTS.items()
+        if (inputs is None or d["inputs"] == inputs)
+        and (backbones or k not in _BACKBONES)
+        and k not in _MEMBERS
+    )
+
+
+def model_families() -> list[dict[str, Any]]:
+    """One line per family of models, as :func:`model_defaults` gives a model's: ``name`` is
+    the family's pattern (``timm/<arch>``), ``image_size`` None (each member has its own)."""
+    return [
+        {
+            "name": f.pattern,
+            "image_size": None,
+            "lr": f.lr,
+            "description": f.description,
+            "inputs": CELLS,
+        }
+        for f in _FAMILIES.values()
+    ]
 
 
 def _check_name(name: str) -> None:
-    if name not in _BUILDERS:
-        raise AmlcytoError(f"unknown model {name!r}; choose one of: {', '.join(list_models(None))}")
+    """Refuse an unknown name, listing the known ones; make a family's member when first
+    named."""
+    if name in _BUILDERS:
+        return
+    family = next(
+        (f for p, f in _FAMILIES.items() if isinstance(name, str) and name.startswith(p)), None
+    )
+    if family is not None and len(name) > len(family.prefix):
+        builder, defaults = family.member(name[len(family.prefix) :])
+        _add(name, builder, inputs=CELLS, **defaults)
+        _MEMBERS.add(name)
+        return
+    known = [*list_models(None, backbones=True), *(f.pattern for f in _FAMILIES.values())]
+    raise AmlcytoError(f"unknown model {name!r}; choose one of: {', '.join(known)}")
 
 
 def model_defaults(name: str) -> dict[str, Any]:
@@ -311,10 +402,18 @@ def _check_memory(
 
 class _ShapesOnly(TorchFunctionMode):
     """Random fills left out (meta tensors hold no values; torch's meta ``normal_`` alone
-    imports torch._dynamo, seconds)."""
+    imports torch._dynamo, seconds), and the in-place steps of a truncated normal fill
+    (timm's ``trunc_normal_``: ``erfinv_`` and ``clamp_`` go through torch's slow meta path)."""
+
+    _FILLS = (
+        torch.Tensor.normal_,
+        torch.Tensor.uniform_,
+        torch.Tensor.erfinv_,
+        torch.Tensor.clamp_,
+    )
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
-        if func in (torch.Tensor.normal_, torch.Tensor.uniform_):
+        if func in self._FILLS:
             return args[0]
         return func(*args, **(kwargs or {}))
 

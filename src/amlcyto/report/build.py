@@ -1,4 +1,4 @@
-"""``build_report(sources, out)``: runs and reproduce-poster folders as one HTML page."""
+"""``build_report(sources, out)``: runs, reproduce-poster and probe folders as one HTML page."""
 
 from __future__ import annotations
 
@@ -19,8 +19,9 @@ from amlcyto.report import DEFAULT_EXAMPLES, DEFAULT_MIL_CELLS
 from amlcyto.report.cell_run import cell_run_section, read_given_table
 from amlcyto.report.mil_run import mil_run_section
 from amlcyto.report.poster_folder import poster_section
+from amlcyto.report.probe_folder import is_probe_folder, probe_section
 from amlcyto.runs import CELL_CLASSIFIER, CONFIG, PATIENT_MIL, RunInfo, read_run_info
-from amlcyto.runs.files import COMPARISON
+from amlcyto.runs.files import COMPARISON, PROBE_TABLE
 
 TEMPLATE = "report.html.j2"
 
@@ -52,8 +53,8 @@ def build_report(
     ----------
     sources : paths
         Run directories (``amlcyto train``: one without a test evaluation is scored first, into
-        ``RUN/eval-test``; ``amlcyto mil train``) and ``reproduce-poster`` folders, each a
-        section of the page.
+        ``RUN/eval-test``; ``amlcyto mil train``), ``reproduce-poster`` folders and probe
+        folders (``amlcyto probe``), each a section of the page.
     out : path
         The HTML file; refused where it exists unless ``force``.
     examples, mil_cells : int
@@ -84,7 +85,9 @@ def build_report(
     sections = []
     for source, info in zip(sources, checked, strict=True):
         log(f"report: reading {source}")
-        if info is None:
+        if info is None and is_probe_folder(Path(source)):
+            sections.append(probe_section(Path(source)))
+        elif info is None:
             sections.append(poster_section(Path(source)))
         elif info.kind == PATIENT_MIL:
             sections.append(mil_run_section(info, mil_cells))
@@ -100,19 +103,22 @@ def build_report(
 
 
 def _checked(source: Path) -> RunInfo | None:
-    """The record of a run ``source``, None for a reproduce-poster folder; anything else is a
-    one-line error."""
-    if (source / COMPARISON).is_file():
+    """The record of a run ``source``, None for a reproduce-poster or probe folder; anything
+    else is a one-line error."""
+    if (source / COMPARISON).is_file() or is_probe_folder(source):
         return None
     if not (source / CONFIG).is_file():
         raise AmlcytoError(
-            f"{source}: neither a run (no {CONFIG}) nor a reproduce-poster folder (no "
-            f"{COMPARISON}); name a folder made by `amlcyto train`, `amlcyto mil train` or "
-            "`amlcyto reproduce-poster`."
+            f"{source}: neither a run (no {CONFIG}), a reproduce-poster folder (no "
+            f"{COMPARISON}) nor a probe folder (no {PROBE_TABLE}); name a folder made by "
+            "`amlcyto train`, `amlcyto mil train`, `amlcyto reproduce-poster` or `amlcyto probe`."
         )
     info = read_run_info(source)
     if info.kind not in (CELL_CLASSIFIER, PATIENT_MIL):
-        raise AmlcytoError(f"{source}: a {info.kind} run, which this report cannot show yet.")
+        raise AmlcytoError(
+            f"{source}: a {info.kind} run, which this report cannot show; embed labelled cells "
+            "with it, `amlcyto probe` the features and report the probe folder."
+        )
     return info
 
 

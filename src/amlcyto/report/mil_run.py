@@ -109,5 +109,5 @@ def _patient(row: dict, attention: pd.DataFrame, cell_types, classes, cap: int) 
         ],
         "cells": cells,
         "total": len(mine),
-        "types": sorted({c["type"] for c in cells}),
+        "types": sorted({c["type"] for c in cells} - {""}),  # an encoder's cells: none
     }

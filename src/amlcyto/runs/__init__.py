@@ -14,6 +14,8 @@ if TYPE_CHECKING:
     from amlcyto.runs.files import CONFIG, HISTORY, SPLIT, WEIGHTS
     from amlcyto.runs.record import (
         CELL_CLASSIFIER,
+        CELL_ENCODER,
+        CELL_MODELS,
         FORMAT_VERSION,
         PATIENT_MIL,
         RUN_KINDS,
@@ -37,10 +39,10 @@ if TYPE_CHECKING:
     )
 
 __all__ = [
-    "CELL_CLASSIFIER", "CONFIG", "FORMAT_VERSION", "HISTORY", "PATIENT_MIL", "RUN_KINDS",
-    "SPLIT", "WEIGHTS", "DataInfo", "InputSpec", "Run", "RunInfo", "build_model",
-    "file_sha256", "load_mil_run", "load_run", "model_record", "publish_run", "read_run_info",
-    "read_run_kind", "read_weights", "remove_evaluations", "save_run",
+    "CELL_CLASSIFIER", "CELL_ENCODER", "CELL_MODELS", "CONFIG", "FORMAT_VERSION", "HISTORY",
+    "PATIENT_MIL", "RUN_KINDS", "SPLIT", "WEIGHTS", "DataInfo", "InputSpec", "Run", "RunInfo",
+    "build_model", "file_sha256", "load_mil_run", "load_run", "model_record", "publish_run",
+    "read_run_info", "read_run_kind", "read_weights", "remove_evaluations", "save_run",
 ]  # fmt: skip
 
 

@@ -14,6 +14,9 @@ RUN/ (a cell classifier: amlcyto train, finetune)
 EVAL/ (amlcyto evaluate)
   predictions.csv  patients.csv  metrics.json  report.txt  problems.csv
   confusion_matrix.png  patient_confusion_matrix.png  roc.png  loss_curves.png
+ENCODER/ (a cell encoder: amlcyto pretrain, encoder)
+  config.json  model.safetensors (the backbone alone, no head)  and, when pretrained here,
+  split.csv (the rows it saw; labels unused)  history.csv (the loss curve)
 MIL/ (amlcyto mil train: config.json and model.safetensors as a cell run's, and)
   folds.csv  patients.csv  attention.csv  metrics.json  report.txt  history.csv
   confusion_matrix.png
@@ -22,6 +25,7 @@ SEARCH/ (amlcyto search)  search.db  trials.csv  best.yaml  best.json  search.js
                           history.png  importance.png  trial-<n>/  final/
 POSTER/ (amlcyto reproduce-poster)  comparison.csv  split_by_<protocol>.csv  <task>-<protocol>/
 CURATION/ (amlcyto curate)  cells.csv  patients.csv  curated.csv  problems.csv  montage_<class>.png
+PROBE/ (amlcyto probe)  probe.csv  folds.csv  map-<features file>.png
 ```
 """
 
@@ -103,6 +107,7 @@ CELL_RUN_FILES = (
     f"{EVAL_PREFIX}*",  # a linked evaluation
     *(f"{EVAL_PREFIX}*/{name}" for name in EVALUATION_FILES),
 )
+ENCODER_RUN_FILES = (CONFIG, WEIGHTS, SPLIT, HISTORY)
 MIL_RUN_FILES = (CONFIG, WEIGHTS, FOLDS, PATIENTS, ATTENTION, METRICS, REPORT, HISTORY, CONFUSION)
 FOLD_RUN = "fold-{k}"  # a cross-validation's run of fold k
 CV_FILES = (FOLDS, CV_TABLE, CV_SUMMARY, *(f"{FOLD_RUN.format(k='*')}/{p}" for p in CELL_RUN_FILES))
@@ -111,3 +116,9 @@ CV_FILES = (FOLDS, CV_TABLE, CV_SUMMARY, *(f"{FOLD_RUN.format(k='*')}/{p}" for p
 def evaluation_folder(name: str) -> str:
     """The folder name of a run's evaluation ``name`` (``test`` -> ``eval-test``)."""
     return f"{EVAL_PREFIX}{name}"
+
+
+# a probe folder (amlcyto probe; besides FOLDS: each cell's patient, label and fold)
+PROBE_TABLE = "probe.csv"  # one row per features file and method: mean and sd over folds
+PROBE_MAP = "map-{name}.png"  # a features file's 2-D map (t-SNE), named after the file
+PROBE_FILES = (PROBE_TABLE, FOLDS, PROBE_MAP.format(name="*"))

@@ -12,19 +12,44 @@ from pathlib import Path
 from typing import Any
 
 from amlcyto.errors import AmlcytoError
-from amlcyto.head_rule import MAX_IMAGE_SIZE, check_normalisation, positive_class
+from amlcyto.head_rule import (
+    INTERPOLATION,
+    MAX_IMAGE_SIZE,
+    check_normalisation,
+    positive_class,
+)
 from amlcyto.runs.files import CONFIG, SPLIT
-from amlcyto.runs.results import CellResults, CellTraining, MilResults, MilRunTraining
+from amlcyto.runs.results import (
+    CellResults,
+    CellTraining,
+    EncoderResults,
+    EncoderTraining,
+    MilResults,
+    MilRunTraining,
+)
 
 FORMAT_VERSION = 2
 CELL_CLASSIFIER = "cell_classifier"
 PATIENT_MIL = "patient_mil"  # attention MIL over each patient's cell features (amlcyto mil)
+# a cell model without a head, whose features are the product (amlcyto pretrain, encoder): it
+# has no classes
+CELL_ENCODER = "cell_encoder"
 # The kinds of run this version reads.
-RUN_KINDS = (CELL_CLASSIFIER, PATIENT_MIL)
+RUN_KINDS = (CELL_CLASSIFIER, PATIENT_MIL, CELL_ENCODER)
+# The kinds whose model takes cell images: what ``embed``, ``finetune`` and ``train --from`` take.
+CELL_MODELS = (CELL_CLASSIFIER, CELL_ENCODER)
+# What to do with a run of each kind (a refusal names it).
+USE_OF_KIND = {
+    CELL_CLASSIFIER: "amlcyto predict / evaluate / embed",
+    PATIENT_MIL: "amlcyto mil predict / explain",
+    CELL_ENCODER: "amlcyto embed (then probe or mil train), or fine-tune it into a classifier "
+    "with amlcyto finetune",
+}
 # The types of each kind's ``training`` and ``results``.
 _SECTIONS = {
     CELL_CLASSIFIER: (CellTraining, CellResults),
     PATIENT_MIL: (MilRunTraining, MilResults),
+    CELL_ENCODER: (EncoderTraining, EncoderResults),
 }
 
 
@@ -32,13 +57,16 @@ _SECTIONS = {
 class InputSpec:
     """What a model takes: cells of ``image_size`` px normalised by ``mean``/``std`` (in
     [0, 1] units), or, for a model over features, vectors of ``feature_width`` numbers made
-    by ``extractor`` (:class:`amlcyto.mil.features.Extractor`, as a dict)."""
+    by ``extractor`` (:class:`amlcyto.mil.features.Extractor`, as a dict). Every command
+    that feeds the model applies this spec (``interpolation`` is how cells are resized: the one
+    method amlcyto decodes with)."""
 
     image_size: int | None = None
     mean: list[float] | None = None
     std: list[float] | None = None
     feature_width: int | None = None
     extractor: dict[str, Any] | None = None
+    interpolation: str = INTERPOLATION  # how cells are resized to image_size
 
 
 @dataclass
@@ -64,7 +92,8 @@ class RunInfo:
     or written to, is not saved."""
 
     kind: str  # one of RUN_KINDS
-    classes: list[str]  # in index order (two classes: index 1 is the positive class)
+    classes: list[str]  # in index order (two classes: index 1 is the positive class); an
+    # encoder has none
     model: dict[str, Any]  # {"name": registry name, "options": every builder argument}
     input: InputSpec
     task: str | None = None  # binary or multiclass, for cell classifiers
@@ -74,8 +103,8 @@ class RunInfo:
     data: DataInfo = field(default_factory=DataInfo)
     # the settings that made the run and what was chosen from them, and what training measured
     # (the best epoch, why it stopped, ...): typed by kind (_SECTIONS, :mod:`.results`)
-    training: CellTraining | MilRunTraining | None = None
-    results: CellResults | MilResults | None = None
+    training: CellTraining | MilRunTraining | EncoderTraining | None = None
+    results: CellResults | MilResults | EncoderResults | None = None
     versions: dict[str, str] = field(default_factory=dict)  # of the libraries that trained it
     # of model.safetensors, checked on load: a damaged file never predicts
     weights_sha256: str | None = None
@@ -94,7 +123,11 @@ class RunInfo:
     @property
     def train_config(self) -> dict[str, Any]:
         """The TrainConfig settings that made the run, as a dict (empty if unknown)."""
-        return dict(self.training.config) if self.training else {}
+        return dict(getattr(self.training, "config", None) or {})
+
+    @property
+    def is_encoder(self) -> bool:
+        return self.kind == CELL_ENCODER
 
     @property
     def split_file(self) -> Path:
@@ -153,7 +186,13 @@ class RunInfo:
         problem = None
         if self.kind not in RUN_KINDS:
             problem = f"unknown run kind {self.kind!r} (this amlcyto knows {', '.join(RUN_KINDS)})"
-        elif len(self.classes) < 2 or not all(isinstance(c, str) and c for c in self.classes):
+        elif self.kind == CELL_ENCODER and self.classes:
+            problem = f"an encoder has no classes, got {self.classes!r}"
+        elif self.kind == CELL_ENCODER and "num_classes" in (self.model.get("options") or {}):
+            problem = "an encoder's model has no head (num_classes in its options)"
+        elif self.kind != CELL_ENCODER and (
+            len(self.classes) < 2 or not all(isinstance(c, str) and c for c in self.classes)
+        ):
             problem = f"classes must be two or more names, got {self.classes!r}"
         elif len(set(self.classes)) != len(self.classes):
             problem = f"classes repeat a name: {self.classes!r}"
@@ -161,9 +200,14 @@ class RunInfo:
             self.model.get("options"), dict
         ):
             problem = "model must name a registry model and its options"
-        elif self.kind == CELL_CLASSIFIER:
+        elif self.kind in CELL_MODELS:
             size, top = self.input.image_size, MAX_IMAGE_SIZE
-            if isinstance(size, bool) or not isinstance(size, int) or not 1 <= size <= top:
+            if self.input.interpolation != INTERPOLATION:
+                problem = (
+                    f"input interpolation {self.input.interpolation!r}: this amlcyto resizes "
+                    f"cells with {INTERPOLATION} only"
+                )
+            elif isinstance(size, bool) or not isinstance(size, int) or not 1 <= size <= top:
                 problem = f"input image_size must be an integer from 1 to {top}, got {size!r}"
             else:
                 try:
@@ -208,14 +252,16 @@ def read_run_info(run_dir: str | Path) -> RunInfo:
     return info
 
 
-def read_run_kind(run_dir: str | Path, kind: str) -> RunInfo:
-    """The record of the run in ``run_dir``, refused (naming the command that takes it) unless
-    it is of ``kind``."""
+def read_run_kind(run_dir: str | Path, kind: str | tuple[str, ...]) -> RunInfo:
+    """The record of the run in ``run_dir``, refused (naming what it is for) unless it is of
+    ``kind`` (or one of the kinds)."""
     info = read_run_info(run_dir)
-    if info.kind != kind:
-        command = {CELL_CLASSIFIER: "amlcyto predict / evaluate", PATIENT_MIL: "amlcyto mil"}
+    kinds = (kind,) if isinstance(kind, str) else tuple(kind)
+    if info.kind not in kinds:
+        wanted = " or ".join(kinds)
+        need = "a classifier" if kinds == (CELL_CLASSIFIER,) else f"a {wanted} run"
         raise AmlcytoError(
-            f"{run_dir}: a {info.kind} run, not a {kind} run; use it with "
-            f"`{command.get(info.kind, 'another command')}`."
+            f"{run_dir}: a {info.kind} run, and this needs {need}; use it with "
+            f"{USE_OF_KIND.get(info.kind, 'another command')}."
         )
     return info

@@ -3,8 +3,9 @@ record's ``training`` and ``results`` is named here, once::
 
     EVAL/metrics.json             EvaluationMetrics: the cells' Scores, the patients' Scores, ...
     MIL/metrics.json              MilMetrics: mean +- sd over the folds, each fold, out of fold
-    RUN/config.json  "training"   CellTraining or MilRunTraining (by the run's kind)
-                     "results"    CellResults or MilResults
+    RUN/config.json  "training"   CellTraining, MilRunTraining or EncoderTraining (by the
+                                  run's kind)
+                     "results"    CellResults, MilResults or EncoderResults
 
 ``to_dict()`` writes the keys in field order; ``from_dict(record, source)`` turns a file that is
 not one into one line naming the file and the fix. Fields with a default are those that earlier
@@ -196,6 +197,42 @@ class MilResults(_Record):
     accuracy_sd: float | None
     macro_f1: float | None
     macro_f1_sd: float | None
+
+
+@dataclass
+class EncoderTraining(_Record):
+    """A cell encoder's ``training``: how its weights came to be. ``method`` is
+    ``pretrain:<simclr|dino>`` (self-supervised here, ``settings`` the full PretrainConfig and
+    the views), ``pretrained`` (published weights: ``source`` says which file or hub repo) or
+    ``random-init`` (no weights learnt: the baseline a probe needs)."""
+
+    method: str
+    settings: dict[str, Any] = field(default_factory=dict)
+    source: dict[str, Any] = field(default_factory=dict)  # the weights file or hub repo read
+    precision: str | None = None  # Lightning's, when pretrained here
+
+    @property
+    def random_init(self) -> bool:
+        return self.method == RANDOM_INIT
+
+
+RANDOM_INIT = "random-init"
+PRETRAINED = "pretrained"
+
+
+@dataclass
+class EncoderResults(_Record):
+    """A pretrained encoder's ``results``: how far it trained, why it stopped, how fast."""
+
+    epochs_run: int | None = None
+    planned_epochs: int | None = None
+    stop: str | None = None  # schedule, time or other
+    stop_reason: str | None = None
+    train_seconds: float | None = None  # of the last call (a resumed run: since resuming)
+    images_per_s: float | None = None  # training images (not views) per second, mean
+    final_loss: float | None = None  # the last epoch's training loss
+    final_val_loss: float | None = None
+    resumed_after_epochs: int | None = None
 
 
 Metrics = TypeVar("Metrics", EvaluationMetrics, MilMetrics)

@@ -22,7 +22,13 @@ from amlcyto.io import write_atomic, write_json_atomic
 from amlcyto.machine import inference_precision
 from amlcyto.models import CellPredictor, create_model, model_config
 from amlcyto.runs.files import CONFIG, EVAL_PREFIX, HISTORY, METRICS, SPLIT, WEIGHTS
-from amlcyto.runs.record import CELL_CLASSIFIER, PATIENT_MIL, RunInfo, read_run_kind
+from amlcyto.runs.record import (
+    CELL_CLASSIFIER,
+    CELL_ENCODER,
+    PATIENT_MIL,
+    RunInfo,
+    read_run_kind,
+)
 
 
 @dataclass
@@ -117,14 +123,18 @@ def publish_run(work: str | Path, out: str | Path) -> Path:
 
 
 def build_model(info: RunInfo, source: str | Path = CONFIG) -> torch.nn.Module:
-    """A freshly initialised model of ``info``'s architecture."""
+    """A freshly initialised model of ``info``'s architecture (an encoder: without a head)."""
     options = dict(info.model["options"])
+    encoder = info.kind == CELL_ENCODER
+    head = {"num_classes": 2} if encoder else {}  # any head: drop_head takes it off
     try:
-        model = create_model(info.model["name"], **options)
+        model = create_model(info.model["name"], **head, **options)
     except (AmlcytoError, TypeError, ValueError) as error:
         raise AmlcytoError(
             f"{source}: cannot rebuild the model ({error}); retrain the run."
         ) from None
+    if encoder:
+        return model.drop_head()
     if options.get("num_classes") != len(info.classes):
         raise AmlcytoError(
             f"{source}: the model is built for {options.get('num_classes')} classes but the run "
@@ -206,7 +216,10 @@ def load_mil_run(run_dir: str | Path, device: str | torch.device = "cpu") -> tup
 
 
 def load_run(
-    run_dir: str | Path, device: str | torch.device = "cpu", precision: str = "auto"
+    run_dir: str | Path,
+    device: str | torch.device = "cpu",
+    precision: str = "auto",
+    kinds: tuple[str, ...] = (CELL_CLASSIFIER,),
 ) -> Run:
     """Rebuild a run's model from ``config.json`` and load its safetensors weights (no pickle),
     after checking them against the record's checksum.
@@ -215,8 +228,10 @@ def load_run(
     on CPUs and GPUs (bench c). ``precision`` is what inference computes in
     (:func:`~amlcyto.machine.inference_precision`: ``"auto"`` follows the run's training where
     the device has the hardware). ``"int8"`` is refused here: its network is built from the
-    run's ``int8.json`` by :func:`amlcyto.evaluation.inference.load_for_inference`."""
-    info = read_run_kind(run_dir, CELL_CLASSIFIER)
+    run's ``int8.json`` by :func:`amlcyto.evaluation.inference.load_for_inference`.
+    ``kinds`` are the run kinds the caller takes: a classifier by default, and with
+    ``CELL_ENCODER`` an encoder too (its predictor gives features, and no probabilities)."""
+    info = read_run_kind(run_dir, kinds)
     resolved = inference_precision(precision, getattr(info.training, "precision", None), device)
     if resolved == "int8":
         raise AmlcytoError(
@@ -225,6 +240,6 @@ def load_run(
     model = _load_model(info, device).to(memory_format=torch.channels_last)
     predictor = CellPredictor(
         model, len(info.classes), info.input.mean, info.input.std, channels_last=True
-    )
+    )  # an encoder has no classes: no head
     predictor.to(device).eval()
     return Run(info=info, model=model, predictor=predictor, precision=resolved)

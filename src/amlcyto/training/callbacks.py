@@ -1,4 +1,4 @@
-"""Callbacks: keep the best weights in memory, and log one CSV row per epoch."""
+"""Callbacks: keep the best (or the last) weights in memory, and log one CSV row per epoch."""
 
 from __future__ import annotations
 
@@ -12,16 +12,26 @@ import pandas as pd
 
 from amlcyto.io import write_csv_atomic
 
+# What a classifier's history logs beside the training loss
+CELL_METRICS = ("val_loss", "val_acc", "val_macro_f1")
+KEEP = ("best", "last")
+
 
 class BestWeights(L.Callback):
-    """Keep a copy of the model's weights from the epoch with the lowest ``monitor`` value.
+    """Keep a copy of the model's weights from the epoch with the lowest ``monitor`` value
+    (``keep="best"``), or from the last epoch (``keep="last"``: self-supervised pretraining,
+    whose validation loss measures the task it learns by, not the features it is for, so it has
+    no best epoch). ``best_epoch`` and ``best_score`` are the kept epoch's.
 
     Unlike a checkpoint file this writes nothing (Lightning checkpoints are pickles); the run
-    saves the best weights as safetensors at the end.
+    saves the kept weights as safetensors at the end.
     """
 
-    def __init__(self, monitor: str = "val_loss"):
+    def __init__(self, monitor: str = "val_loss", keep: str = "best"):
+        if keep not in KEEP:
+            raise ValueError(f"keep must be one of {KEEP}, got {keep!r}")
         self.monitor = monitor
+        self.keep = keep
         self.best_score = math.inf
         self.best_epoch = -1
         self.best_state: dict | None = None
@@ -30,17 +40,24 @@ class BestWeights(L.Callback):
         if trainer.sanity_checking:
             return
         score = trainer.callback_metrics.get(self.monitor)
-        if score is not None and float(score) < self.best_score:
+        if self.keep == "last":
+            self.best_score = float(score) if score is not None else math.nan
+            self.best_epoch = trainer.current_epoch
+            self.best_state = copy.deepcopy(module.model.state_dict())
+        elif score is not None and float(score) < self.best_score:
             self.best_score, self.best_epoch = float(score), trainer.current_epoch
             self.best_state = copy.deepcopy(module.model.state_dict())
 
 
 class EpochLog(L.Callback):
-    """Write one CSV row per epoch: losses, metrics, learning rate, training images per second."""
+    """Write one CSV row per epoch: the training loss, ``metrics`` (validation loss, ...),
+    learning rate, training images per second (images, not views or patches: the same count
+    for every kind of training)."""
 
-    def __init__(self, path: Path, rows: list[dict] | None = None):
+    def __init__(self, path: Path, rows: list[dict] | None = None, metrics=CELL_METRICS):
         self.path = Path(path)
         self.rows: list[dict] = list(rows or [])  # a resumed run's earlier epochs
+        self.metrics = tuple(metrics)
         self._reset()
 
     def _reset(self) -> None:
@@ -73,9 +90,7 @@ class EpochLog(L.Callback):
             {
                 "epoch": trainer.current_epoch,
                 "train_loss": self._loss_sum / self._images,
-                "val_loss": metric("val_loss"),
-                "val_acc": metric("val_acc"),
-                "val_macro_f1": metric("val_macro_f1"),
+                **{name: metric(name) for name in self.metrics},
                 "lr": self._lr,
                 "train_seconds": round(seconds, 3),
                 "train_images_per_s": round(self._images / max(seconds, 1e-9), 1),

@@ -118,6 +118,7 @@ class EpochCheckpoint(L.Callback):
             "version": CHECKPOINT_VERSION,
             "epochs_done": done,
             "tensors": name,
+            "keep": self.best.keep,  # best or last: what best_epoch is
             "best_epoch": self.best.best_epoch,
             "best_score": self.best.best_score,
             "stopping": self.stopping.state_dict(),
@@ -173,8 +174,14 @@ def restore_callbacks(checkpoint: Checkpoint, best: BestWeights, stopping: Sched
     """Give the best-weights and stopping callbacks their state at the checkpoint."""
     state = checkpoint.state
     best.best_state = checkpoint.part("best")
-    best.best_epoch, best.best_score = int(state["best_epoch"]), float(state["best_score"])
+    score = state["best_score"]  # None: a last epoch kept whose loss was not a number
+    best.best_epoch, best.best_score = int(state["best_epoch"]), _number(score)
     stopping.load_state_dict(state["stopping"])
+
+
+def _number(value: float | None) -> float:
+    """A number as :func:`_json_safe` wrote it (None: NaN)."""
+    return math.nan if value is None else float(value)
 
 
 def _json_safe(value: Any) -> Any:

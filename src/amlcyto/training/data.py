@@ -17,30 +17,40 @@ from amlcyto.data.manifest import read_manifest
 from amlcyto.errors import AmlcytoError
 from amlcyto.machine import capped_workers
 from amlcyto.training.config import TrainConfig
+from amlcyto.training.pretrain_config import PretrainConfig
 from amlcyto.training.tasks import cap_per_class, rows_of_classes
 
 
 class CellDataModule(L.LightningDataModule):
     """Loaders over the ``train`` and ``val`` rows of a split (with a ``split`` column, e.g. a
     run's ``split.csv``, used as it is), for ``classes`` in index order (rows of other classes
-    are left out), decoded at ``image_size`` px."""
+    are left out), decoded at ``image_size`` px.
+
+    ``classes`` None reads every row unlabelled (self-supervised pretraining): each image's
+    target is 0, all are drawn alike (no balancing, no cap per class), and a last training
+    batch smaller than the others is left out (the draws are random, so no image always is),
+    since a method that compares the images of a batch learns little from a few."""
 
     def __init__(
         self,
         split: pd.DataFrame | str | Path,
-        classes: list[str],
-        config: TrainConfig,
+        classes: list[str] | None,
+        config: TrainConfig | PretrainConfig,
         image_size: int,
     ):
         super().__init__()
         frame = split if isinstance(split, pd.DataFrame) else read_manifest(split)
         if "split" not in frame.columns:
             raise AmlcytoError(f"{split}: has no split column; make one with `amlcyto split`.")
-        rows = rows_of_classes(frame, classes)
+        self.labelled = classes is not None
+        if self.labelled:
+            rows = rows_of_classes(frame, classes)
+        else:
+            rows = frame.assign(target=0).reset_index(drop=True)
         self.config, self.image_size = config, image_size
-        self.train_rows = cap_per_class(
-            rows[rows["split"] == "train"], config.max_per_class, config.seed
-        )
+        train = rows[rows["split"] == "train"]
+        cap = config.max_per_class if self.labelled else None
+        self.train_rows = cap_per_class(train, cap, config.seed).reset_index(drop=True)
         self.val_rows = rows[rows["split"] == "val"].reset_index(drop=True)
         self.sources: dict = {}
         # draws the training batches; a resumed run sets its state back
@@ -76,7 +86,7 @@ class CellDataModule(L.LightningDataModule):
         sampler = None
         if train:
             generator = self.sampler_generator
-            if config.balanced:
+            if self.labelled and config.balanced:
                 counts = rows["target"].value_counts()
                 weights = torch.tensor(
                     (1.0 / rows["target"].map(counts)).to_numpy(), dtype=torch.double
@@ -95,13 +105,15 @@ class CellDataModule(L.LightningDataModule):
             num_workers=workers,
             persistent_workers=workers > 0,
             generator=self.worker_generator if workers > 0 else None,
-            # BatchNorm cannot train on a last batch of one image (a 1x1 feature map in a ResNet
-            # at 32 px has one value per channel); the draws are random, so no image is always
-            # left out
-            drop_last=train
-            and len(rows) > config.batch_size
-            and len(rows) % config.batch_size == 1,
+            drop_last=train and self._drop_last(len(rows)),
         )
+
+    def _drop_last(self, rows: int) -> bool:
+        """Whether to leave out a smaller last training batch: unlabelled, always (where there
+        is a whole batch); labelled, where it would be one image (BatchNorm cannot train on it:
+        a 1x1 feature map in a ResNet at 32 px has one value per channel)."""
+        batch = self.config.batch_size
+        return rows > batch and (not self.labelled or rows % batch == 1)
 
 
 class _DealtSampler(DistributedSampler):

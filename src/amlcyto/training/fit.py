@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 import shutil
 import signal
@@ -51,7 +52,7 @@ from amlcyto.runs import (
 )
 from amlcyto.runs.files import CELL_RUN_FILES, CHECKPOINT
 from amlcyto.runs.results import CellResults, CellTraining
-from amlcyto.training.callbacks import BestWeights, EpochLog
+from amlcyto.training.callbacks import CELL_METRICS, BestWeights, EpochLog
 from amlcyto.training.checkpoint import (
     Checkpoint,
     EpochCheckpoint,
@@ -63,9 +64,14 @@ from amlcyto.training.config import TrainConfig, differing_settings
 from amlcyto.training.data import CellDataModule
 from amlcyto.training.module import CellClassifier
 from amlcyto.training.performance import choose_precision, remembered_channels_last
+from amlcyto.training.pretrain_config import PretrainConfig
 from amlcyto.training.schedule import CosineSchedule, ScheduleAndStop, StoppingRule
 from amlcyto.training.start import feature_modules, starting_model
 from amlcyto.training.tasks import rows_of_classes, task_classes
+
+# The settings of the machine and the schedule that training and pretraining share (their
+# fields of the same names).
+MachineConfig = TrainConfig | PretrainConfig
 
 
 class NoFiniteValidationLoss(AmlcytoError):
@@ -143,23 +149,34 @@ def plan_training(data: str | Path | pd.DataFrame, config: TrainConfig) -> Train
     _check_val_rows(rows, classes, source)
     # no download to check: the model without ImageNet weights
     model = starting_model(replace(config, pretrained=False), len(classes), image_size).model
+    check_takes_cells(model, config.model, config.model_options, image_size)
+    check_images_exist(rows["path"])
+    return TrainingPlan(frame, classes, rows, image_size, config.lr or defaults["lr"])
+
+
+def check_takes_cells(model: torch.nn.Module, name: str, options: dict, image_size: int) -> None:
+    """Refuse a model (registry ``name`` with ``options``) that cannot take RGB cells of
+    ``image_size`` px, in one line naming what to change."""
     try:  # the cells it will get: RGB (3 channels) at image_size
         with torch.no_grad():
             model.eval()(torch.zeros(2, 3, image_size, image_size))
-    except RuntimeError as error:
+    except (RuntimeError, AssertionError) as error:  # timm asserts a fixed input size
         first = first_line(error)
         raise AmlcytoError(
-            f"model {config.model!r} with options {config.model_options} cannot take RGB cells "
+            f"model {name!r} with options {options} cannot take RGB cells "
             f"of {image_size} px ({first}); change --options or --image-size."
         ) from None
-    missing = [p for p in rows["path"] if not os.path.isfile(p)]
+
+
+def check_images_exist(paths: Sequence[str]) -> None:
+    """Refuse a list of images some of which are not there, naming the first."""
+    missing = [p for p in paths if not os.path.isfile(p)]
     if missing:
         raise AmlcytoError(
-            f"{missing[0]}: no such image ({len(missing)} of the {len(rows)} images are "
+            f"{missing[0]}: no such image ({len(missing)} of the {len(paths)} images are "
             "missing); the images moved or were deleted since the manifest was made: re-run "
             "`amlcyto scan` (and `amlcyto split`)."
         )
-    return TrainingPlan(frame, classes, rows, image_size, config.lr or defaults["lr"])
 
 
 def train(
@@ -184,12 +201,14 @@ def train(
     plan = plan_training(data, config)
     out, work = Path(out), work_dir(out)
     lead = is_launch_rank_zero()  # the other DDP processes re-run this with the same arguments
-    checkpoint = _checkpoint_to_resume(out, plan.frame, config, force, resume, lead)
+    checkpoint = checkpoint_to_resume(
+        out, plan.frame, config.to_dict(), CELL_RUN_FILES, force, resume, lead
+    )
 
     L.seed_everything(config.seed, workers=True, verbose=False)
     start = starting_model(config, len(plan.classes), plan.image_size)
     precision = choose_precision(config.precision, config.accelerator)
-    channels_last = _set_memory_format(start.model, config, plan.image_size)
+    channels_last = set_memory_format(start.model, config, plan.image_size)
     tune_malloc()
     datamodule = CellDataModule(plan.frame, plan.classes, config, plan.image_size)
     mean, std = datamodule.channel_stats()  # every image is decoded (cached) by now
@@ -203,9 +222,10 @@ def train(
         start.model, len(plan.classes), mean, std, channels_last=channels_last
     )
     module = _classifier(predictor, config, plan.lr)
-    epochs = _EpochCallbacks(module, datamodule, config, work, checkpoint, callbacks)
+    generators = {"augment": module.generator, "sampler": datamodule.sampler_generator}
+    epochs = EpochCallbacks(module.schedule, generators, config, work, checkpoint, callbacks)
     started = time.perf_counter()
-    trainer = _fit(module, datamodule, epochs, config, precision, out, work, lead)
+    trainer = fit_module(module, datamodule, epochs, config, precision, out, work, lead)
     info = RunInfo(
         kind=CELL_CLASSIFIER,
         classes=plan.classes,
@@ -213,13 +233,20 @@ def train(
         input=InputSpec(image_size=plan.image_size, mean=mean, std=std),
         task=config.task,
         started_from=start.started_from,
-        data=_data_info(work, out, datamodule, plan.rows, config),
+        data=data_info(
+            work,
+            out,
+            datamodule,
+            test_images=int((plan.rows["split"] == "test").sum()),
+            fold=config.fold,
+            test_fold=config.test_fold,
+        ),
         training=CellTraining(config.to_dict(), plan.lr, precision, channels_last),
-        results=epochs.results(trainer, started, checkpoint),
+        results=_results(epochs, trainer, started, checkpoint),
         versions={"torch": torch.__version__, "lightning": L.__version__},
         path=out,
     )
-    return _publish(trainer, start.model, epochs.best.best_state, info, work, out)
+    return publish(trainer, start.model, epochs.best.best_state, info, work, out)
 
 
 def finished_run(run: Path, config: TrainConfig, log: Callable[[str], None]) -> bool:
@@ -256,10 +283,18 @@ def _check_val_rows(rows: pd.DataFrame, classes: list[str], data) -> None:
     )
 
 
-def _checkpoint_to_resume(
-    out: Path, frame: pd.DataFrame, config: TrainConfig, force: bool, resume: bool, lead: bool
+def checkpoint_to_resume(
+    out: Path,
+    frame: pd.DataFrame,
+    settings: dict,
+    files: Sequence[str],
+    force: bool,
+    resume: bool,
+    lead: bool,
 ) -> Checkpoint | None:
-    """The checkpoint a resumed run continues from; refuse an ``out`` it may not replace."""
+    """The checkpoint a resumed run of ``settings`` (a config's ``to_dict()``) on the split
+    ``frame`` continues from; refuse an ``out`` it may not replace (``files``: what a run of
+    its kind holds, :mod:`amlcyto.runs.files`)."""
     work = work_dir(out)
     if resume and force:
         raise AmlcytoError(
@@ -271,7 +306,7 @@ def _checkpoint_to_resume(
             f"{work}: no interrupted training of {out} to resume; run without --resume."
         )
     if checkpoint is not None:
-        differing = differing_settings(checkpoint.state["train_config"], config.to_dict())
+        differing = differing_settings(checkpoint.state["train_config"], settings)
         if differing:
             raise AmlcytoError(
                 f"{out}: the interrupted run had other settings ({'; '.join(differing)}); "
@@ -284,7 +319,7 @@ def _checkpoint_to_resume(
             )
         return checkpoint
     if lead:
-        check_output_dir(out, force, CELL_RUN_FILES)
+        check_output_dir(out, force, files)
         if work.exists() and not force and read_checkpoint(work / CHECKPOINT) is None:
             shutil.rmtree(work)  # stopped before its first epoch: nothing there to resume
         if work.exists() and not force:
@@ -295,7 +330,7 @@ def _checkpoint_to_resume(
     return None
 
 
-def _why_it_stopped(stopping: ScheduleAndStop, trainer: L.Trainer) -> dict:
+def why_it_stopped(stopping: ScheduleAndStop, trainer: L.Trainer) -> dict:
     """``stop`` (schedule, early_stop, time or other) and ``stop_reason``, a sentence."""
     timer = next((c for c in trainer.callbacks if isinstance(c, Timer)), None)
     remaining = timer.time_remaining() if timer is not None else None
@@ -310,7 +345,7 @@ def _why_it_stopped(stopping: ScheduleAndStop, trainer: L.Trainer) -> dict:
     return {"stop": stopping.reason_kind, "stop_reason": stopping.reason}
 
 
-def _set_memory_format(model: torch.nn.Module, config: TrainConfig, image_size: int) -> bool:
+def set_memory_format(model: torch.nn.Module, config: MachineConfig, image_size: int) -> bool:
     """Put ``model`` in channels_last memory format where asked for, or (left to us) on a GPU
     or where it measured faster on this CPU; whether it did."""
     channels_last = config.channels_last
@@ -336,30 +371,35 @@ def _classifier(predictor: CellPredictor, config: TrainConfig, lr: float) -> Cel
     )
 
 
-class _EpochCallbacks:
-    """A run's callbacks in the order they act (``all``): the schedule and early stopping, the
-    best weights, the history and the checkpoint in ``work`` after each epoch, then ``extra``;
-    a resumed run's put back as ``checkpoint`` left them."""
+class EpochCallbacks:
+    """A run's callbacks in the order they act (``all``): the schedule and early stopping (by
+    ``patience`` epochs; the config's where not given), the kept weights (``keep``: the
+    ``best`` epoch by validation loss, or the ``last``), the history (``metrics`` logged beside
+    the loss) and the checkpoint in ``work`` after each epoch (with the states of
+    ``generators``), then ``extra``; a resumed run's put back as ``checkpoint`` left them."""
 
     def __init__(
         self,
-        module: CellClassifier,
-        datamodule: CellDataModule,
-        config: TrainConfig,
+        schedule: CosineSchedule,
+        generators: dict[str, torch.Generator],
+        config: MachineConfig,
         work: Path,
         checkpoint: Checkpoint | None,
         extra: Sequence[L.Callback],
+        keep: str = "best",
+        patience: int | None = None,
+        metrics: Sequence[str] = CELL_METRICS,
     ):
-        generators = {"augment": module.generator, "sampler": datamodule.sampler_generator}
-        self.best = best = BestWeights("val_loss")
+        self.best = best = BestWeights("val_loss", keep=keep)
+        patience = config.patience if patience is None else patience
         self.stopping = stopping = ScheduleAndStop(
-            module.schedule, StoppingRule(config.patience), config.epochs, config.max_minutes
+            schedule, StoppingRule(patience), config.epochs, config.max_minutes
         )
         earlier = None
         if checkpoint is not None:  # the epochs the checkpoint holds (a later row may be logged)
             logged = pd.read_csv(work / HISTORY)
             earlier = logged[logged["epoch"] < checkpoint.epochs_done].to_dict("records")
-        self.history = EpochLog(work / HISTORY, rows=earlier)
+        self.history = EpochLog(work / HISTORY, rows=earlier, metrics=metrics)
         saver = EpochCheckpoint(
             work / CHECKPOINT, best, stopping, generators, {"train_config": config.to_dict()}
         )
@@ -370,33 +410,37 @@ class _EpochCallbacks:
         if config.progress:
             self.all.append(TQDMProgressBar(leave=True))
 
-    def results(self, trainer: L.Trainer, started: float, checkpoint: Checkpoint | None):
-        """The run's :class:`CellResults`: its best epoch, the epochs run, why it stopped."""
-        best = self.best
-        row = next((r for r in self.history.rows if r["epoch"] == best.best_epoch), {})
-        return CellResults(
-            best_epoch=best.best_epoch,
-            best_val_loss=best.best_score,
-            best_val={k: row.get(k) for k in ("val_loss", "val_acc", "val_macro_f1")},
-            epochs_run=trainer.current_epoch,
-            planned_epochs=self.stopping.schedule.epochs,
-            **_why_it_stopped(self.stopping, trainer),
-            train_seconds=round(time.perf_counter() - started, 2),  # of this call
-            resumed_after_epochs=checkpoint.epochs_done if checkpoint else None,
-        )
+
+def _results(
+    epochs: EpochCallbacks, trainer: L.Trainer, started: float, checkpoint: Checkpoint | None
+) -> CellResults:
+    """The run's :class:`CellResults`: its best epoch, the epochs run, why it stopped."""
+    best = epochs.best
+    row = next((r for r in epochs.history.rows if r["epoch"] == best.best_epoch), {})
+    return CellResults(
+        best_epoch=best.best_epoch,
+        best_val_loss=best.best_score,
+        best_val={k: row.get(k) for k in CELL_METRICS},
+        epochs_run=trainer.current_epoch,
+        planned_epochs=epochs.stopping.schedule.epochs,
+        **why_it_stopped(epochs.stopping, trainer),
+        train_seconds=round(time.perf_counter() - started, 2),  # of this call
+        resumed_after_epochs=checkpoint.epochs_done if checkpoint else None,
+    )
 
 
-def _fit(
-    module: CellClassifier,
+def fit_module(
+    module: L.LightningModule,
     datamodule: CellDataModule,
-    epochs: _EpochCallbacks,
-    config: TrainConfig,
+    epochs: EpochCallbacks,
+    config: MachineConfig,
     precision: str,
     out: Path,
     work: Path,
     lead: bool,
 ) -> L.Trainer:
-    """Train; the Trainer once done, with a best epoch (a finite validation loss).
+    """Train ``module`` (whose ``model`` the callbacks keep); the Trainer once done, with
+    weights to keep (a best epoch: a finite validation loss; or a last epoch).
 
     An interruption becomes one line saying what was kept; a run that ends without a
     checkpoint to resume from leaves no working folder.
@@ -452,16 +496,24 @@ def _interrupted(out: Path, work: Path, lead: bool) -> NoReturn:
             f"{out}: training interrupted before its first epoch finished; nothing was "
             "saved (a run that was there is untouched)."
         ) from None
+    state = checkpoint.state
+    kept = "best so far" if state.get("keep", "best") == "best" else "the last"
+    score = state["best_score"]
     raise TrainingInterrupted(
         f"{out}: training interrupted after {checkpoint.epochs_done} finished epoch(s) "
-        f"(best so far: epoch {checkpoint.state['best_epoch']}, validation loss "
-        f"{checkpoint.state['best_score']:.4f}); the same command with --resume continues "
+        f"({kept}: epoch {state['best_epoch']}, validation loss "
+        f"{math.nan if score is None else score:.4f}); the same command with --resume continues "
         f"from epoch {checkpoint.epochs_done} (a run that was there is untouched)."
     ) from None
 
 
-def _data_info(
-    work: Path, out: Path, datamodule: CellDataModule, rows: pd.DataFrame, config: TrainConfig
+def data_info(
+    work: Path,
+    out: Path,
+    datamodule: CellDataModule,
+    test_images: int,
+    fold: int | None = None,
+    test_fold: int | None = None,
 ) -> DataInfo:
     """What the run trained on: its split file's checksum and the images of each part, and
     where the run is written (its working folder is beside it: the same relative paths)."""
@@ -469,20 +521,20 @@ def _data_info(
         split_sha256=file_sha256(work / SPLIT) if (work / SPLIT).is_file() else None,
         train_images=len(datamodule.train_rows),
         val_images=len(datamodule.val_rows),
-        test_images=int((rows["split"] == "test").sum()),
-        fold=config.fold,
-        test_fold=config.test_fold,
+        test_images=test_images,
+        fold=fold,
+        test_fold=test_fold,
         written_in=str(Path(out).resolve()),
     )
 
 
-def _publish(
-    trainer: L.Trainer, model: torch.nn.Module, best: dict, info: RunInfo, work: Path, out: Path
+def publish(
+    trainer: L.Trainer, model: torch.nn.Module, kept: dict, info: RunInfo, work: Path, out: Path
 ) -> RunInfo:
-    """Save the best epoch's weights ``best`` and ``info`` in ``work``, then move it to ``out``
-    (the first process; the others wait until it is there)."""
+    """Save ``model`` with the weights ``kept`` (its state dict) and ``info`` in ``work``, then
+    move it to ``out`` (the first process; the others wait until it is there)."""
     if trainer.is_global_zero:
-        model.load_state_dict(best)
+        model.load_state_dict(kept)
         info = save_run(work, model, info)
         publish_run(work, out)
         info.path = out
@@ -511,6 +563,15 @@ def _quiet_lightning():
 __all__ = [
     "train",
     "work_dir",
+    "EpochCallbacks",
+    "check_images_exist",
+    "check_takes_cells",
+    "checkpoint_to_resume",
+    "data_info",
+    "fit_module",
+    "publish",
+    "set_memory_format",
+    "why_it_stopped",
     "TrainingInterrupted",
     "load_split",
     "is_launch_rank_zero",

@@ -1,5 +1,6 @@
 """Where a training run's weights start: fresh, torchvision's ImageNet weights, or another
-run's (transfer learning: its features kept, a new head for the new classes).
+run's, a classifier's or an encoder's (transfer learning: its features kept, a new head for the
+new classes).
 
 :func:`starting_model` is the one place ``train`` (and the check before it) builds its model.
 """
@@ -16,7 +17,7 @@ from torch import nn
 from amlcyto.errors import AmlcytoError, first_line
 from amlcyto.models import create_model
 from amlcyto.models.resnet import ResNetClassifier
-from amlcyto.runs import CELL_CLASSIFIER, load_run, read_run_kind
+from amlcyto.runs import CELL_MODELS, load_run, read_run_kind
 from amlcyto.training.config import TrainConfig
 
 IMAGENET = "imagenet"
@@ -56,9 +57,9 @@ def starting_model(config: TrainConfig, num_classes: int, image_size: int) -> St
 
 
 def source_settings(run_dir: str | Path) -> dict[str, Any]:
-    """The settings a fine-tuning of ``run_dir`` must take from it: its model, the model's
-    options and its image size."""
-    info = read_run_kind(run_dir, CELL_CLASSIFIER)
+    """The settings a fine-tuning of ``run_dir`` (a cell classifier or encoder) must take from
+    it: its model, the model's options and its image size."""
+    info = read_run_kind(run_dir, CELL_MODELS)
     options = dict(info.model["options"])
     options.pop("num_classes", None)
     return {
@@ -69,7 +70,9 @@ def source_settings(run_dir: str | Path) -> dict[str, Any]:
 
 
 def _from_run(config: TrainConfig, num_classes: int, image_size: int) -> Start:
-    source = load_run(config.init_from)
+    """A classifier's or an encoder's model with a new head for ``num_classes``; it keeps the
+    source's normalisation (an encoder's: its backbone's, or ImageNet's)."""
+    source = load_run(config.init_from, kinds=CELL_MODELS)
     if source.image_size != image_size:
         raise AmlcytoError(
             f"{config.init_from}: its model takes {source.image_size} px cells; fine-tuning "
@@ -83,9 +86,11 @@ def _from_run(config: TrainConfig, num_classes: int, image_size: int) -> Start:
         "path": str(Path(info.path).resolve()),
         "weights_sha256": info.weights_sha256,
         "model": info.model["name"],
-        "classes": info.classes,
+        "classes": info.classes,  # an encoder's: none
         "frozen_features": config.freeze_features,
     }
+    if info.is_encoder:
+        started["encoder"] = info.training.method
     return Start(
         model.to(memory_format=torch.contiguous_format), started, info.input.mean, info.input.std
     )
@@ -135,21 +140,12 @@ def _from_imagenet_file(config: TrainConfig, num_classes: int, image_size: int) 
 
 def _read_state(path: Path) -> dict[str, torch.Tensor]:
     """Tensors of a safetensors file or of a PyTorch state dict, never unpickling code
-    (``weights_only``)."""
-    if not path.is_file():
-        raise AmlcytoError(f"{path}: no such weights file; check --weights.")
-    try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
+    (``weights_only``): :func:`~amlcyto.models.weights_files.read_weights_file`."""
+    from amlcyto.models.weights_files import read_weights_file
 
-            return load_file(str(path))
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # any unreadable file means the same to the user
-        raise AmlcytoError(
-            f"{path}: not a readable weights file ({first_line(error)}); give torchvision's "
-            ".pth file or a .safetensors file."
-        ) from None
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+    fix = "give torchvision's .pth file or a .safetensors file"
+    state = read_weights_file(path, fix)
+    if not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise AmlcytoError(f"{path}: not a state dict of tensors; give torchvision's .pth file.")
     return state
 
