@@ -5,7 +5,8 @@ unlabelled cells give features that close the gap between random and supervised 
     of the same model (``--model``, ``--size`` px):
     - random-init: ``make_encoder(model, random_init=True)`` (``amlcyto encoder --random-init``);
     - SSL: ``pretrain`` (``--method``) on the training rows, labels unused, the schedule fitted
-      to ``--ssl-minutes`` (the validation rows give the validation loss);
+      to ``--ssl-minutes`` (the validation rows give the validation loss), batch 128 and rate
+      3e-3 (chosen among seven two-epoch trials by a linear probe of the validation rows);
     - supervised: ``train`` with its defaults on the same split (its features, not its head),
       its schedule fitted to ``--supervised-minutes``.
     Every test-split cell is embedded by each (``embed``) and the three files are probed
@@ -38,6 +39,7 @@ import json
 import shlex
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -48,7 +50,7 @@ from amlcyto.mil.config import MilConfig
 from amlcyto.mil.embed import embed
 from amlcyto.mil.train import mil_train
 from amlcyto.probe.probe import probe
-from amlcyto.runs import read_run_info
+from amlcyto.runs import RunInfo, read_run_info
 from amlcyto.runs.files import CONFIG, HISTORY
 from amlcyto.training import TrainConfig, train
 from amlcyto.training.encoder import make_encoder
@@ -71,8 +73,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--ssl-minutes", type=float, default=12.0, help="pretraining time")
     parser.add_argument("--supervised-minutes", type=float, default=10.0, help="train's cap")
     parser.add_argument("--ssl-epochs", type=int, default=100, help="most epochs (time decides)")
-    parser.add_argument("--ssl-batch-size", type=int, default=256)
-    parser.add_argument("--ssl-lr", type=float, default=None)
+    # batch and rate chosen among 7 two-epoch trials by a linear probe of the validation rows
+    # (bench/RESULTS.md, m): the batch is pretrain's default, the rate 3x cnn_small's 1e-3
+    parser.add_argument("--ssl-batch-size", type=int, default=128)
+    parser.add_argument("--ssl-lr", type=float, default=3e-3, help="pretraining's rate")
     parser.add_argument("--transfer-epochs", type=int, default=30, help="bench k's: 40")
     # one rate per arm, the one bench k's validation chose most often (its grids: scratch
     # 1e-3,3e-3; frozen 3e-3,1e-2,3e-2; all weights 3e-4,1e-3), to fit the 45 minutes
@@ -100,6 +104,24 @@ def kept(path: Path, reuse: bool, settings: dict, record: Path) -> bool:
 
 def remember(record: Path, settings: dict) -> None:
     record.write_text(json.dumps(settings, indent=2) + "\n")
+
+
+def made_once(
+    name: str, make: Callable, config, split_file: Path, reuse: bool
+) -> tuple[RunInfo, pd.DataFrame]:
+    """The run ``DIR/name`` that ``make(split_file, run, config, force=True)`` (``train`` or
+    ``pretrain``) makes, kept where ``reuse`` and an earlier call made it with the same
+    settings; its record and history."""
+    run, record = DIR / name, DIR / f"{name}.settings.json"
+    settings = {"config": config.to_dict(), "split": str(split_file)}
+    if kept(run / CONFIG, reuse, settings, record):
+        print(f"[{name}] kept {run}")
+    else:
+        started = time.perf_counter()
+        make(split_file, run, config, force=True)
+        print(f"[{name}] made in {time.perf_counter() - started:.0f} s")
+        remember(record, settings)
+    return read_run_info(run), pd.read_csv(run / HISTORY)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -139,19 +161,9 @@ def ssl_encoder(args, split_file: Path) -> dict:
         cache_dir=str(OUT / "cache"),
         progress=False,
     )
-    run, record = DIR / "ssl", DIR / "ssl.settings.json"
-    settings = {"config": config.to_dict(), "split": str(split_file)}
-    if kept(run / CONFIG, args.reuse, settings, record):
-        print(f"[ssl] kept {run}")
-    else:
-        started = time.perf_counter()
-        pretrain(split_file, run, config, force=True)
-        print(f"[ssl] pretrained in {time.perf_counter() - started:.0f} s")
-        remember(record, settings)
-    info = read_run_info(run)
-    history = pd.read_csv(run / HISTORY)
+    info, history = made_once("ssl", pretrain, config, split_file, args.reuse)
     return {
-        "run": str(run),
+        "run": str(info.path),
         "method": info.training.method,
         "epochs_run": info.results.epochs_run,
         "planned_epochs": info.results.planned_epochs,
@@ -177,19 +189,9 @@ def supervised_run(args, split_file: Path) -> dict:
         cache_dir=str(OUT / "cache"),
         progress=False,
     )
-    run, record = DIR / "supervised", DIR / "supervised.settings.json"
-    settings = {"config": config.to_dict(), "split": str(split_file)}
-    if kept(run / CONFIG, args.reuse, settings, record):
-        print(f"[supervised] kept {run}")
-    else:
-        started = time.perf_counter()
-        train(split_file, run, config, force=True)
-        print(f"[supervised] trained in {time.perf_counter() - started:.0f} s")
-        remember(record, settings)
-    info = read_run_info(run)
-    history = pd.read_csv(run / HISTORY)
+    info, history = made_once("supervised", train, config, split_file, args.reuse)
     return {
-        "run": str(run),
+        "run": str(info.path),
         "epochs_run": info.results.epochs_run,
         "best_epoch": info.results.best_epoch,
         "train_seconds": info.results.train_seconds,

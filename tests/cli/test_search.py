@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import optuna
 import pytest
-from cli_helpers import invoke, ok, one_line_error
+from cli_helpers import interrupt_after_first_epoch, invoke, ok, one_line_error
 from training_helpers import _StopAfter
 from typer.testing import CliRunner
 
@@ -116,20 +114,9 @@ def test_sigint_stops_search_in_one_line_and_the_same_command_goes_on(
     command += ["--space", str(tiny_space), *TINY, "--trials", "2", "--patience", "1000"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     command += ["--epochs", "12"]  # the last --epochs wins: a trial long enough to stop in
-    process = subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True)
     state = work_dir(out / "trial-0") / "checkpoint" / "state.json"
-    deadline = time.monotonic() + 120
-    while not state.is_file() and time.monotonic() < deadline and process.poll() is None:
-        time.sleep(0.05)
-    assert state.is_file(), "no epoch finished in time"
-    process.send_signal(signal.SIGINT)
-    started = time.monotonic()
-    _, stderr = process.communicate(timeout=60)
-    assert time.monotonic() - started < 30
-    assert process.returncode == 130, stderr
-    assert "Traceback" not in stderr and "[W" not in stderr, stderr
-    lines = [line for line in stderr.splitlines() if "error:" in line]
-    assert len(lines) == 1 and "search interrupted" in lines[0], stderr
+    _, line = interrupt_after_first_epoch(command, env, state)
+    assert "search interrupted" in line
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     assert [t.state.name for t in _study(out).trials] == ["FAIL", "COMPLETE", "COMPLETE"]

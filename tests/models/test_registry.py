@@ -23,7 +23,7 @@ from amlcyto.models import (
     register_model,
 )
 from amlcyto.models import registry as registry_module
-from amlcyto.models.registry import SIZE
+from amlcyto.option_rules import SIZE
 
 # At 144 px the two-block posters grow a 28-57 M weight dense layer; these stay small.
 AT_144 = ["poster_cbfb_myh11", "poster_npm1", "cnn", "cnn_small", "resnet18"]

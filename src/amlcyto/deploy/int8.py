@@ -149,8 +149,13 @@ def calibrate(
 
 def int8_network(info: RunInfo, model: nn.Module) -> Int8CellModel:
     """The int8 network of the run ``info`` describes, from its fp32 ``model`` (loaded from
-    its weights) and its ``int8.json``; one-line errors for a missing, unreadable or stale
-    calibration."""
+    its weights) and its ``int8.json``; one-line errors for an encoder (nothing to
+    calibrate) and for a missing, unreadable or stale calibration."""
+    if info.is_encoder:
+        raise AmlcytoError(
+            f"{info.path}: an encoder has no int8 calibration (amlcyto quantize takes "
+            "classifiers); use --precision auto or 32."
+        )
     path = info.path / CALIBRATION
     rerun = command_line("amlcyto quantize {} --force", info.path)
     if not path.is_file():

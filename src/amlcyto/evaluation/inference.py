@@ -34,13 +34,7 @@ def load_for_inference(
     by default; ``CELL_MODELS`` where features are all it needs (``embed``, ``mil predict``)."""
     device = inference_device(precision)
     if precision == "int8":
-        run = load_run(run_dir, device, "32", kinds)
-        if run.info.is_encoder:
-            raise AmlcytoError(
-                f"{run_dir}: an encoder has no int8 calibration (amlcyto quantize takes "
-                "classifiers); use --precision auto or 32."
-            )
-        return with_int8_network(run)
+        return with_int8_network(load_run(run_dir, device, "32", kinds))
     return load_run(run_dir, device, precision, kinds)
 
 

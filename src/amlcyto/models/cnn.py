@@ -11,7 +11,8 @@ from torch import nn
 from amlcyto.errors import AmlcytoError
 from amlcyto.head_rule import num_outputs_for
 from amlcyto.models.base import CellModel
-from amlcyto.models.registry import SHARE, SIZE, SIZES, register_model
+from amlcyto.models.registry import register_model
+from amlcyto.option_rules import SHARE, SIZE, SIZES
 
 Padding = Literal["valid", "same"]
 Pool = Literal["flatten", "avg"]

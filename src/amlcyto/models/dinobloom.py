@@ -25,8 +25,9 @@ from typing import Annotated
 
 import torch
 
-from amlcyto.models.registry import SHARE, register_model
+from amlcyto.models.registry import register_model
 from amlcyto.models.timm_backbones import TimmCellModel
+from amlcyto.option_rules import SHARE
 
 IMAGE_SIZE = 224  # what DinoBloom was trained at
 LR = 1e-5  # fine-tuning a foundation model: small steps

@@ -16,7 +16,8 @@ import torch
 from torch import nn
 
 from amlcyto.head_rule import num_outputs_for
-from amlcyto.models.registry import FEATURES, SHARE, SIZE, register_model
+from amlcyto.models.registry import FEATURES, register_model
+from amlcyto.option_rules import SHARE, SIZE
 
 
 class AttentionMIL(nn.Module):

@@ -10,7 +10,8 @@ from torch import nn
 from amlcyto.errors import AmlcytoError
 from amlcyto.head_rule import num_outputs_for
 from amlcyto.models.base import CellModel
-from amlcyto.models.registry import SIZE, register_model
+from amlcyto.models.registry import register_model
+from amlcyto.option_rules import SIZE
 
 MIN_IMAGE_SIZE = 32
 

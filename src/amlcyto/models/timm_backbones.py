@@ -19,7 +19,8 @@ from torch import nn
 from amlcyto.errors import AmlcytoError, first_line
 from amlcyto.head_rule import num_outputs_for
 from amlcyto.models.base import CellModel
-from amlcyto.models.registry import SHARE, Builder, register_family
+from amlcyto.models.registry import Builder, register_family
+from amlcyto.option_rules import SHARE
 
 PREFIX = "timm/"
 LR = 1e-4  # a pretrained backbone's fine-tuning rate, ten times below a CNN from scratch

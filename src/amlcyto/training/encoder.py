@@ -137,13 +137,11 @@ def _built(name: str, size: int, options: dict[str, Any], seed: int) -> torch.nn
 def _check_takes_cells(model: torch.nn.Module, name: str, options: dict, size: int) -> None:
     """Refuse a model that cannot take RGB cells of ``size`` px (train's one check), or gives
     no features of its width."""
-    check_takes_cells(model, name, options, size)
-    with torch.no_grad():
-        features = model.forward_features(torch.zeros(1, 3, size, size))
-    if tuple(features.shape) != (1, model.num_features):
+    features = check_takes_cells(model, name, options, size)  # its head is dropped
+    if tuple(features.shape) != (2, model.num_features):
         raise AmlcytoError(
-            f"model {name!r} gives features of shape {tuple(features.shape)} at {size} px, not "
-            f"(1, {model.num_features}); it cannot be an encoder."
+            f"model {name!r} gives features of shape {tuple(features.shape)[1:]} at {size} px, "
+            f"not ({model.num_features},); it cannot be an encoder."
         )
 
 

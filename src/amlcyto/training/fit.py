@@ -154,12 +154,14 @@ def plan_training(data: str | Path | pd.DataFrame, config: TrainConfig) -> Train
     return TrainingPlan(frame, classes, rows, image_size, config.lr or defaults["lr"])
 
 
-def check_takes_cells(model: torch.nn.Module, name: str, options: dict, image_size: int) -> None:
+def check_takes_cells(
+    model: torch.nn.Module, name: str, options: dict, image_size: int
+) -> torch.Tensor:
     """Refuse a model (registry ``name`` with ``options``) that cannot take RGB cells of
-    ``image_size`` px, in one line naming what to change."""
+    ``image_size`` px, in one line naming what to change; returns its output for two."""
     try:  # the cells it will get: RGB (3 channels) at image_size
         with torch.no_grad():
-            model.eval()(torch.zeros(2, 3, image_size, image_size))
+            return model.eval()(torch.zeros(2, 3, image_size, image_size))
     except (RuntimeError, AssertionError) as error:  # timm asserts a fixed input size
         first = first_line(error)
         raise AmlcytoError(

@@ -8,11 +8,11 @@ two share go through (one rule for ``--epochs``, ``--lr``, ``--devices``, model 
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from amlcyto.errors import AmlcytoError
+from amlcyto.option_rules import SHARE, Between, OptionRule
 from amlcyto.training.config import TrainConfig
 
 SIMCLR, DINO = "simclr", "dino"
@@ -48,20 +48,23 @@ METHOD_DEFAULTS: dict[str, dict[str, int | float]] = {
         "freeze_last_layer_epochs": 1,
     },
 }
-# The range of each setting: (lowest, highest), both allowed
-_RANGES: dict[str, tuple[float, float]] = {
-    "temperature": (1e-3, 10.0),
-    "hidden_dim": (0, 65536),
-    "output_dim": (1, 262144),
-    "bottleneck_dim": (1, 65536),
-    "local_views": (0, 32),
-    "momentum_start": (0.0, 1.0),
-    "teacher_temp_start": (1e-3, 10.0),
-    "teacher_temp": (1e-3, 10.0),
-    "teacher_warmup": (0.0, 1.0),
-    "student_temp": (1e-3, 10.0),
-    "center_momentum": (0.0, 1.0),
-    "freeze_last_layer_epochs": (0, 1000),
+# What each setting takes (the rules model options have)
+_SIZE = OptionRule(int, Between(1, 262145))
+_TEMPERATURE = OptionRule(float, Between(1e-3, 10))
+_SHARE = OptionRule(float, SHARE)  # 0 up to (not including) 1
+_RULES: dict[str, OptionRule] = {
+    "temperature": _TEMPERATURE,
+    "hidden_dim": OptionRule(int, Between(0, 262145)),  # 0: the backbone's width
+    "output_dim": _SIZE,
+    "bottleneck_dim": _SIZE,
+    "local_views": OptionRule(int, Between(0, 33)),
+    "momentum_start": _SHARE,
+    "teacher_temp_start": _TEMPERATURE,
+    "teacher_temp": _TEMPERATURE,
+    "teacher_warmup": _SHARE,
+    "student_temp": _TEMPERATURE,
+    "center_momentum": _SHARE,
+    "freeze_last_layer_epochs": OptionRule(int, Between(0)),
 }
 # The settings both pretraining and training have, checked by TrainConfig's rules.
 SHARED_SETTINGS = (
@@ -152,16 +155,10 @@ class PretrainConfig:
                 f"are {', '.join(sorted(defaults))}."
             )
         for name, value in options.items():
-            low, high = _RANGES[name]
-            whole = isinstance(defaults[name], int)
-            kind = int if whole else int | float
-            if isinstance(value, bool) or not isinstance(value, kind) or not math.isfinite(value):
-                wanted = "a whole number" if whole else "a number"
-                raise AmlcytoError(f"--method-options: {name} takes {wanted}, got {value!r}.")
-            if not low <= value <= high:
+            if not _RULES[name].holds(value):
                 raise AmlcytoError(
-                    f"--method-options: {name} takes {low:g} to {high:g}, got {value!r} (its "
-                    f"default is {defaults[name]!r})."
+                    f"--method-options: {name} takes {_RULES[name]}, got {value!r} (its default "
+                    f"is {defaults[name]!r})."
                 )
         return {**defaults, **options}
 
