@@ -1,5 +1,6 @@
-"""Bench m's choice of the SimCLR settings: short pretrainings of ``cnn_small`` at 64 px with
-one setting changed each, ranked by a quick linear probe of the validation rows.
+"""Bench m's choice of the SimCLR settings: short pretrainings of ``cnn_small`` at 64 px,
+ranked by a quick linear probe of the validation rows. The rate is tried first (from the first
+run's batch 256 and lr 1e-3); the other trials change one setting of ``lr 3e-3``.
 
 Each trial pretrains on bench m's training rows (``bench_split``, seed 0; labels unused) with
 its schedule fitted to ``--minutes`` (5: two epochs on the 2-core development machine), embeds
@@ -10,12 +11,15 @@ beside it to show whether the ranking holds there (bench m itself probes the tes
 ``amlcyto probe``, whose C is chosen inside the training folds).
 
 Run from the repository root: python3 -m bench.ssl_trials  (about 35 minutes; ``--trials``
-names some). Writes bench/out/ssl_trials/ and bench/out/ssl_trials.json.
+names some). Writes bench/out/ssl_trials/ and bench/out/ssl_trials.json, where each trial's
+result replaces that trial's from an earlier call and the others are kept (with the minutes
+and the machine each ran with); the choice is made among every trial the file holds.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import shlex
 import sys
 import time
@@ -35,7 +39,7 @@ from amlcyto.training.pretrain import pretrain
 from amlcyto.training.pretrain_config import PretrainConfig
 from amlcyto.training.ssl import SimCLR
 from amlcyto.training.views import ViewSettings
-from bench.common import OUT, bench_split, pbc_manifest, save_json
+from bench.common import OUT, bench_split, machine, pbc_manifest, save_json
 
 NAME = "ssl_trials"
 DIR = OUT / NAME
@@ -113,19 +117,23 @@ def run_trial(name: str, split_file, rows: dict, minutes: float) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, default=5.0, help="each pretraining's time")
-    parser.add_argument("--trials", nargs="*", default=list(TRIALS), choices=list(TRIALS))
+    parser.add_argument("--trials", nargs="+", default=list(TRIALS), choices=list(TRIALS))
     args = parser.parse_args()
     DIR.mkdir(parents=True, exist_ok=True)
     split_file = bench_split(NAME, pbc_manifest(), 0)  # bench m's split (the same seed)
     split = read_manifest(split_file)
     rows = {}
     for name in ("val", "test"):
-        chosen = split[split["split"] == name].drop(columns=["split"])
-        rows[name] = write_manifest(chosen, DIR / f"{name}.csv")
-    trials = {name: run_trial(name, split_file, rows, args.minutes) for name in args.trials}
-    chosen = max(trials, key=lambda name: trials[name]["val"])
-    command = shlex.join(["python3", "-m", f"bench.{NAME}", *sys.argv[1:]])
-    save_json(NAME, {"command": command, "trials": trials, "chosen_by_validation": chosen})
+        listed = split[split["split"] == name].drop(columns=["split"])
+        rows[name] = write_manifest(listed, DIR / f"{name}.csv")
+    summary = OUT / f"{NAME}.json"
+    trials = json.loads(summary.read_text())["trials"] if summary.is_file() else {}
+    for name in args.trials:
+        trials[name] = run_trial(name, split_file, rows, args.minutes)
+        trials[name].update(minutes=args.minutes, machine=machine())
+        chosen = max(trials, key=lambda trial: trials[trial]["val"])
+        command = shlex.join(["python3", "-m", f"bench.{NAME}", *sys.argv[1:]])
+        save_json(NAME, {"command": command, "trials": trials, "chosen_by_validation": chosen})
     print(f"chosen by the validation rows: {chosen}")
 
 

@@ -35,6 +35,11 @@ def test_a_rule_takes_its_values_refuses_others_and_reads_as_it_takes(rule, take
     assert str(rule) == reads
 
 
+def test_an_included_upper_end_is_taken_and_reads_so():
+    rule = OptionRule(float, Between(0, 1, below_included=True))
+    assert rule.holds(1.0) and not rule.holds(1.0001) and str(rule) == "a number from 0 to 1"
+
+
 def test_a_range_without_an_upper_end_reads_as_at_least():
     assert str(Between(0.001)) == "of at least 0.001"
     assert OptionRule(float, Between(0.001)).holds(1e9)

@@ -16,16 +16,28 @@ from typing import Any
 @dataclass(frozen=True)
 class Between:
     """The range of a number option, or of each number of a list option: ``low <= value``,
-    and ``value < below`` where given; a list option holds at least ``min_items`` numbers."""
+    and ``value < below`` where given (``value <= below`` where ``below_included``); a list
+    option holds at least ``min_items`` numbers."""
 
     low: float
     below: float | None = None
     min_items: int = 0
+    below_included: bool = False
 
     def __str__(self) -> str:
         if self.below is None:
             return f"of at least {self.low:g}"
+        if self.below_included:
+            return f"from {self.low:g} to {self.below:g}"
         return f"from {self.low:g} up to (not including) {self.below:g}"
+
+    def holds(self, value: float) -> bool:
+        """Whether the number ``value`` is in the range."""
+        if self.below is None:
+            return self.low <= value
+        return self.low <= value and (
+            value <= self.below if self.below_included else value < self.below
+        )
 
 
 SIZE = Between(1)  # a count: units, channels, features
@@ -69,5 +81,4 @@ class OptionRule:
         wanted = numbers.Integral if kind is int else numbers.Real
         if isinstance(value, bool) or not isinstance(value, wanted) or not math.isfinite(value):
             return False
-        below = self.between.below
-        return self.between.low <= value and (below is None or value < below)
+        return self.between.holds(value)

@@ -158,7 +158,7 @@ def test_a_split_file_is_used_as_it_is_and_without_val_rows_its_train_rows_give_
         ({"batch_size": 1}, "use 2 or more"),
         ({"batch_size": 64}, "fewer than one batch of 64; lower --batch-size"),
         ({"method_options": {"tau": 1}}, "simclr has no setting 'tau'; its settings are"),
-        ({"method_options": {"temperature": -1}}, "temperature takes a number from 0.001 up to"),
+        ({"method_options": {"temperature": -1}}, "temperature takes a number from 0.001 to 10"),
         ({"method": DINO, "method_options": {"local_views": 1.5}}, "takes a whole number"),
         ({"model_options": {"widths": [8, 16], "in_chans": 1}}, "cannot take RGB cells of 16 px"),
     ],

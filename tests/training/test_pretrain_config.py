@@ -29,7 +29,9 @@ def test_every_method_setting_has_a_rule_that_its_default_keeps(method):
     ("options", "fragment"),
     [
         ({"momentum_start": 1.0}, "momentum_start takes a number from 0 up to (not including) 1"),
-        ({"local_views": 33}, "local_views takes a whole number from 0 up to"),
+        ({"local_views": 33}, "local_views takes a whole number from 0 to 32"),
+        ({"hidden_dim": 65537}, "hidden_dim takes a whole number from 0 to 65536"),
+        ({"teacher_warmup": 1.01}, "teacher_warmup takes a number from 0 to 1"),
         ({"output_dim": True}, "output_dim takes a whole number"),
         ({"teacher_temp": float("nan")}, "teacher_temp takes a number"),
     ],

@@ -48,23 +48,28 @@ METHOD_DEFAULTS: dict[str, dict[str, int | float]] = {
         "freeze_last_layer_epochs": 1,
     },
 }
+
+
 # What each setting takes (the rules model options have)
-_SIZE = OptionRule(int, Between(1, 262145))
-_TEMPERATURE = OptionRule(float, Between(1e-3, 10))
+def _up_to(low: float, high: float, kind: type = float) -> OptionRule:
+    return OptionRule(kind, Between(low, high, below_included=True))
+
+
+_TEMPERATURE = _up_to(1e-3, 10.0)
 _SHARE = OptionRule(float, SHARE)  # 0 up to (not including) 1
 _RULES: dict[str, OptionRule] = {
     "temperature": _TEMPERATURE,
-    "hidden_dim": OptionRule(int, Between(0, 262145)),  # 0: the backbone's width
-    "output_dim": _SIZE,
-    "bottleneck_dim": _SIZE,
-    "local_views": OptionRule(int, Between(0, 33)),
-    "momentum_start": _SHARE,
+    "hidden_dim": _up_to(0, 65536, int),  # 0: the backbone's width
+    "output_dim": _up_to(1, 262144, int),
+    "bottleneck_dim": _up_to(1, 65536, int),
+    "local_views": _up_to(0, 32, int),
+    "momentum_start": _SHARE,  # 1 would freeze the teacher
     "teacher_temp_start": _TEMPERATURE,
     "teacher_temp": _TEMPERATURE,
-    "teacher_warmup": _SHARE,
+    "teacher_warmup": _up_to(0, 1.0),  # a share of the steps, all of them included
     "student_temp": _TEMPERATURE,
-    "center_momentum": _SHARE,
-    "freeze_last_layer_epochs": OptionRule(int, Between(0)),
+    "center_momentum": _SHARE,  # 1 would freeze the centre
+    "freeze_last_layer_epochs": _up_to(0, 1000, int),
 }
 # The settings both pretraining and training have, checked by TrainConfig's rules.
 SHARED_SETTINGS = (
